@@ -8,7 +8,9 @@ when a package is missing.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 from pathlib import Path
 
 from faceage.errors import ModelFileError
@@ -54,4 +56,31 @@ def model_path(name: str) -> Path:
         raise ModelFileError(f"unknown model '{name}'; known models: {known}")
     if not path.is_file():
         raise ModelFileError(f"model file for '{name}' is missing: {path}")
+    return path
+
+
+def read_manifest() -> dict[str, dict]:
+    """The shipped-weights manifest: one entry per file with sha256, provenance and metrics."""
+    return json.loads((WEIGHTS_DIR / "manifest.json").read_text())
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_shipped(name: str) -> Path:
+    """Return a shipped weight file's path after checking it against its manifest sha256."""
+    manifest = read_manifest()
+    if name not in manifest:
+        raise ModelFileError(f"'{name}' has no entry in {WEIGHTS_DIR / 'manifest.json'}")
+    path = WEIGHTS_DIR / name
+    if not path.is_file():
+        raise ModelFileError(f"shipped weights '{name}' are missing from {WEIGHTS_DIR}")
+    actual = sha256_of(path)
+    if actual != manifest[name]["sha256"]:
+        raise ModelFileError(f"shipped weights '{name}' are corrupt: sha256 {actual[:12]}... does not match the manifest")
     return path
