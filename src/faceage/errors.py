@@ -29,3 +29,7 @@ class ModelFileError(FaceageError):
 
 class DatasetError(FaceageError):
     """A dataset folder is missing or has an unexpected layout."""
+
+
+class ImageWriteError(FaceageError):
+    """An output image could not be written (unknown format, protected input, disk error)."""

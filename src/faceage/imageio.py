@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError
+from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError
 
 # 120 MP: well above any camera (a 100 MP medium-format frame fits), far below what would exhaust
 # memory once decoded (120 MP RGB = 360 MB, plus a few working copies).
@@ -212,13 +212,13 @@ def save_image(
 
     ``metadata`` is stored as PNG text chunks, or as one JSON object in EXIF ImageDescription for
     JPEG and WebP (``read_metadata`` reads either back). ``protect`` is a collection of paths (the
-    inputs) that must never be overwritten: writing onto one raises ``FaceageError``. The missing
+    inputs) that must never be overwritten: writing onto one raises ``ImageWriteError``. The missing
     parent folders are created. Returns the path written.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise FaceageError(
+        raise ImageWriteError(
             f"{path.name}: cannot choose an image format from the suffix '{path.suffix}'; "
             f"use one of {', '.join(sorted(SAVE_FORMATS))}"
         )
@@ -226,9 +226,9 @@ def save_image(
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     if protect and _is_protected(path, protect):
-        raise FaceageError(f"{path.name}: refusing to overwrite an input image ({path}); choose another output path")
+        raise ImageWriteError(f"{path.name}: refusing to overwrite an input image ({path}); choose another output path")
     if path.is_dir():
-        raise FaceageError(f"{path.name}: output path is a folder")
+        raise ImageWriteError(f"{path.name}: output path is a folder")
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
 
     options: dict[str, object] = {}

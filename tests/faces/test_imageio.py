@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError
+from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError
 from faceage.imageio import decode_image_bytes, load_image, read_metadata, save_image
 
 
@@ -260,7 +260,7 @@ def test_save_refuses_to_overwrite_protected_input(tmp_path: Path, astronaut: np
     (tmp_path / "link.png").symlink_to(original)
     os.link(original, tmp_path / "hard.png")
     for alias in [*aliases, tmp_path / "link.png", tmp_path / "hard.png"]:
-        with pytest.raises(FaceageError, match="refusing to overwrite"):
+        with pytest.raises(ImageWriteError, match="refusing to overwrite"):
             save_image(alias, blank, protect={str(original)})
     assert original.read_bytes() == before
     # anything else may be overwritten
@@ -288,7 +288,7 @@ def test_failed_write_leaves_old_file_and_no_temp(
 
 
 def test_save_rejects_bad_input(tmp_path: Path, astronaut: np.ndarray) -> None:
-    with pytest.raises(FaceageError, match="suffix"):
+    with pytest.raises(ImageWriteError, match="suffix"):
         save_image(tmp_path / "x.bmpx", astronaut)
     with pytest.raises(ValueError, match="uint8"):
         save_image(tmp_path / "x.png", astronaut.astype(np.float32))
