@@ -43,7 +43,9 @@ def run_per_file(paths: Iterable[str], job: Callable[[str], Any]) -> tuple[list[
 def report_failures(failures: list[FileFailure], total: int) -> None:
     """Print each failed input on stderr; exit 1 when nothing succeeded."""
     for failure in failures:
-        click.echo(f"error: {failure.path}: {failure.reason}", err=True)
+        # most reasons already start with the file's name; don't print it twice
+        named = Path(failure.path).name in failure.reason
+        click.echo(f"error: {failure.reason}" if named else f"error: {failure.path}: {failure.reason}", err=True)
     if failures and len(failures) == total:
         raise SystemExit(1)
     if failures:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from faceage._native import quiet_native_stderr
 from faceage.assets import model_path
 from faceage.faces.align import resize_image
 from faceage.faces.detect import DetectedFace
@@ -200,7 +201,9 @@ class LandmarkModel:
             min_face_presence_confidence=min_confidence,
         )
         self._mp = mp
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        with quiet_native_stderr():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._warmed_up = False  # MediaPipe logs from C++ on its first inference; silence that once
         self._finalizer = weakref.finalize(self, _close_quietly, self._landmarker)
         # MediaPipe closes through a thread pool that is shut down before atexit handlers (and
         # weakref finalizers) run, so a landmarker still open at exit prints a traceback. Close it
@@ -245,7 +248,12 @@ class LandmarkModel:
         crop = _warp_crop(rgb, matrix, n)
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop))
         with self._lock:
-            result = self._landmarker.detect(image)
+            if self._warmed_up:
+                result = self._landmarker.detect(image)
+            else:
+                with quiet_native_stderr():
+                    result = self._landmarker.detect(image)
+                self._warmed_up = True
         if not result.face_landmarks:
             return None
         inverse = cv2.invertAffineTransform(matrix)

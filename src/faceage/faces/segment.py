@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceage._native import quiet_native_stderr
 from faceage.assets import model_path
 from faceage.errors import ModelFileError
 from faceage.imageio import check_rgb
@@ -81,9 +82,13 @@ class PersonSegmenter:
         tensor = (small.astype(np.float32) * (1.0 / 255.0))[None]
         with self._lock:
             if self._interpreter is None:
-                self._interpreter = self._load()
-            self._interpreter.set_tensor(self._input_index, tensor)
-            self._interpreter.invoke()
+                with quiet_native_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
+                    self._interpreter = self._load()
+                    self._interpreter.set_tensor(self._input_index, tensor)
+                    self._interpreter.invoke()
+            else:
+                self._interpreter.set_tensor(self._input_index, tensor)
+                self._interpreter.invoke()
             mask = self._interpreter.get_tensor(self._output_index)[0, :, :, 0].copy()
         if (height, width) != (MODEL_SIZE, MODEL_SIZE):
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,88 @@
+"""The `faceage` command: real models on real photos, one-line errors, per-file reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceage.cli import EXAMPLE_PHOTO, main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_estimate_gives_a_plausible_age_for_the_example(capsys):
+    code, out, err = run_cli(capsys, "estimate", "--json", str(EXAMPLE_PHOTO))
+    assert code == 0, err
+    (result,) = json.loads(out)["results"]
+    (face,) = result["faces"]
+    # Eileen Collins was about 42 in this NASA portrait
+    assert 28 <= face["age"] <= 55
+    x0, y0, x1, y1 = face["box"]
+    assert 0 <= x0 < x1 <= result["width"] and 0 <= y0 < y1 <= result["height"]
+
+
+def test_missing_file_is_one_line_and_fails(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "estimate", str(tmp_path / "nope.jpg"))
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "not found" in err and "Traceback" not in err
+
+
+def test_some_bad_inputs_are_reported_but_the_rest_succeeds(capsys, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(blank)
+    code, out, err = run_cli(capsys, "estimate", str(EXAMPLE_PHOTO), str(text), str(blank))
+    assert code == 0
+    assert "age" in out and "blank.png: no face found" in out
+    assert "notes.jpg" in err and "1 of 3 inputs failed" in err
+
+
+def test_masks_writes_aligned_face_and_overlay(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "masks", str(EXAMPLE_PHOTO), "-o", str(tmp_path / "out"), "--size", "128")
+    assert code == 0, err
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == ["example_face0_aligned.png", "example_face0_masks.png"]
+    for path in written:
+        assert Image.open(path).size == (128, 128)
+
+
+def test_masks_never_overwrites_an_input(capsys, tmp_path):
+    # the first photo's output name is exactly the second input's name
+    first, second = tmp_path / "a.png", tmp_path / "a_face0_aligned.png"
+    Image.open(EXAMPLE_PHOTO).save(first)
+    Image.open(EXAMPLE_PHOTO).save(second)
+    before = second.read_bytes()
+    code, _, err = run_cli(capsys, "masks", str(first), str(second), "-o", str(tmp_path))
+    assert code == 0 and "refusing to overwrite" in err and "1 of 2 inputs failed" in err
+    assert second.read_bytes() == before
+
+
+def test_wrong_arguments_are_rejected(capsys):
+    code, _, err = run_cli(capsys, "masks", str(EXAMPLE_PHOTO), "-o", "x", "--size", "100")
+    assert code == 2 and "'100' is not one of" in err
+    code, _, err = run_cli(capsys, "estimate")
+    assert code == 2 and "Missing argument" in err
+
+
+def test_installed_command_runs_without_traceback(tmp_path):
+    """The console script itself: exit status and stderr as a user sees them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "faceage.cli", "estimate", str(tmp_path / "missing.png")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
