@@ -1,0 +1,146 @@
+"""Save and load networks as ``config.json`` + ``model.safetensors`` in one folder, strictly.
+
+Layout of a model folder::
+
+    config.json        {"format": "faceage-model", "version": 1, "class": "Generator", "config": {...}}
+    model.safetensors  every parameter and persistent buffer (w_avg, const noise images)
+
+Loading never unpickles anything and refuses files that do not match the network the config
+describes: missing keys, unexpected keys and shape mismatches raise ``ModelFileError`` naming
+the file and the first offending keys. Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from faceage.errors import ModelFileError
+from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "faceage-model"
+VERSION = 1
+
+# class name in config.json -> (network class, its config dataclass)
+MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+    "Generator": (Generator, GeneratorConfig),
+    "Discriminator": (Discriminator, DiscriminatorConfig),
+}
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _short(keys) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+    return ", ".join(keys[:5]) + more
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy ``state_dict`` into ``module``; any missing/unexpected key or shape mismatch raises ModelFileError."""
+    expected = module.state_dict()
+    missing = expected.keys() - state_dict.keys()
+    unexpected = state_dict.keys() - expected.keys()
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_short(unexpected)}")
+        raise ModelFileError(f"{source} does not match the network: {'; '.join(parts)}")
+    bad = [
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise ModelFileError(f"{source} has tensors of the wrong shape: {'; '.join(bad[:3])}{more}")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state_dict.items()}, strict=True)
+
+
+def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` (a Generator or Discriminator) to ``folder``; ``dtype`` e.g. float16 to ship small."""
+    from safetensors.torch import save_file
+
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise TypeError(f"cannot save {name}; known classes: {', '.join(MODEL_CLASSES)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu")
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        tensors[k] = v.contiguous().clone()
+    meta = {"format": FORMAT, "version": VERSION, "class": name, "config": model.cfg.to_dict()}
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(
+        folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    )
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> tuple[str, object]:
+    """Return (class name, config dataclass) from ``folder/config.json``."""
+    path = Path(folder) / CONFIG_NAME
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"model config is missing: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"model config {path} is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a faceage model config (format != {FORMAT!r})")
+    if meta.get("version") != VERSION:
+        raise ModelFileError(f"{path} has format version {meta.get('version')!r}; this faceage reads {VERSION}")
+    cls_name = meta.get("class")
+    if cls_name not in MODEL_CLASSES:
+        raise ModelFileError(f"{path} names unknown class {cls_name!r}; known: {', '.join(MODEL_CLASSES)}")
+    _, cfg_cls = MODEL_CLASSES[cls_name]
+    try:
+        cfg = cfg_cls.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} has an invalid {cfg_cls.__name__}: {exc}") from None
+    return cls_name, cfg
+
+
+def load_model(folder: str | os.PathLike, expect: type[nn.Module] | None = None) -> nn.Module:
+    """Build the network described by ``folder/config.json`` and load its weights strictly (float32, CPU)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cls_name, cfg = read_config(folder)
+    cls, _ = MODEL_CLASSES[cls_name]
+    if expect is not None and cls is not expect:
+        raise ModelFileError(f"{folder} holds a {cls_name}, expected a {expect.__name__}")
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ModelFileError(f"model weights are missing: {weights}")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"model weights {weights} are unreadable: {exc}") from None
+    model = cls(cfg)
+    load_state_dict_strict(model, state, str(weights))
+    return model.eval()
