@@ -10,7 +10,7 @@ from faceage import assets
 from faceage.errors import ModelFileError
 
 
-@pytest.mark.parametrize("name", ["yunet", "face_landmarker", "age_onnx", "dlib_5pt", "dlib_resnet", "sface", "selfie_segmentation"])
+@pytest.mark.parametrize("name", ["yunet", "face_landmarker", "age_onnx", "dlib_5pt", "dlib_resnet", "sface", "selfie_segmentation", "mobilenet_v2"])
 def test_every_model_file_is_installed(name):
     path = assets.model_path(name)
     assert path.is_file() and path.stat().st_size > 10_000
