@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceage.data import commands
+from faceage.cli import main as faceage_main
 from faceage.data import datasets as ds
 from faceage.data.prepare import prepare
 from faceage.data.shards import ShardReader, read_manifest
@@ -139,7 +139,7 @@ def test_limit_takes_a_sample(inputs, fake_pipeline, tmp_path: Path) -> None:
 
 def test_cli_missing_folder_is_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        commands.main(["prepare", "--utkface", str(tmp_path / "nope"), "--aaf", str(tmp_path / "nope2"),
+        faceage_main(["data", "prepare", "--utkface", str(tmp_path / "nope"), "--aaf", str(tmp_path / "nope2"),
                        "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
@@ -149,7 +149,7 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_cli_prepare_prints_counts(inputs, fake_pipeline, tmp_path: Path, capsys) -> None:
     utk, aaf = inputs
-    commands.main(["prepare", "--utkface", str(utk), "--aaf", str(aaf), "--size", "64",
+    faceage_main(["data", "prepare", "--utkface", str(utk), "--aaf", str(aaf), "--size", "64",
                    "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
     out = capsys.readouterr().out
     assert "prepared 7 faces" in out and "no face: 1" in out and "MiB" in out

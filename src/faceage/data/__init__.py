@@ -4,7 +4,7 @@
 - ``faceage.data.split``: ``assign_splits`` (deterministic, stratified, no stored list).
 - ``faceage.data.shards``: ``ShardWriter``, ``iter_shard``, ``ShardReader``, ``read_index``
   (the reader needs only the stdlib, numpy and Pillow).
-- ``faceage.data.prepare``: ``prepare(...) -> PrepareReport``; the CLI is ``faceage.data.commands``.
+- ``faceage.data.prepare``: ``prepare(...) -> PrepareReport``; the ``faceage data`` commands are in ``faceage.data.commands``.
 
 Importing this package is cheap: nothing heavy (torch, OpenCV, MediaPipe) loads until
 ``prepare`` aligns faces.

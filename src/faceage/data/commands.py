@@ -1,17 +1,15 @@
 """``faceage data``: commands that build training data from the face datasets.
 
-Run standalone as ``python -m faceage.data.commands prepare ...`` (same options, same errors).
+Registered under ``faceage data``; ``python -m faceage.cli data prepare ...`` runs it without the console script.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
 import click
 
-from faceage.errors import FaceageError
 
 _FOLDER = click.Path(file_okay=False, path_type=Path)
 
@@ -63,22 +61,3 @@ def prepare_command(utkface, aaf, size, out_dir, workers, limit, overwrite, resu
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Standalone entry: user errors as one line, like ``faceage.cli.main``."""
-    try:
-        data.main(args=argv, prog_name="faceage data", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        raise SystemExit(130) from None
-    except click.ClickException as error:
-        error.show()
-        raise SystemExit(error.exit_code) from None
-    except FaceageError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

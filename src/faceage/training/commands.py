@@ -1,7 +1,7 @@
 """``faceage train`` and ``faceage bench``: the GAN trainer and its benchmark on the command line.
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m faceage.cli train gan ...`` (``--batch`` is per GPU).
-Standalone: ``python -m faceage.training.commands train gan ...`` works the same way.
+Registered under ``faceage train`` / ``faceage bench``; under torchrun use ``-m faceage.cli train gan ...``.
 
 Heavy modules (torch, the trainer) are imported inside the commands so ``faceage --help`` stays fast.
 """
@@ -9,7 +9,6 @@ Heavy modules (torch, the trainer) are imported inside the commands so ``faceage
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -216,23 +215,3 @@ def bench_gan(**kw) -> None:
 
     report = run(**kw, echo=click.echo)
     click.echo(f"wrote {report['files']['markdown']} and {report['files']['json']}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Standalone entry (``python -m faceage.training.commands train gan ...``)."""
-    group = click.Group(commands={"train": train, "bench": bench}, context_settings=_CTX)
-    try:
-        group.main(args=argv, prog_name="faceage", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        raise SystemExit(130) from None
-    except click.ClickException as error:
-        error.show()
-        raise SystemExit(error.exit_code) from None
-    except FaceageError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(1) from None
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
