@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from faceage.atomic import write_text_atomic
 from faceage.eval.age import AgeEstimator
 from faceage.eval.identity import ACCEPT_THRESHOLDS, IdentityVerifier
 
@@ -57,18 +57,6 @@ def decade(age: float) -> str:
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.ascontiguousarray(np.asarray(image.convert("RGB")))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -413,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         results["identity"] = identity_sanity(args.datasets, args.identity, args.threads)
     results.setdefault("speed", [])
     text = report(results)
-    write_atomic(args.out, text)
-    write_atomic(args.out.with_suffix(".json"), json.dumps(results, indent=1, default=str) + "\n")
+    write_text_atomic(args.out, text)
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(results, indent=1, default=str) + "\n")
     print(text)
     return 0
 

@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from faceage.atomic import write_text_atomic
 from faceage.models import Generator, GeneratorConfig
 
 RESOLUTIONS = (32, 64, 128)
@@ -145,18 +145,6 @@ def fmt_table(rows: list[dict], gpu_batch: int) -> list[str]:
     return lines
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=15, help="timed CPU runs per sub-model (median reported)")
@@ -243,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cpu_med']:.2f} | {r['cpu_min']:.2f} |"
             for r in alt_rows
         ]
-    write_atomic(args.out, "\n".join(lines) + "\n")
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
     log(f"wrote {args.out}")
     return 0
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from faceage.atomic import write_text_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.md"
 
 
@@ -81,13 +83,6 @@ def evaluator_times(photo: np.ndarray, repeats: int) -> dict[str, float]:
     return times
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -134,7 +129,7 @@ def main() -> None:
         "|---|---:|",
     ]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in evaluators.items()]
-    write_atomically(args.out, "\n".join(lines) + "\n")
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
