@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from faceage.atomic import atomic_write, write_bytes_atomic, write_json_atomic, write_text_atomic
+from faceage.atomic import atomic_write, temp_target, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def test_writes_content_and_leaves_no_temp(tmp_path):
@@ -61,3 +61,16 @@ def test_creates_parent_folders(tmp_path):
     path = tmp_path / "a" / "b" / "c.txt"
     write_text_atomic(path, "deep")
     assert path.read_text() == "deep"
+
+
+def test_temp_target_names_the_destination_of_a_leftover_temp(tmp_path):
+    path = tmp_path / "manifest.json"
+
+    def write(f):
+        (name,) = [p.name for p in tmp_path.iterdir()]
+        assert temp_target(name) == "manifest.json"
+
+    atomic_write(path, write)
+    assert temp_target("manifest.json") is None
+    assert temp_target("shard-000.tar.tmp") is None
+    assert temp_target(".tmp") is None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
-    "atomic_write", "default_file_mode", "fsync_dir",
+    "atomic_write", "default_file_mode", "fsync_dir", "temp_target",
     "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
 ]
 
@@ -40,6 +40,14 @@ def fsync_dir(folder: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def temp_target(name: str) -> str | None:
+    """The destination name of an ``atomic_write`` temp file name (one left by a killed process), else None."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    target, dot, _random = name[1:-4].rpartition(".")
+    return target if dot and target else None
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:

@@ -6,7 +6,7 @@ EXIF orientation applied, embedded ICC profile converted to sRGB, grayscale / pa
 ``ImageReadError`` whose message names the file and gives a one-line reason; images with more
 pixels than ``max_pixels`` are refused from their header, before any pixel is decoded.
 
-Writing goes through a temporary file in the destination folder, fsync, then ``os.replace``, so a
+Writing goes through ``faceage.atomic.atomic_write`` (temp file in the folder, fsync, ``os.replace``), so a
 crash or a full disk never leaves a half-written image under the final name, and input photos can
 be protected from being overwritten by accident.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from faceage.atomic import atomic_write, fsync_dir
 from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError
 
 # 120 MP: well above any camera (a 100 MP medium-format frame fits), far below what would exhaust
@@ -251,22 +251,8 @@ def save_image(
             exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(meta, ensure_ascii=True, sort_keys=True)
             options["exif"] = exif.tobytes()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options)
-            fp.flush()
-            os.fchmod(fp.fileno(), _default_file_mode())
-            os.fsync(fp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda fp: Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options))
+    fsync_dir(path.parent)
     return path
 
 
@@ -311,23 +297,3 @@ def _is_protected(path: Path, protect: Iterable[str | os.PathLike[str]]) -> bool
         except OSError:
             continue
     return False
-
-
-def _default_file_mode() -> int:
-    # mkstemp creates 0600 files; give the result the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

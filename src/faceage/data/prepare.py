@@ -21,6 +21,7 @@ output folder is refused; ``overwrite`` deletes only files this module writes.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing
 import os
@@ -35,11 +36,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from faceage import __version__
+from faceage.atomic import temp_target, write_json_atomic, write_text_atomic
 from faceage.data import datasets, split as splitting
 from faceage.data.datasets import Record, Reject
 from faceage.data.shards import (
     DEFAULT_MAX_BYTES, FORMAT, JPEG_QUALITY, LABELS_CSV, MANIFEST, SHARD_NAME, ShardInfo,
-    ShardWriter, encode_jpeg, iter_shard, read_manifest, sha256_file, write_json_atomic,
+    ShardWriter, encode_jpeg, iter_shard, read_manifest, sha256_file,
 )
 from faceage.errors import FaceageError, ImageReadError, NoFaceError
 
@@ -168,8 +170,8 @@ def _run_tasks(tasks: list[tuple[int, str, int]], size: int, workers: int) -> It
 
 
 def _ours(path: Path) -> bool:
-    name = path.name
-    if name.endswith(".tmp"):
+    name = temp_target(path.name) or path.name  # a write_*_atomic temp left by a killed run
+    if name.endswith(".tmp"):  # a ShardWriter temp
         name = name[:-4]
     return path.is_file() and (
         SHARD_NAME.fullmatch(name) is not None
@@ -476,12 +478,11 @@ def _write_tables(out_dir: Path, rows: list[dict], rejects: list[Reject]) -> Non
         (LABELS_CSV, LABEL_COLUMNS, [[row.get(c) for c in LABEL_COLUMNS] for row in rows]),
         (REJECTS_CSV, ("path", "reason", "detail"), [[j.path, j.reason, j.detail] for j in rejects]),
     ):
-        tmp = out_dir / (name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(table)
-        os.replace(tmp, out_dir / name)
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(header)
+        w.writerows(table)
+        write_text_atomic(out_dir / name, text.getvalue())
 
 
 def _report_from_manifest(out_dir: Path, started: float) -> PrepareReport:

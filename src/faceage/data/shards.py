@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceage.atomic import write_json_atomic  # noqa: F401 - re-exported: callers import it from here
 from faceage.errors import DatasetError
 
 FORMAT = "faceage-shards-v1"
@@ -284,8 +285,3 @@ class ShardReader:
             yield from iter_shard(path, decode=self.decode)
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceage.atomic import atomic_write
 from faceage.models.mobilenet import WEIGHTS_ID, MobileNetV2, imagenet_normalize, load_mobilenet_v2
 from faceage.training.losses import box_downsample
 
@@ -138,20 +137,6 @@ def stats_cache_key(options: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_stats(cache_dir: str | Path, options: dict, compute: Callable[[], FeatureStats]) -> dict[str, np.ndarray]:
     """Load statistics cached under ``hash(options)`` or compute, save atomically and return them.
 
@@ -164,5 +149,6 @@ def cached_stats(cache_dir: str | Path, options: dict, compute: Callable[[], Fea
         with np.load(path) as z:
             return {k: z[k] for k in ("mu", "sigma", "n")}
     arrays = compute().to_arrays()
-    _atomic_save_npz(path, {**arrays, "options": np.array(json.dumps(options, sort_keys=True, default=str))})
+    saved = {**arrays, "options": np.array(json.dumps(options, sort_keys=True, default=str))}
+    atomic_write(path, lambda f: np.savez(f, **saved))
     return arrays

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from faceage.atomic import write_bytes_atomic, write_json_atomic
 from faceage.errors import ModelFileError
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -34,18 +34,6 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "Generator": (Generator, GeneratorConfig),
     "Discriminator": (Discriminator, DiscriminatorConfig),
 }
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _short(keys) -> str:
@@ -79,7 +67,7 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
     """Write ``model`` (a Generator or Discriminator) to ``folder``; ``dtype`` e.g. float16 to ship small."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     name = type(model).__name__
     if name not in MODEL_CLASSES:
@@ -93,10 +81,8 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
             v = v.to(dtype)
         tensors[k] = v.contiguous().clone()
     meta = {"format": FORMAT, "version": VERSION, "class": name, "config": model.cfg.to_dict()}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(
-        folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    )
+    write_bytes_atomic(folder / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+    write_json_atomic(folder / CONFIG_NAME, meta)
     return folder
 
 

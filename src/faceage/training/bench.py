@@ -20,8 +20,6 @@ with the full model. Detection and age estimation are skipped with a note when t
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceage.atomic import write_json_atomic, write_text_atomic
 from faceage.errors import FaceageError
 
 FACE_SIZE = 128
@@ -222,8 +221,8 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_suffix(".json")
     report["files"] = {"markdown": str(out), "json": str(json_path)}
-    _write_text(json_path, json.dumps(report, indent=2) + "\n")
-    _write_text(out, render_markdown(report))
+    write_json_atomic(json_path, report)
+    write_text_atomic(out, render_markdown(report))
     dataset.close()
     return report
 
@@ -264,9 +263,3 @@ def render_markdown(report: dict) -> str:
     for what, note in report["notes"].items():
         lines += ["", f"Note ({what}): {note}"]
     return "\n".join(lines) + "\n"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -40,6 +39,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from faceage.atomic import fsync_dir, write_bytes_atomic
 from faceage.errors import FaceageError
 
 FORMAT = "faceage-train-checkpoint"
@@ -142,28 +142,6 @@ def _pack(tensors: dict[str, torch.Tensor], max_part_bytes: int) -> tuple[list[d
     return [p for p in parts if p], chunked
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def checkpoint_stem(step: int) -> str:
     return f"ckpt-{step:09d}"
 
@@ -188,7 +166,7 @@ def save_checkpoint(
         if len(data) > max_part_bytes:
             raise CheckpointError(f"part {i} of {stem} is {len(data)} bytes > limit {max_part_bytes}")
         name = f"{stem}.part{i:03d}.safetensors"
-        _write_bytes_atomic(run_dir / name, data)
+        write_bytes_atomic(run_dir / name, data)
         part_entries.append({"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "keys": len(part)})
     index = {
         "format": FORMAT,
@@ -200,8 +178,8 @@ def save_checkpoint(
         "skeleton": skeleton,
     }
     index_path = run_dir / f"{stem}.json"
-    _write_bytes_atomic(index_path, json.dumps(index, indent=1).encode())
-    _fsync_dir(run_dir)
+    write_bytes_atomic(index_path, json.dumps(index, indent=1).encode())
+    fsync_dir(run_dir)
     if keep is not None:
         prune_checkpoints(run_dir, keep=keep, protect=index_path)
     return index_path

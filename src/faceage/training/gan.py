@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceage.atomic import atomic_write, write_json_atomic
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from faceage.training import distributed as ddp
 from faceage.training.augment import AdaptiveAugment, AugmentConfig
@@ -621,9 +622,7 @@ def sample_grid(G: Generator, subs: list[tuple[int, float]], seeds: int, device:
 def save_png_atomic(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(rgb).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
 
 
 class MetricsLog:
@@ -873,8 +872,8 @@ def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
                   "world_size": dist.world_size, "torch": torch.__version__, "data": data_stats,
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
         if not (opts.out / "options.json").exists():
-            _write_json(opts.out / "options.json", launch)
-        _write_json(opts.out / f"launch-{state.step:09d}.json", launch)
+            write_json_atomic(opts.out / "options.json", launch, default=str)
+        write_json_atomic(opts.out / f"launch-{state.step:09d}.json", launch, default=str)
         echo(f"[train gan] {resumed['mode']} at step {state.step} ({state.nimg / 1000:.1f} kimg); {data_stats['images']} "
              f"faces x{2 if cfg.mirror else 1}; batch {cfg.batch} x {dist.world_size}; device {launch['device']}; "
              f"amp {'bf16' if state.amp_enabled else 'off'}")
@@ -925,9 +924,3 @@ def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
         echo(f"[train gan] stopped ({reason}) at step {state.step}, {state.nimg / 1000:.1f} kimg; checkpoint {last_path}")
     dataset.close()
     return last_path
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
