@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Self
 
 import torch
 from torch import nn
@@ -34,8 +35,42 @@ def _check_resolution(resolution: int, what: str) -> int:
     return resolution
 
 
+class _NetworkConfig:
+    """What GeneratorConfig and DiscriminatorConfig share (both have resolution, channel_base,
+    channel_max and blur_kernel fields); no fields of its own."""
+
+    resolution: int
+    channel_base: int
+    channel_max: int
+    blur_kernel: tuple[int, ...]
+
+    def _check_common(self) -> None:
+        """For ``__post_init__``: validate the resolution and store blur_kernel as a tuple."""
+        _check_resolution(self.resolution, f"{type(self).__name__}.resolution")
+        object.__setattr__(self, "blur_kernel", tuple(self.blur_kernel))
+
+    def channels(self, res: int) -> int:
+        """Feature maps at ``res``: min(channel_base // res, channel_max), at least 1."""
+        return max(1, min(self.channel_base // res, self.channel_max))
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """Sizes the network works at: 8, 16, ..., resolution (the stops of a sub-generator)."""
+        return tuple(2**i for i in range(3, int(math.log2(self.resolution)) + 1))
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (blur_kernel as a list)."""
+        d = asdict(self)
+        d["blur_kernel"] = list(self.blur_kernel)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Self:
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(_NetworkConfig):
     """Hyperparameters of :class:`Generator`; saved beside the weights as JSON."""
 
     resolution: int = 128  # full output size (power of 2, >= 8); 256/1024 for official checkpoints
@@ -52,31 +87,13 @@ class GeneratorConfig:
     fused_modconv: bool | None = None
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution, "GeneratorConfig.resolution")
-        object.__setattr__(self, "blur_kernel", tuple(self.blur_kernel))
+        self._check_common()
         if min(self.z_dim, self.w_dim, self.mapping_layers, self.channel_base, self.channel_max) < 1:
             raise ValueError(f"GeneratorConfig sizes must be positive: {self}")
 
-    def channels(self, res: int) -> int:
-        return max(1, min(self.channel_base // res, self.channel_max))
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        """Output sizes a sub-generator can stop at: 8, 16, ..., resolution."""
-        return tuple(2**i for i in range(3, int(math.log2(self.resolution)) + 1))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["blur_kernel"] = list(self.blur_kernel)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GeneratorConfig:
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(_NetworkConfig):
     """Hyperparameters of :class:`Discriminator`."""
 
     resolution: int = 128  # largest input size; any power of 2 from 8 up to it is accepted
@@ -89,26 +106,9 @@ class DiscriminatorConfig:
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
 
     def __post_init__(self) -> None:
-        _check_resolution(self.resolution, "DiscriminatorConfig.resolution")
-        object.__setattr__(self, "blur_kernel", tuple(self.blur_kernel))
+        self._check_common()
         if self.mbstd_group < 1 or self.c_dim < 0 or self.cmap_dim < 0:
             raise ValueError(f"bad DiscriminatorConfig: {self}")
-
-    def channels(self, res: int) -> int:
-        return max(1, min(self.channel_base // res, self.channel_max))
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        return tuple(2**i for i in range(3, int(math.log2(self.resolution)) + 1))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["blur_kernel"] = list(self.blur_kernel)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DiscriminatorConfig:
-        return cls(**d)
 
 
 class MappingNetwork(nn.Module):
