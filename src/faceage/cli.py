@@ -165,8 +165,10 @@ def demo(out_dir: Path) -> None:
 def _register_groups() -> None:
     """Attach the command groups that live beside the code they drive."""
     from faceage.data.commands import data
+    from faceage.training.age_commands import age_command
     from faceage.training.commands import bench, train
 
+    train.add_command(age_command)
     for group in (data, train, bench):
         cli.add_command(group)
 

@@ -1,0 +1,394 @@
+"""faceage's own differentiable age regressor: a compact ResNet with a DLDL-style age head.
+
+This network drives *training* losses (IPCGAN's age-classification loss, encoder and direction
+calibration, monitoring a GAN's age coverage). It is never the judge of results: benchmarks use the
+independent estimator in ``faceage.eval.age``, and nothing may be trained against that one.
+
+Why this head (DEX / DLDL-v2 style):
+
+- The network outputs logits over 1-year age bins ``min_age .. max_age``; the age is the
+  expectation ``sum_k p_k * age_k`` (DEX, Rothe et al. 2015). Unlike an argmax it is continuous
+  and differentiable, so a generator gets a useful gradient from it, and unlike a single regression
+  output it also gives a distribution, which sums into any age groups (``group_log_probs``), so the
+  same network serves as IPCGAN's group classifier.
+- It is trained with label-distribution learning (DLDL, Gao et al. 2017/2018): the target is a
+  Gaussian around the true age, not a one-hot bin. Neighbouring ages look alike and dataset ages are
+  noisy (UTKFace ages are partly apparent ages), so a soft target learns the ordinal structure, is
+  robust to label noise and does not punish a 34 for a 35 as hard as a 34 for a 70. The target's
+  width grows with age (``sigma = sigma_base + sigma_slope * age``) because an error of 3 years is
+  large for a child and small for an 80-year-old.
+- An L1 loss on the expectation (DLDL-v2) aligns training with the metric we report (MAE): the KL
+  term shapes the distribution, the L1 term penalises the error of the number we actually use.
+
+Use as a training loss (keep it frozen and in eval mode, so BatchNorm uses its running statistics)::
+
+    regressor = load_age_regressor().requires_grad_(False)  # shipped weights, eval mode
+    out = regressor(fake)                                    # fake: (B, 3, 128, 128) in [-1, 1]
+    age_term = (out.age - target_age).abs().mean()
+    group_term = F.nll_loss(group_log_probs(out.logits, regressor.bin_ages, [21, 31, 41, 51]), group)
+
+Convention: input images are torch (B, 3, H, W) float in [-1, 1], RGB, aligned faces (FFHQ-style
+crop from ``faceage.faces``); 64 <= H, W <= 256. Inputs whose size differs from
+``cfg.input_size`` are resized inside ``forward`` with antialiased bilinear interpolation (still
+differentiable). Values outside [-1, 1] are accepted (a generator's raw output may overshoot).
+
+The network is a pure ``nn.Module``; ``save_age_regressor`` / ``load_age_regressor`` below write and
+read fp16 safetensors plus a config JSON, strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceage.errors import ModelFileError
+
+MIN_INPUT, MAX_INPUT = 64, 256
+
+
+@dataclass(frozen=True)
+class AgeRegressorConfig:
+    """Architecture and label space; saved next to the weights as JSON."""
+
+    # Working resolution: inputs of other sizes are resized to this inside forward. 64 px keeps
+    # CPU training and use as a loss cheap; age cues (wrinkles, face shape) survive at 64 px.
+    input_size: int = 64
+    # Width of the stem and of each stage; every stage after the first halves the resolution.
+    stem_channels: int = 32
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    # Residual blocks per stage. One block at the two high resolutions keeps CPU cost low; the last
+    # stages (8x8 and 4x4 maps at 64 px, many channels) hold most of the parameters and cost little.
+    # Measured on 2 CPU threads, batch 64 at 64 px: (1, 1, 2, 2) trains as fast as (1, 2, 2, 1)
+    # with 2.7 M instead of 1.6 M parameters.
+    blocks: tuple[int, ...] = (1, 1, 2, 2)
+    # Dropout before the classifier: the label space is 101 bins and datasets are small.
+    dropout: float = 0.2
+    # Age bins in whole years, inclusive. Labels above max_age are clamped (UTKFace has a few
+    # centenarians up to 116); the expectation can therefore never exceed max_age.
+    min_age: int = 0
+    max_age: int = 100
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so configs compare equal after a round trip.
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        if not MIN_INPUT <= self.input_size <= MAX_INPUT:
+            raise ValueError(f"input_size must be in [{MIN_INPUT}, {MAX_INPUT}], got {self.input_size}")
+        if len(self.channels) != len(self.blocks) or not self.channels:
+            raise ValueError(f"channels {self.channels} and blocks {self.blocks} must be non-empty and of equal length")
+        if min(self.blocks) < 1 or min(self.channels) < 1 or self.stem_channels < 1:
+            raise ValueError("channels and blocks must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.min_age < self.max_age:
+            raise ValueError(f"need 0 <= min_age < max_age, got {self.min_age}, {self.max_age}")
+
+    @property
+    def num_bins(self) -> int:
+        return self.max_age - self.min_age + 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"], d["blocks"] = list(self.channels), list(self.blocks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AgeRegressorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown age regressor config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class AgeOutput(NamedTuple):
+    """What the regressor returns for a batch of B faces."""
+
+    logits: torch.Tensor  # (B, num_bins) over ages min_age..max_age
+    age: torch.Tensor  # (B,) expected age in years, differentiable
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs, BN, ReLU) with a 1x1 projection when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        # Zero-init the last BN so each block starts as identity (Goyal et al. 2017): stabler early
+        # training with large learning rates.
+        nn.init.zeros_(self.bn2.weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x), inplace=True)
+
+
+class AgeRegressor(nn.Module):
+    """Compact ResNet: aligned face (B, 3, H, W) in [-1, 1] -> ``AgeOutput(logits, age)``.
+
+    About 2.7 M parameters with the default config (5.5 MB in fp16). The stem halves the
+    resolution, each later stage halves it again, then global average pooling and a linear layer
+    over the age bins.
+    """
+
+    def __init__(self, config: AgeRegressorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = config or AgeRegressorConfig()
+        c = self.cfg
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c.stem_channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(c.stem_channels),
+            nn.ReLU(inplace=True),
+        )
+        stages, width = [], c.stem_channels
+        for index, (out_channels, count) in enumerate(zip(c.channels, c.blocks)):
+            blocks = []
+            for b in range(count):
+                stride = 2 if (b == 0 and index > 0) else 1
+                blocks.append(BasicBlock(width, out_channels, stride))
+                width = out_channels
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.dropout = nn.Dropout(c.dropout)
+        self.head = nn.Linear(width, c.num_bins)
+        # Bin centres in years; a buffer so it follows .to(device) but is rebuilt, not saved.
+        self.register_buffer(
+            "bin_ages", torch.arange(c.min_age, c.max_age + 1, dtype=torch.float32), persistent=False
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Check the shape and resize to ``cfg.input_size`` (antialiased bilinear, differentiable)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        if not (MIN_INPUT <= h <= MAX_INPUT and MIN_INPUT <= w <= MAX_INPUT):
+            raise ValueError(f"image size must be between {MIN_INPUT} and {MAX_INPUT} px, got {h}x{w}")
+        if not images.is_floating_point():
+            raise ValueError(f"expected float images in [-1, 1], got dtype {images.dtype}")
+        size = self.cfg.input_size
+        if (h, w) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return images
+
+    def forward(self, images: torch.Tensor) -> AgeOutput:
+        x = self.prepare_input(images)
+        x = self.stages(self.stem(x))
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        logits = self.head(self.dropout(x))
+        return AgeOutput(logits, expected_age(logits, self.bin_ages))
+
+
+def expected_age(logits: torch.Tensor, bin_ages: torch.Tensor) -> torch.Tensor:
+    """Expectation of the bin ages under softmax(logits): (B, K), (K,) -> (B,). Computed in fp32."""
+    return torch.softmax(logits.float(), dim=-1) @ bin_ages.float()
+
+
+def gaussian_age_targets(
+    ages: torch.Tensor, bin_ages: torch.Tensor, sigma_base: float = 1.0, sigma_slope: float = 0.05
+) -> torch.Tensor:
+    """Label distributions for DLDL: a discretised Gaussian per age, normalised over the bins.
+
+    ``ages`` (B,) in years (clamped to the bin range) -> (B, K). The width
+    ``sigma = sigma_base + sigma_slope * age`` is 1.25 years at age 5, 2.5 at 30 and 5 at 80.
+    """
+    ages = ages.float().clamp(float(bin_ages[0]), float(bin_ages[-1]))
+    sigma = (sigma_base + sigma_slope * ages).clamp_min(1e-3)[:, None]
+    log_q = -0.5 * ((bin_ages.float()[None, :] - ages[:, None]) / sigma) ** 2
+    return torch.softmax(log_q, dim=-1)
+
+
+def age_loss(
+    output: AgeOutput,
+    ages: torch.Tensor,
+    bin_ages: torch.Tensor,
+    l1_weight: float = 1.0,
+    sigma_base: float = 1.0,
+    sigma_slope: float = 0.05,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DLDL-v2 training loss: KL(target || softmax(logits)) + ``l1_weight`` * |E[age] - age|.
+
+    Returns the scalar loss and its parts (floats, for logging). Labels beyond the bin range are
+    clamped, so the L1 term never asks for an age the head cannot express.
+    """
+    targets = gaussian_age_targets(ages, bin_ages, sigma_base, sigma_slope)
+    log_p = torch.log_softmax(output.logits.float(), dim=-1)
+    kl = F.kl_div(log_p, targets, reduction="batchmean")
+    clamped = ages.float().clamp(float(bin_ages[0]), float(bin_ages[-1]))
+    l1 = (output.age - clamped).abs().mean()
+    loss = kl + l1_weight * l1
+    return loss, {"kl": float(kl.detach()), "l1": float(l1.detach())}
+
+
+def group_log_probs(logits: torch.Tensor, bin_ages: torch.Tensor, edges: Sequence[float]) -> torch.Tensor:
+    """Log-probabilities of age groups, summed from the bins: use as a G-way classifier.
+
+    ``edges`` are the G-1 ascending lower bounds of groups 1..G-1 (group 0 is everything below
+    ``edges[0]``). Example: IPCGAN's groups <=20, 21-30, 31-40, 41-50, 50+ are ``edges=[21, 31, 41, 51]``;
+    the design's decade groups 0,10,20,30,50 could be ``[10, 20, 30, 50]`` (groups 0-9, 10-19, ...,
+    50+). Returns (B, G); ``F.nll_loss(group_log_probs(...), group_index)`` is the classification loss.
+    """
+    edges_t = torch.as_tensor(list(edges), dtype=torch.float32, device=logits.device)
+    if edges_t.ndim != 1 or edges_t.numel() == 0 or bool((edges_t[1:] <= edges_t[:-1]).any()):
+        raise ValueError(f"edges must be a non-empty ascending sequence, got {list(edges)}")
+    group = torch.bucketize(bin_ages.float().to(logits.device), edges_t, right=True)  # (K,) group index per bin
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    num_groups = edges_t.numel() + 1
+    out = []
+    for g in range(num_groups):
+        mask = group == g
+        if not bool(mask.any()):
+            raise ValueError(f"age group {g} of edges {list(edges)} contains no bin")
+        out.append(torch.logsumexp(log_p[:, mask], dim=-1))
+    return torch.stack(out, dim=-1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- weights on disk -------------------------------------------------------------------------------
+# Shipped as two flat files, ``NAME.safetensors`` (floating tensors in fp16) and ``NAME.json`` (the
+# config in faceage.models.io's format plus training metadata), so several small networks can sit in
+# faceage/weights beside each other. Strict loading reuses faceage.models.io; it is imported lazily so
+# that io may later register this class without an import cycle.
+
+CLASS_NAME = "AgeRegressor"
+SHIPPED_NAME = "age_regressor.safetensors"  # in faceage/weights, listed in its manifest.json
+
+
+def config_path_for(weights: str | Path) -> Path:
+    """The config JSON that belongs to a weights file: same stem, ``.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; shipped weights must be readable by all
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_age_regressor(model: AgeRegressor, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write fp16 safetensors at ``path`` and the config JSON beside it (``.json``); both atomic.
+
+    ``metadata`` (JSON-serialisable: training data, metrics, ...) goes into the config file under
+    ``"training"``. Raises ``ValueError`` if a weight does not fit in fp16.
+    """
+    from safetensors.torch import save as st_save
+
+    from faceage.models import io as model_io
+
+    path = Path(path)
+    tensors = {}
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu()
+        if t.is_floating_point():
+            half = t.to(torch.float16)
+            if not bool(torch.isfinite(half).all()):
+                raise ValueError(f"weight '{name}' overflows fp16")
+            t = half
+        tensors[name] = t.contiguous()
+    # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
+    # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
+    _atomic_write_bytes(path, st_save(tensors, metadata={"format": "pt"}))
+    doc = {"format": model_io.FORMAT, "version": model_io.VERSION, "class": CLASS_NAME, "config": model.cfg.to_dict()}
+    if metadata:
+        doc["training"] = metadata
+    _atomic_write_bytes(config_path_for(path), (json.dumps(doc, indent=2) + "\n").encode())
+    return path
+
+
+def read_age_regressor_config(path: str | Path) -> tuple[AgeRegressorConfig, dict]:
+    """(config, training metadata) from the JSON that belongs to weights file ``path``."""
+    from faceage.models import io as model_io
+
+    cfg_path = config_path_for(path)
+    try:
+        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"age regressor config is missing: {cfg_path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"age regressor config {cfg_path} is unreadable: {error}") from None
+    if not isinstance(doc, dict) or doc.get("format") != model_io.FORMAT or doc.get("class") != CLASS_NAME:
+        raise ModelFileError(f"{cfg_path} is not an {CLASS_NAME} config (format {model_io.FORMAT!r})")
+    if doc.get("version") != model_io.VERSION:
+        raise ModelFileError(f"{cfg_path} has format version {doc.get('version')!r}; this faceage reads {model_io.VERSION}")
+    try:
+        config = AgeRegressorConfig.from_dict(doc["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{cfg_path} has an invalid AgeRegressorConfig: {error}") from None
+    return config, dict(doc.get("training") or {})
+
+
+def load_age_regressor(path: str | Path | None = None, device: str | torch.device = "cpu") -> AgeRegressor:
+    """Build the network from ``path`` (+ its ``.json`` config), strictly; returned in eval mode, fp32.
+
+    ``path=None`` loads the shipped weights (``faceage/weights/age_regressor.safetensors``) after
+    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt file, and for missing, unexpected or
+    mis-shaped tensors. Freezing (``requires_grad_(False)``) is left to the caller: a loss
+    usually wants it, fine-tuning does not.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from faceage.models.io import load_state_dict_strict
+
+    if path is None:
+        from faceage.assets import verify_shipped
+
+        path = verify_shipped(SHIPPED_NAME)
+    path = Path(path)
+    config, _ = read_age_regressor_config(path)
+    if not path.is_file():
+        raise ModelFileError(f"age regressor weights are missing: {path}")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"age regressor weights {path} are unreadable: {error}") from None
+    model = AgeRegressor(config)
+    load_state_dict_strict(model, tensors, str(path))
+    return model.to(device).eval()
+
+
+__all__ = [
+    "AgeOutput",
+    "AgeRegressor",
+    "AgeRegressorConfig",
+    "age_loss",
+    "count_parameters",
+    "expected_age",
+    "gaussian_age_targets",
+    "group_log_probs",
+    "load_age_regressor",
+    "read_age_regressor_config",
+    "save_age_regressor",
+]

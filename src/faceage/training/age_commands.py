@@ -1,0 +1,46 @@
+"""``faceage train age``: train faceage's own age regressor on prepared face shards.
+
+Registered under the ``train`` group (``faceage train age``, or ``python -m faceage.cli train age``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+
+@click.command("age", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Prepared folder of face shards (faceage data prepare --out).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: options, metrics, checkpoints, best weights, test report.")
+@click.option("--epochs", type=click.IntRange(1, 1000), default=10, help="Passes of len(train) sampled faces.")
+@click.option("--batch", type=click.IntRange(2, 4096), default=128, help="Faces per step.")
+@click.option("--size", type=click.Choice(["64", "128"]), default="64",
+              help="Training resolution = the model's input size (larger inputs are resized inside).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, help="Peak AdamW learning rate.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for init, sampling, augmentation.")
+@click.option("--balance-power", type=click.FloatRange(0, 1), default=0.5,
+              help="Decade weight 1/count**power when sampling: 0 natural, 1 fully balanced.")
+@click.option("--threads", type=click.IntRange(1, 256), default=2,
+              help="torch CPU threads. On a shared CPU also set OMP_WAIT_POLICY=PASSIVE (spinning threads stall).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop with a checkpoint after this wall time (continue with --resume).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Only the first N faces of each split (trials).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+def age_command(data, out, epochs, batch, size, lr, seed, balance_power, threads, max_minutes, limit, resume) -> None:
+    """Train the differentiable age regressor used by training losses (never by evaluation)."""
+    from faceage.training.age import AgeTrainOptions, train_age_regressor
+
+    opts = AgeTrainOptions(
+        data=str(data), out=str(out), epochs=epochs, batch=batch, size=int(size), lr=lr, seed=seed,
+        balance_power=balance_power, threads=threads, max_minutes=max_minutes, limit=limit,
+    )
+    try:
+        train_age_regressor(opts, resume=resume, log=click.echo)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
+        raise SystemExit(130) from None
