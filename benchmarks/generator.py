@@ -28,6 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from faceage.atomic import write_text_atomic
+from faceage.training.gan import GANConfig
 from faceage.models import Generator, GeneratorConfig
 
 RESOLUTIONS = (32, 64, 128)
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = loadavg()
     t_start = time.time()
-    cfg = GeneratorConfig()
+    cfg = GANConfig().generator_config()  # what `faceage train gan` trains and ships
     log(f"default config: {cfg}")
     rows = bench_config(cfg, args, Generator.RATIOS, RESOLUTIONS, log)
     mapping_params = sum(p.numel() for p in Generator(cfg).mapping_network.parameters())
