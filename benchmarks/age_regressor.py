@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import median_ms
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,15 +38,6 @@ DEFAULT_DATA = REPO / "data" / "faces128"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "age_regressor.md"
 
 
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def inference_ms(model, batch: int, repeats: int) -> float:

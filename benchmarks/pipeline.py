@@ -10,29 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _timing import median_ms
 
 from faceage.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.md"
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def photo_of_megapixels(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

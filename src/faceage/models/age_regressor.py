@@ -357,10 +357,7 @@ def load_age_regressor(path: str | Path | None = None, device: str | torch.devic
     mis-shaped tensors. Freezing (``requires_grad_(False)``) is left to the caller: a loss
     usually wants it, fine-tuning does not.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from faceage.models.io import load_state_dict_strict
+    from faceage.models.io import load_state_dict_strict, read_weights
 
     if path is None:
         from faceage.assets import verify_shipped
@@ -368,12 +365,7 @@ def load_age_regressor(path: str | Path | None = None, device: str | torch.devic
         path = verify_shipped(SHIPPED_NAME)
     path = Path(path)
     config, _ = read_age_regressor_config(path)
-    if not path.is_file():
-        raise ModelFileError(f"age regressor weights are missing: {path}")
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ModelFileError(f"age regressor weights {path} are unreadable: {error}") from None
+    tensors = read_weights(path, "age regressor weights")
     model = AgeRegressor(config)
     load_state_dict_strict(model, tensors, str(path))
     return model.to(device).eval()

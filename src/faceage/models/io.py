@@ -110,23 +110,29 @@ def read_config(folder: str | os.PathLike) -> tuple[str, object]:
     return cls_name, cfg
 
 
-def load_model(folder: str | os.PathLike, expect: type[nn.Module] | None = None) -> nn.Module:
-    """Build the network described by ``folder/config.json`` and load its weights strictly (float32, CPU)."""
+def read_weights(path: Path, what: str = "model weights") -> dict:
+    """Read a safetensors file onto the CPU; a missing or unreadable file is a ModelFileError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} are missing: {path}")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{what} {path} are unreadable: {exc}") from None
+
+
+def load_model(folder: str | os.PathLike, expect: type[nn.Module] | None = None) -> nn.Module:
+    """Build the network described by ``folder/config.json`` and load its weights strictly (float32, CPU)."""
     folder = Path(folder)
     cls_name, cfg = read_config(folder)
     cls, _ = MODEL_CLASSES[cls_name]
     if expect is not None and cls is not expect:
         raise ModelFileError(f"{folder} holds a {cls_name}, expected a {expect.__name__}")
     weights = folder / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ModelFileError(f"model weights are missing: {weights}")
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFileError(f"model weights {weights} are unreadable: {exc}") from None
+    state = read_weights(weights)
     model = cls(cfg)
     load_state_dict_strict(model, state, str(weights))
     return model.eval()
