@@ -39,8 +39,6 @@ read fp16 safetensors plus a config JSON, strictly.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -50,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceage.errors import ModelFileError
+from faceage.atomic import write_bytes_atomic
 
 MIN_INPUT, MAX_INPUT = 64, 256
 
@@ -284,19 +282,6 @@ def config_path_for(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; shipped weights must be readable by all
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_age_regressor(model: AgeRegressor, path: str | Path, metadata: dict | None = None) -> Path:
     """Write fp16 safetensors at ``path`` and the config JSON beside it (``.json``); both atomic.
 
@@ -319,33 +304,19 @@ def save_age_regressor(model: AgeRegressor, path: str | Path, metadata: dict | N
         tensors[name] = t.contiguous()
     # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
     # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
-    _atomic_write_bytes(path, st_save(tensors, metadata={"format": "pt"}))
+    write_bytes_atomic(path, st_save(tensors, metadata={"format": "pt"}))
     doc = {"format": model_io.FORMAT, "version": model_io.VERSION, "class": CLASS_NAME, "config": model.cfg.to_dict()}
     if metadata:
         doc["training"] = metadata
-    _atomic_write_bytes(config_path_for(path), (json.dumps(doc, indent=2) + "\n").encode())
+    write_bytes_atomic(config_path_for(path), (json.dumps(doc, indent=2) + "\n").encode())
     return path
 
 
 def read_age_regressor_config(path: str | Path) -> tuple[AgeRegressorConfig, dict]:
     """(config, training metadata) from the JSON that belongs to weights file ``path``."""
-    from faceage.models import io as model_io
+    from faceage.models.io import read_config_file
 
-    cfg_path = config_path_for(path)
-    try:
-        doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"age regressor config is missing: {cfg_path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"age regressor config {cfg_path} is unreadable: {error}") from None
-    if not isinstance(doc, dict) or doc.get("format") != model_io.FORMAT or doc.get("class") != CLASS_NAME:
-        raise ModelFileError(f"{cfg_path} is not an {CLASS_NAME} config (format {model_io.FORMAT!r})")
-    if doc.get("version") != model_io.VERSION:
-        raise ModelFileError(f"{cfg_path} has format version {doc.get('version')!r}; this faceage reads {model_io.VERSION}")
-    try:
-        config = AgeRegressorConfig.from_dict(doc["config"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{cfg_path} has an invalid AgeRegressorConfig: {error}") from None
+    _, config, doc = read_config_file(config_path_for(path), expect=CLASS_NAME)
     return config, dict(doc.get("training") or {})
 
 

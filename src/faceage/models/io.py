@@ -22,6 +22,7 @@ from torch import nn
 
 from faceage.atomic import write_bytes_atomic, write_json_atomic
 from faceage.errors import ModelFileError
+from faceage.models.age_regressor import AgeRegressor, AgeRegressorConfig
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 CONFIG_NAME = "config.json"
@@ -33,6 +34,7 @@ VERSION = 1
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "Generator": (Generator, GeneratorConfig),
     "Discriminator": (Discriminator, DiscriminatorConfig),
+    "AgeRegressor": (AgeRegressor, AgeRegressorConfig),
 }
 
 
@@ -86,20 +88,25 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
     return folder
 
 
-def read_config(folder: str | os.PathLike) -> tuple[str, object]:
-    """Return (class name, config dataclass) from ``folder/config.json``."""
-    path = Path(folder) / CONFIG_NAME
+def read_config_file(path: str | os.PathLike, expect: str | None = None) -> tuple[str, object, dict]:
+    """Return (class name, config dataclass, whole document) from a faceage model config JSON.
+
+    ``expect`` names the one class the caller can use; any other class is refused by name.
+    """
+    path = Path(path)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelFileError(f"model config is missing: {path}") from None
+        raise ModelFileError(f"{expect or 'model'} config is missing: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"model config {path} is unreadable: {exc}") from None
+        raise ModelFileError(f"{expect or 'model'} config {path} is unreadable: {exc}") from None
+    cls_name = meta.get("class") if isinstance(meta, dict) else None
+    if expect is not None and (not isinstance(meta, dict) or meta.get("format") != FORMAT or cls_name != expect):
+        raise ModelFileError(f"{path} is not an {expect} config (format {FORMAT!r})")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a faceage model config (format != {FORMAT!r})")
     if meta.get("version") != VERSION:
         raise ModelFileError(f"{path} has format version {meta.get('version')!r}; this faceage reads {VERSION}")
-    cls_name = meta.get("class")
     if cls_name not in MODEL_CLASSES:
         raise ModelFileError(f"{path} names unknown class {cls_name!r}; known: {', '.join(MODEL_CLASSES)}")
     _, cfg_cls = MODEL_CLASSES[cls_name]
@@ -107,6 +114,12 @@ def read_config(folder: str | os.PathLike) -> tuple[str, object]:
         cfg = cfg_cls.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} has an invalid {cfg_cls.__name__}: {exc}") from None
+    return cls_name, cfg, meta
+
+
+def read_config(folder: str | os.PathLike) -> tuple[str, object]:
+    """Return (class name, config dataclass) from ``folder/config.json``."""
+    cls_name, cfg, _ = read_config_file(Path(folder) / CONFIG_NAME)
     return cls_name, cfg
 
 
