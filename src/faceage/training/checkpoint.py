@@ -230,17 +230,23 @@ def _read_index(index_path: Path) -> dict:
     return index
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint index path as given, or a run folder's newest complete checkpoint."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"no complete checkpoint in {path}")
+    return found
+
+
 def load_checkpoint(path: str | Path, verify: bool = True) -> dict:
     """Read a checkpoint (its index path, or a run folder: the newest valid one) into CPU tensors.
 
     Raises :class:`CheckpointError` on a missing part, a size or sha256 mismatch, or a bad index.
     """
-    path = Path(path)
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise CheckpointError(f"no complete checkpoint in {path}")
-        path = found
+    path = resolve_checkpoint(path)
     index = _read_index(path)
     tensors: dict[str, torch.Tensor] = {}
     for entry in index["parts"]:

@@ -147,18 +147,6 @@ def train_gan(**kw) -> None:
         click.echo(f"last checkpoint: {last}")
 
 
-def _resolve_checkpoint(checkpoint: Path) -> Path:
-    """A checkpoint index as given, or a run folder's newest complete checkpoint (FaceageError if none)."""
-    from faceage.training.checkpoint import latest_checkpoint
-
-    if checkpoint.is_dir():
-        found = latest_checkpoint(checkpoint)
-        if found is None:
-            raise FaceageError(f"no complete checkpoint in {checkpoint}")
-        return found
-    return checkpoint
-
-
 @train.command("export-gan")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=_DIR, required=True, help="Model folder to write (config.json + model.safetensors).")
@@ -167,9 +155,10 @@ def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
     """Write a training checkpoint's G_ema as a shippable model folder (fp16 by default)."""
     import torch
 
+    from faceage.training.checkpoint import resolve_checkpoint
     from faceage.training.gan import export_ema
 
-    checkpoint = _resolve_checkpoint(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     folder = export_ema(checkpoint, out, dtype=getattr(torch, dtype))
     size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
     click.echo(f"exported G_ema of {checkpoint.name} to {folder} ({size:.1f} MiB)")
@@ -181,10 +170,10 @@ def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
 @click.option("--with-optimizer", is_flag=True, help="Keep Adam moments (in bfloat16); otherwise they are dropped.")
 def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
     """Shrink a checkpoint for upload (fp16 networks; approximate resume with --resume OUT)."""
-    from faceage.training.checkpoint import checkpoint_files
+    from faceage.training.checkpoint import checkpoint_files, resolve_checkpoint
     from faceage.training.gan import compact_checkpoint
 
-    checkpoint = _resolve_checkpoint(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     index = compact_checkpoint(checkpoint, out, keep_optimizer=with_optimizer)
     size = sum(f.stat().st_size for f in checkpoint_files(index)) / 2**20
     click.echo(f"compact checkpoint {index} ({size:.1f} MiB in {len(checkpoint_files(index))} files)")
