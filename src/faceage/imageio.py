@@ -9,6 +9,11 @@ pixels than ``max_pixels`` are refused from their header, before any pixel is de
 Writing goes through ``faceage.atomic.atomic_write`` (temp file in the folder, fsync, ``os.replace``), so a
 crash or a full disk never leaves a half-written image under the final name, and input photos can
 be protected from being overwritten by accident.
+
+Metadata is a flat ``{str: str}`` dict. Keys written as ``prefix:Name`` with a prefix of
+``XMP_NAMESPACES`` (``xmp:CreatorTool``, ``Iptc4xmpExt:DigitalSourceType``, ``faceage:method``, ...)
+also go into a standard XMP packet (JPEG APP1 ``http://ns.adobe.com/xap/1.0/``, PNG iTXt
+``XML:com.adobe.xmp``, WebP ``XMP `` chunk), where exiftool, Adobe tools and photo sites read them.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +43,23 @@ SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 # EXIF ImageDescription; where JPEG/WebP outputs keep their metadata (as one JSON object).
 _EXIF_IMAGE_DESCRIPTION = 0x010E
 _EXIF_ORIENTATION = 0x0112
+
+# XMP namespaces that metadata keys may use as ``prefix:Name``. Only these are written and read back;
+# properties of other namespaces in a foreign file are ignored by ``read_metadata``.
+XMP_NAMESPACES = {
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "Iptc4xmpExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+    "faceage": "urn:faceage:xmp:1.0:",
+}
+# Properties whose XMP type is a language alternative (rdf:Alt of rdf:li xml:lang="x-default").
+_XMP_LANG_ALT = frozenset({"dc:description", "dc:title", "dc:rights"})
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_PNG_XMP_KEY = "XML:com.adobe.xmp"
+_XMP_KEY = re.compile(r"([A-Za-z][A-Za-z0-9]*):([A-Za-z_][A-Za-z0-9_.-]*)\Z")
+# characters XML 1.0 cannot hold at all (even escaped)
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 try:  # littlecms is part of Pillow's wheels, but it is an optional feature of Pillow builds.
     from PIL import ImageCms
@@ -210,8 +234,10 @@ def save_image(
 ) -> Path:
     """Write an RGB uint8 image atomically; the format follows the suffix (.jpg/.jpeg/.png/.webp).
 
-    ``metadata`` is stored as PNG text chunks, or as one JSON object in EXIF ImageDescription for
-    JPEG and WebP (``read_metadata`` reads either back). ``protect`` is a collection of paths (the
+    ``metadata`` is stored as PNG text chunks (every key), and keys named ``prefix:Name`` with a prefix
+    of ``XMP_NAMESPACES`` also as an XMP packet (PNG, JPEG, WebP); in JPEG and WebP the other keys go
+    into EXIF ImageDescription as one JSON object. ``read_metadata`` reads all of it back. Raises
+    ValueError for such an XMP key whose name or value XML cannot hold. ``protect`` is a collection of paths (the
     inputs) that must never be overwritten: writing onto one raises ``ImageWriteError``. The missing
     parent folders are created. Returns the path written.
     """
@@ -230,6 +256,8 @@ def save_image(
     if path.is_dir():
         raise ImageWriteError(f"{path.name}: output path is a folder")
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    xmp_meta = {key: value for key, value in meta.items() if _is_xmp_key(key)}
+    xmp = _xmp_packet(xmp_meta) if xmp_meta else None
 
     options: dict[str, object] = {}
     if fmt == "PNG":
@@ -238,8 +266,13 @@ def save_image(
         info = PngInfo()
         for key, value in meta.items():
             info.add_text(key, value)  # latin-1 → tEXt; anything else → iTXt (UTF-8)
+        if xmp is not None:  # the XMP spec's PNG form: uncompressed iTXt, empty language
+            info.add_itxt(_PNG_XMP_KEY, xmp.decode("utf-8"), zip=False)
         options.update(pnginfo=info, compress_level=6)
     else:
+        if xmp is not None:
+            options["xmp"] = xmp
+        meta = {key: value for key, value in meta.items() if key not in xmp_meta}
         options["quality"] = int(quality)
         if fmt == "JPEG":
             # no chroma subsampling at high quality: faces have fine colour edges (lips, eyes)
@@ -257,22 +290,115 @@ def save_image(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The metadata dict that ``save_image`` stored in a PNG, JPEG or WebP file ({} if none)."""
+    """The metadata dict that ``save_image`` stored in a PNG, JPEG or WebP file ({} if none).
+
+    Also reads the properties of ``XMP_NAMESPACES`` from any file's XMP packet, and a GIF comment
+    holding a JSON object (what ``faceage.outputs.progression.save_gif`` writes). Raises
+    ``ImageReadError`` for a file Pillow cannot open.
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
+            xmp = im.info.get("xmp")
             if im.format == "PNG":
-                return {str(k): str(v) for k, v in getattr(im, "text", {}).items()}
-            description = im.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-    except (OSError, UnidentifiedImageError) as exc:
+                own = {str(k): str(v) for k, v in getattr(im, "text", {}).items() if k != _PNG_XMP_KEY}
+            elif im.format == "GIF":
+                own = _json_dict(im.info.get("comment"))
+            else:
+                own = _json_dict(im.getexif().get(_EXIF_IMAGE_DESCRIPTION))
+    except FileNotFoundError:
+        raise ImageReadError(f"{path.name}: file not found ({path})") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path.name}: is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path.name}: not an image, or a format that cannot be read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path.name}: cannot read metadata ({_one_line(exc)})") from None
-    if not description:
+    meta = _parse_xmp(xmp) if xmp else {}
+    meta.update(own)
+    return meta
+
+
+def _json_dict(text: str | bytes | None) -> dict[str, str]:
+    """A JSON object's items as strings; {} for anything else (a foreign description or comment)."""
+    if not text:
         return {}
     try:
-        data = json.loads(description)
-    except (TypeError, ValueError):
+        data = json.loads(text)
+    except (TypeError, ValueError):  # UnicodeDecodeError is a ValueError
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _is_xmp_key(key: str) -> bool:
+    prefix, colon, _name = key.partition(":")
+    if not colon or prefix not in XMP_NAMESPACES:
+        return False
+    if not _XMP_KEY.match(key):
+        raise ValueError(
+            f"metadata key {key!r}: not a valid XMP property name (letters, digits, _ . - after '{prefix}:')"
+        )
+    return True
+
+
+def _xmp_packet(props: Mapping[str, str]) -> bytes:
+    """A complete XMP packet holding ``props`` (keys ``prefix:Name``) as simple or x-default text."""
+    from xml.sax.saxutils import escape
+
+    lines = []
+    for key, value in props.items():
+        bad = _NOT_XML_CHAR.search(value)
+        if bad:
+            raise ValueError(f"metadata {key}: character {bad.group()!r} cannot be stored in XMP")
+        text = escape(value, {"\r": "&#13;"})  # a raw CR would be read back as LF
+        if key in _XMP_LANG_ALT:
+            text = f'<rdf:Alt><rdf:li xml:lang="x-default">{text}</rdf:li></rdf:Alt>'
+        lines.append(f"   <{key}>{text}</{key}>")
+    prefixes = sorted({key.partition(":")[0] for key in props})
+    xmlns = "".join(f'\n    xmlns:{prefix}="{XMP_NAMESPACES[prefix]}"' for prefix in prefixes)
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        f' <rdf:RDF xmlns:rdf="{_RDF}">\n'
+        f'  <rdf:Description rdf:about=""{xmlns}>\n' + "\n".join(lines) + "\n"
+        "  </rdf:Description>\n </rdf:RDF>\n</x:xmpmeta>\n"
+        '<?xpacket end="w"?>'
+    ).encode("utf-8")
+
+
+def _parse_xmp(packet: str | bytes) -> dict[str, str]:
+    """The simple and x-default text properties of ``XMP_NAMESPACES`` in an XMP packet ({} if unparsable)."""
+    if isinstance(packet, str):
+        packet = packet.encode("utf-8")
+    packet = packet.strip(b"\x00 \t\r\n")
+    if re.search(rb"<!\s*(DOCTYPE|ENTITY)", packet, re.IGNORECASE):
+        return {}  # XMP never declares entities; refusing them rules out entity-expansion bombs
+    try:
+        root = ET.fromstring(packet)
+    except ET.ParseError:
+        return {}
+    prefix_of = {uri: prefix for prefix, uri in XMP_NAMESPACES.items()}
+
+    def key_of(tag: str) -> str | None:
+        uri, brace, name = tag[1:].partition("}")
+        return f"{prefix_of[uri]}:{name}" if tag.startswith("{") and brace and uri in prefix_of else None
+
+    meta: dict[str, str] = {}
+    for description in root.iter(f"{{{_RDF}}}Description"):
+        for attr, value in description.attrib.items():  # the short form: properties as attributes
+            if (key := key_of(attr)) is not None:
+                meta[key] = value
+        for child in description:
+            if (key := key_of(child.tag)) is None:
+                continue
+            if len(child) == 0:
+                meta[key] = child.text or ""
+            elif child[0].tag in (f"{{{_RDF}}}Alt", f"{{{_RDF}}}Seq", f"{{{_RDF}}}Bag"):
+                items = list(child[0])
+                if child[0].tag == f"{{{_RDF}}}Alt":  # one language: x-default, else the first
+                    items = [li for li in items if li.get(_XML_LANG) == "x-default"][:1] or items[:1]
+                meta[key] = ", ".join(li.text or "" for li in items)
+    return meta
 
 
 def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
