@@ -30,44 +30,10 @@ from faceage.training.age import (
 )
 from faceage.training.age_commands import age_command
 from faceage.training.checkpoint import load_checkpoint
+from gan_fixtures import PER_SPLIT
 
-PER_SPLIT = {"train": 40, "val": 12, "test": 12}
 # A narrow net keeps each trainer test to seconds on a shared 2-core CPU; the mechanics are the same.
 TINY_NET = dict(stem_channels=8, channels=(8, 16, 32), blocks=(1, 1, 1))
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory, shared_datasets) -> Path:
-    """A prepared folder (shards + manifest, the ``faceage data prepare`` format) of 64 real faces.
-
-    UTKFace crops (not our alignment; enough for mechanics) with ages spread over 1..100, written
-    at 96 px so the loader's resize to 64 px is exercised.
-    """
-    images = shared_datasets / "utkface" / "images"
-    files = sorted(p for p in images.iterdir() if p.name.count("_") >= 3)
-    by_age: dict[int, list[Path]] = {}
-    for p in files:
-        age = int(p.name.split("_")[0])
-        by_age.setdefault(age, []).append(p)
-    wanted = sum(PER_SPLIT.values())
-    ages = np.linspace(1, 100, wanted).round().astype(int)
-    chosen = []
-    for a in ages:
-        near = min(by_age, key=lambda k: (abs(k - a), k))
-        chosen.append(by_age[near][len(chosen) % len(by_age[near])])
-    folder = tmp_path_factory.mktemp("faces")
-    splits = [s for s, n in PER_SPLIT.items() for _ in range(n)]
-    rng = np.random.default_rng(0)
-    rng.shuffle(splits)  # every split spans all ages
-    with ShardWriter(folder) as writer:
-        for i, (path, split) in enumerate(zip(chosen, splits)):
-            age, gender, race = (int(v) for v in path.name.split("_")[:3])
-            rgb = np.asarray(Image.open(path).convert("RGB").resize((96, 96), Image.BILINEAR))
-            labels = {"age": age, "gender": gender, "ethnicity": race, "source": "utkface", "file": path.name}
-            writer.write_image(f"utk_{i:03d}", split, rgb, labels)
-    shards = [s.to_dict() for s in writer.shards]
-    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "shards": shards}))
-    return folder
 
 
 def _opts(data: Path, out: Path, **kw) -> AgeTrainOptions:

@@ -48,7 +48,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceage.atomic import write_bytes_atomic
 
 MIN_INPUT, MAX_INPUT = 64, 256
 
@@ -279,67 +278,36 @@ SHIPPED_NAME = "age_regressor.safetensors"  # in faceage/weights, listed in its 
 
 def config_path_for(weights: str | Path) -> Path:
     """The config JSON that belongs to a weights file: same stem, ``.json``."""
-    return Path(weights).with_suffix(".json")
+    from faceage.models.io import flat_config_path
+
+    return flat_config_path(weights)
 
 
 def save_age_regressor(model: AgeRegressor, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write fp16 safetensors at ``path`` and the config JSON beside it (``.json``); both atomic.
+    """Write fp16 safetensors at ``path`` and the config JSON beside it (``faceage.models.io.save_flat``)."""
+    from faceage.models.io import save_flat
 
-    ``metadata`` (JSON-serialisable: training data, metrics, ...) goes into the config file under
-    ``"training"``. Raises ``ValueError`` if a weight does not fit in fp16.
-    """
-    from safetensors.torch import save as st_save
-
-    from faceage.models import io as model_io
-
-    path = Path(path)
-    tensors = {}
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu()
-        if t.is_floating_point():
-            half = t.to(torch.float16)
-            if not bool(torch.isfinite(half).all()):
-                raise ValueError(f"weight '{name}' overflows fp16")
-            t = half
-        tensors[name] = t.contiguous()
-    # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
-    # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
-    write_bytes_atomic(path, st_save(tensors, metadata={"format": "pt"}))
-    doc = {"format": model_io.FORMAT, "version": model_io.VERSION, "class": CLASS_NAME, "config": model.cfg.to_dict()}
-    if metadata:
-        doc["training"] = metadata
-    write_bytes_atomic(config_path_for(path), (json.dumps(doc, indent=2) + "\n").encode())
-    return path
+    return save_flat(model, path, metadata)
 
 
 def read_age_regressor_config(path: str | Path) -> tuple[AgeRegressorConfig, dict]:
     """(config, training metadata) from the JSON that belongs to weights file ``path``."""
-    from faceage.models.io import read_config_file
+    from faceage.models.io import read_flat_config
 
-    _, config, doc = read_config_file(config_path_for(path), expect=CLASS_NAME)
-    return config, dict(doc.get("training") or {})
+    return read_flat_config(path, CLASS_NAME)
 
 
 def load_age_regressor(path: str | Path | None = None, device: str | torch.device = "cpu") -> AgeRegressor:
     """Build the network from ``path`` (+ its ``.json`` config), strictly; returned in eval mode, fp32.
 
     ``path=None`` loads the shipped weights (``faceage/weights/age_regressor.safetensors``) after
-    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt file, and for missing, unexpected or
-    mis-shaped tensors. Freezing (``requires_grad_(False)``) is left to the caller: a loss
-    usually wants it, fine-tuning does not.
+    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt
+    file, and for missing, unexpected or mis-shaped tensors. Freezing (``requires_grad_(False)``)
+    is left to the caller: a loss usually wants it, fine-tuning does not.
     """
-    from faceage.models.io import load_state_dict_strict, read_weights
+    from faceage.models.io import load_flat
 
-    if path is None:
-        from faceage.assets import verify_shipped
-
-        path = verify_shipped(SHIPPED_NAME)
-    path = Path(path)
-    config, _ = read_age_regressor_config(path)
-    tensors = read_weights(path, "age regressor weights")
-    model = AgeRegressor(config)
-    load_state_dict_strict(model, tensors, str(path))
-    return model.to(device).eval()
+    return load_flat(path, AgeRegressor, SHIPPED_NAME, "age regressor weights").to(device)
 
 
 __all__ = [

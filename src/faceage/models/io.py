@@ -23,6 +23,7 @@ from torch import nn
 from faceage.atomic import write_bytes_atomic, write_json_atomic
 from faceage.errors import ModelFileError
 from faceage.models.age_regressor import AgeRegressor, AgeRegressorConfig
+from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 CONFIG_NAME = "config.json"
@@ -35,6 +36,7 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "Generator": (Generator, GeneratorConfig),
     "Discriminator": (Discriminator, DiscriminatorConfig),
     "AgeRegressor": (AgeRegressor, AgeRegressorConfig),
+    "IPCGANGenerator": (IPCGANGenerator, IPCGANConfig),
 }
 
 
@@ -148,4 +150,68 @@ def load_model(folder: str | os.PathLike, expect: type[nn.Module] | None = None)
     state = read_weights(weights)
     model = cls(cfg)
     load_state_dict_strict(model, state, str(weights))
+    return model.eval()
+
+
+# --- flat weights: NAME.safetensors + NAME.json side by side ---------------------------------------
+# Several small networks sit in faceage/weights beside each other, each as two flat files: the
+# floating tensors in fp16 and the config (this module's format) plus training metadata.
+
+
+def flat_config_path(weights: str | os.PathLike) -> Path:
+    """The config JSON that belongs to a weights file: same stem, ``.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def save_flat(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write fp16 safetensors at ``path`` and the config JSON beside it; both atomic.
+
+    ``metadata`` (JSON-serialisable: training data, metrics, ...) goes into the config under
+    ``"training"``. Raises ``ValueError`` if a weight does not fit in fp16.
+    """
+    from safetensors.torch import save as st_save
+
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise TypeError(f"cannot save {name}; known classes: {', '.join(MODEL_CLASSES)}")
+    path = Path(path)
+    tensors = {}
+    for key, t in model.state_dict().items():
+        t = t.detach().cpu()
+        if t.is_floating_point():
+            half = t.to(torch.float16)
+            if not bool(torch.isfinite(half).all()):
+                raise ValueError(f"weight '{key}' overflows fp16")
+            t = half
+        tensors[key] = t.contiguous()
+    # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
+    # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
+    write_bytes_atomic(path, st_save(tensors, metadata={"format": "pt"}))
+    doc = {"format": FORMAT, "version": VERSION, "class": name, "config": model.cfg.to_dict()}
+    if metadata:
+        doc["training"] = metadata
+    write_bytes_atomic(flat_config_path(path), (json.dumps(doc, indent=2) + "\n").encode())
+    return path
+
+
+def read_flat_config(path: str | os.PathLike, expect: str) -> tuple[object, dict]:
+    """(config, training metadata) from the JSON that belongs to weights file ``path``."""
+    _, config, doc = read_config_file(flat_config_path(path), expect=expect)
+    return config, dict(doc.get("training") or {})
+
+
+def load_flat(path: str | os.PathLike | None, expect: type[nn.Module], shipped_name: str, what: str) -> nn.Module:
+    """Build ``expect`` from ``path`` (+ its ``.json``) strictly, fp32, eval mode.
+
+    ``path=None`` loads ``shipped_name`` from faceage/weights after checking it against the
+    weights manifest. Missing/corrupt files and mismatched tensors raise ``ModelFileError``.
+    """
+    if path is None:
+        from faceage.assets import verify_shipped
+
+        path = verify_shipped(shipped_name)
+    path = Path(path)
+    config, _ = read_flat_config(path, expect.__name__)
+    model = expect(config)
+    load_state_dict_strict(model, read_weights(path, what), str(path))
     return model.eval()

@@ -299,7 +299,7 @@ def _augment_config() -> AugmentConfig:
 AUGMENT = _augment_config()
 
 
-def _step_seed(seed: int, step: int) -> int:
+def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919 + 12345) % (2**63 - 1)
 
 
@@ -313,7 +313,7 @@ def train_step(
     total_steps: int,
 ) -> dict[str, float]:
     """One optimisation step on a uint8 batch; all randomness from (seed, step). Returns loss parts."""
-    seed = _step_seed(opts.seed, step)
+    seed = step_seed(opts.seed, step)
     torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
     x = to_tensor(images)
@@ -339,7 +339,7 @@ class TrainingError(FaceageError):
     """A training run cannot start or resume as asked (existing run, changed options)."""
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
+def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -350,7 +350,9 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _check_run_folder(opts: AgeTrainOptions, out: Path, resume: bool) -> None:
+def check_run_folder(opts, out: Path, resume: bool, resume_free: set[str] = _RESUME_FREE) -> None:
+    """Refuse to start over an existing run, or to resume one with other options (except
+    ``resume_free`` keys, which do not change the result). ``opts`` has ``to_dict()``."""
     from faceage.training.checkpoint import list_checkpoints
 
     saved = out / OPTIONS_NAME
@@ -359,7 +361,7 @@ def _check_run_folder(opts: AgeTrainOptions, out: Path, resume: bool) -> None:
             raise TrainingError(f"nothing to resume in {out}: no {OPTIONS_NAME} or checkpoint")
         before = json.loads(saved.read_text(encoding="utf-8"))
         now = opts.to_dict()
-        changed = sorted(k for k in now if k not in _RESUME_FREE and before.get(k) != now[k])
+        changed = sorted(k for k in now if k not in resume_free and before.get(k) != now[k])
         if changed:
             details = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
             raise TrainingError(f"cannot resume {out} with other options ({details})")
@@ -381,7 +383,7 @@ def train_age_regressor(
     torch.set_num_threads(opts.threads)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run_folder(opts, out, resume)
+    check_run_folder(opts, out, resume)
     _write_json(out / OPTIONS_NAME, opts.to_dict())
     metrics_path = out / METRICS_NAME
 
@@ -430,7 +432,7 @@ def train_age_regressor(
                 now = time.perf_counter()
                 rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
                 last_log = now
-                _append_jsonl(metrics_path, {"step": step, "epoch": epoch, **parts, "images_per_s": rate})
+                append_jsonl(metrics_path, {"step": step, "epoch": epoch, **parts, "images_per_s": rate})
                 log(f"step {step}/{total_steps} epoch {epoch + 1} loss {parts['loss']:.3f} "
                     f"l1 {parts['l1']:.2f} lr {parts['lr']:.2e} {rate:.0f} img/s")
             over_time = opts.max_minutes is not None and time.perf_counter() - t0 > 60 * opts.max_minutes
@@ -439,7 +441,7 @@ def train_age_regressor(
                 result = decade_mae(predict_ages(model, val.images, opts.eval_batch), val.ages)
                 record = {"epoch": epoch + 1, "step": step, "val": result}
                 history.append(record)
-                _append_jsonl(metrics_path, record)
+                append_jsonl(metrics_path, record)
                 log(f"epoch {epoch + 1}: val MAE {result['mae']:.2f}, balanced {result['balanced_mae']:.2f}")
                 if best is None or result["balanced_mae"] < best["balanced_mae"]:
                     best = {"epoch": epoch + 1, "step": step, "balanced_mae": result["balanced_mae"], "mae": result["mae"]}

@@ -1,0 +1,59 @@
+"""Age groupings shared by the conditional method (IPCGAN), its losses and the benchmark.
+
+A grouping is a list of ascending lower edges: group 0 is every age below ``edges[0]``, group i
+holds ``edges[i-1] <= age < edges[i]``, the last group is open-ended. ``centre`` is the age a
+group stands for when a user asks for a group by age (``--to 70``) or a result is compared with it.
+
+- ``ipcgan5``: the seed's five groups (<= 20, 21-30, 31-40, 41-50, 51+), trained on CACD adults.
+- ``lifespan``: decades from childhood to old age (0-9, 10-19, ..., 60-69, 70+), so the
+  conditional method covers the same target groups as the benchmark (0, 10, 20, 30, 50) and the
+  elderly, which is what faceage is for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AgeGrouping:
+    name: str
+    edges: tuple[float, ...]  # lower bounds of groups 1..G-1
+    centres: tuple[float, ...]  # one representative age per group
+
+    def __post_init__(self) -> None:
+        if len(self.centres) != len(self.edges) + 1:
+            raise ValueError(f"grouping {self.name}: {len(self.edges)} edges need {len(self.edges) + 1} centres")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError(f"grouping {self.name}: edges must ascend, got {self.edges}")
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.centres)
+
+    def labels(self) -> list[str]:
+        """Readable group names such as '0-9', '10-19', '70+'."""
+        lows = [0, *self.edges]
+        out = [f"{int(lo)}-{int(hi) - 1}" for lo, hi in zip(lows, self.edges)]
+        return out + [f"{int(self.edges[-1])}+"]
+
+    def group_of(self, ages: float | np.ndarray) -> np.ndarray:
+        """Ages in years -> group indices (int64), elementwise."""
+        if not np.all(np.isfinite(ages)):
+            raise ValueError(f"ages must be finite numbers, got {ages}")
+        return np.searchsorted(np.asarray(self.edges, np.float64), np.asarray(ages, np.float64), side="right").astype(np.int64)
+
+
+GROUPINGS: dict[str, AgeGrouping] = {
+    "ipcgan5": AgeGrouping("ipcgan5", (21, 31, 41, 51), (16, 25, 35, 45, 60)),
+    "lifespan": AgeGrouping("lifespan", (10, 20, 30, 40, 50, 60, 70), (5, 15, 25, 35, 45, 55, 65, 78)),
+}
+
+
+def get_grouping(name: str) -> AgeGrouping:
+    try:
+        return GROUPINGS[name]
+    except KeyError:
+        raise ValueError(f"unknown age grouping {name!r}; choose from {sorted(GROUPINGS)}") from None
