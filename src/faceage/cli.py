@@ -159,18 +159,33 @@ def demo(out_dir: Path) -> None:
     click.echo(f"example photo: {EXAMPLE_PHOTO}")
     ctx.invoke(estimate, photos=(str(EXAMPLE_PHOTO),), as_json=False)
     ctx.invoke(masks, photos=(str(EXAMPLE_PHOTO),), out_dir=out_dir, size="256")
+    from faceage.methods.commands import age
+    from faceage.methods.registry import available_methods
+
+    methods = available_methods()
+    if methods:
+        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=methods[0], strip=True)
+    else:
+        click.echo("no aging weights are installed in faceage/weights: skipping the aging step")
     click.echo(f"outputs are in {out_dir.resolve()}")
 
 
 def _register_groups() -> None:
-    """Attach the command groups that live beside the code they drive."""
+    """Attach the commands and command groups that live beside the code they drive."""
     from faceage.data.commands import data
+    from faceage.eval.aging_commands import aging_command
+    from faceage.methods.commands import age
+    from faceage.outputs.commands import info
+    from faceage.serve.commands import serve
     from faceage.training.age_commands import age_command
     from faceage.training.commands import bench, train
+    from faceage.training.ipcgan_commands import ipcgan_command
 
     train.add_command(age_command)
-    for group in (data, train, bench):
-        cli.add_command(group)
+    train.add_command(ipcgan_command)
+    bench.add_command(aging_command)
+    for command in (age, info, serve, data, train, bench):
+        cli.add_command(command)
 
 
 _register_groups()

@@ -1,0 +1,79 @@
+"""Aging methods by name: the one place the CLI, the Python API and the demo learn which exist.
+
+Each entry names a loader and the shipped weight files it needs. Loaders import their method
+lazily, so listing the names (``faceage --help``, ``click.Choice``) never imports torch. Adding a
+method is one loader function and one line in ``METHODS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceage.errors import FaceageError, ModelFileError
+
+# the method `faceage age` and `faceage.load()` use when none is named
+DEFAULT_METHOD = "ipcgan"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """How to build one method.
+
+    loader   ``loader(weights, device) -> AgingMethod``; ``weights`` None means the shipped files.
+    shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry).
+    summary  one line for help texts.
+    """
+
+    loader: Callable[..., object]
+    shipped: tuple[str, ...]
+    summary: str
+
+
+def _ipcgan(weights: str | Path | None, device: str):
+    from faceage.methods.ipcgan import IPCGANMethod
+
+    return IPCGANMethod.from_weights(weights, device=device)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "ipcgan": MethodSpec(_ipcgan, ("ipcgan_generator.safetensors",), "conditional age GAN (seed 003)"),
+}
+
+
+def method_names() -> list[str]:
+    """Every registered method, installed or not."""
+    return list(METHODS)
+
+
+def _installed(spec: MethodSpec) -> bool:
+    from faceage.assets import WEIGHTS_DIR, read_manifest
+
+    manifest = read_manifest()
+    return all((WEIGHTS_DIR / name).is_file() and name in manifest for name in spec.shipped)
+
+
+def available_methods() -> list[str]:
+    """The registered methods whose shipped weights are installed (file present, listed in the manifest)."""
+    return [name for name, spec in METHODS.items() if _installed(spec)]
+
+
+def load_method(name: str, device: str = "cpu", weights: str | Path | None = None):
+    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
+
+    Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
+    or do not match the network.
+    """
+    spec = METHODS.get(name)
+    if spec is None:
+        raise FaceageError(f"unknown aging method {name!r}; known methods: {', '.join(METHODS)}")
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise ModelFileError(f"weights file for method {name!r} not found: {weights}")
+    elif not _installed(spec):
+        raise ModelFileError(
+            f"method {name!r} has no weights installed ({', '.join(spec.shipped)} missing from faceage/weights "
+            "or its manifest); train them first, or pass a weights file (--weights)"
+        )
+    return spec.loader(weights, device)
