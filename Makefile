@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(STAMP): requirements.txt requirements-models.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ install: $(STAMP)
 demo: install
 	$(BIN)/faceage demo --out demo-output
 
-test: install
-	$(BIN)/python -m pytest
+# Headless Chromium for the web app's browser test (tests/serve/test_serve_browser.py): Debian's
+# chromium + chromium-driver, as root or through passwordless sudo. Where neither works the test
+# skips and says why (-rs prints the reason); FACEAGE_REQUIRE_BROWSER=1 makes it fail instead.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then exit 0; fi; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	if command -v apt-get >/dev/null 2>&1 && $$sudo true 2>/dev/null; then \
+	  $$sudo apt-get update -q >/dev/null && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    chromium chromium-driver >/dev/null || \
+	  echo "warning: apt-get could not install chromium chromium-driver: the browser test will skip"; \
+	else echo "warning: no chromium/chromedriver and no root for apt-get: the browser test will skip"; fi
+
+test: install browser
+	$(BIN)/python -m pytest -rs
 
 bench: install
 	$(BIN)/python benchmarks/pipeline.py
