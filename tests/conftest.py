@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+# faces per split of the session-wide tiny prepared folder (fixture tiny_data)
+TINY_SPLITS = {"train": 40, "val": 12, "test": 12}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
@@ -25,3 +29,46 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, shared_datasets) -> Path:
+    """A prepared folder (shards + manifest, the ``faceage data prepare`` format) of 64 real faces.
+
+    UTKFace crops (not our alignment; enough for mechanics) with ages spread over 1..100, written
+    at 96 px so the loader's resize to 64 px is exercised.
+    """
+    from faceage.data.datasets import ETHNICITIES
+    from faceage.data.shards import FORMAT, MANIFEST, ShardWriter
+
+    images = shared_datasets / "utkface" / "images"
+    files = sorted(p for p in images.iterdir() if p.name.count("_") >= 3)
+    by_age: dict[int, list[Path]] = {}
+    for p in files:
+        age = int(p.name.split("_")[0])
+        by_age.setdefault(age, []).append(p)
+    wanted = sum(TINY_SPLITS.values())
+    ages = np.linspace(1, 100, wanted).round().astype(int)
+    chosen = []
+    for a in ages:
+        near = min(by_age, key=lambda k: (abs(k - a), k))
+        chosen.append(by_age[near][len(chosen) % len(by_age[near])])
+    folder = tmp_path_factory.mktemp("faces")
+    splits = [s for s, n in TINY_SPLITS.items() for _ in range(n)]
+    rng = np.random.default_rng(0)
+    rng.shuffle(splits)  # every split spans all ages
+    with ShardWriter(folder) as writer:
+        for i, (path, split) in enumerate(zip(chosen, splits)):
+            age, gender, race = (int(v) for v in path.name.split("_")[:3])
+            rgb = np.asarray(Image.open(path).convert("RGB").resize((96, 96), Image.BILINEAR))
+            labels = {"age": age, "gender": gender, "ethnicity": ETHNICITIES[race], "source": "utkface", "file": path.name}
+            writer.write_image(f"utk_{i:03d}", split, rgb, labels)
+    shards = [s.to_dict() for s in writer.shards]
+    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "shards": shards}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_splits() -> dict[str, int]:
+    """How many faces each split of ``tiny_data`` holds."""
+    return dict(TINY_SPLITS)

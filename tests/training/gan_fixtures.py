@@ -13,8 +13,6 @@ from PIL import Image
 
 from faceage.data.shards import FORMAT, MANIFEST, ShardWriter, write_json_atomic
 
-# faces per split of the session-wide tiny prepared folder (conftest.tiny_data)
-PER_SPLIT = {"train": 40, "val": 12, "test": 12}
 UTK = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "utkface" / "images"
 
 

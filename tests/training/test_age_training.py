@@ -30,7 +30,6 @@ from faceage.training.age import (
 )
 from faceage.training.age_commands import age_command
 from faceage.training.checkpoint import load_checkpoint
-from gan_fixtures import PER_SPLIT
 
 # A narrow net keeps each trainer test to seconds on a shared 2-core CPU; the mechanics are the same.
 TINY_NET = dict(stem_channels=8, channels=(8, 16, 32), blocks=(1, 1, 1))
@@ -42,10 +41,10 @@ def _opts(data: Path, out: Path, **kw) -> AgeTrainOptions:
     return AgeTrainOptions(**{**base, **kw})
 
 
-def test_load_split_decodes_resizes_and_caches(tiny_data, tmp_path):
+def test_load_split_decodes_resizes_and_caches(tiny_data, tiny_splits, tmp_path):
     arrays = load_split(tiny_data, "train", 64, cache_dir=tmp_path)
-    assert arrays.images.shape == (PER_SPLIT["train"], 64, 64, 3) and arrays.images.dtype == np.uint8
-    assert arrays.ages.dtype == np.float32 and len(arrays.keys) == PER_SPLIT["train"]
+    assert arrays.images.shape == (tiny_splits["train"], 64, 64, 3) and arrays.images.dtype == np.uint8
+    assert arrays.ages.dtype == np.float32 and len(arrays.keys) == tiny_splits["train"]
     assert len(list(tmp_path.glob("cache-train-64-*.npz"))) == 1
     again = load_split(tiny_data, "train", 64, cache_dir=tmp_path)
     assert np.array_equal(again.images, arrays.images) and again.keys == arrays.keys
