@@ -174,6 +174,7 @@ def _register_groups() -> None:
     """Attach the commands and command groups that live beside the code they drive."""
     from faceage.data.commands import data
     from faceage.eval.aging_commands import aging_command
+    from faceage.export.commands import export
     from faceage.methods.commands import age
     from faceage.outputs.commands import info
     from faceage.serve.commands import serve
@@ -184,7 +185,7 @@ def _register_groups() -> None:
     train.add_command(age_command)
     train.add_command(ipcgan_command)
     bench.add_command(aging_command)
-    for command in (age, info, serve, data, train, bench):
+    for command in (age, info, serve, data, train, bench, export):
         cli.add_command(command)
 
 

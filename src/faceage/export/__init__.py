@@ -1,0 +1,1 @@
+"""Exports of faceage's networks for other runtimes (ONNX), each checked against PyTorch."""
