@@ -74,6 +74,8 @@ def test_run_folder_protection_and_init_from(tiny_data, tmp_path):
     # a fresh machine: only the exported generator is left
     fresh = tmp_path / "fresh"
     train_ipcgan(_opts(tiny_data, fresh, steps=1, init_from=str(run / WEIGHTS_NAME)), log=lambda _: None)
+    _, meta = read_flat_config(fresh / WEIGHTS_NAME, "IPCGANGenerator")
+    assert meta["initialised_from"]["steps"] == 2 and meta["total_kimg"] == pytest.approx(0.012)
     with pytest.raises(ValueError, match="config"):
         train_ipcgan(_opts(tiny_data, tmp_path / "wider", steps=1, g_channels=8, init_from=str(run / WEIGHTS_NAME)),
                      log=lambda _: None)

@@ -234,12 +234,19 @@ def sample_grid(G, images: np.ndarray, num_groups: int, device) -> np.ndarray:
 def _generator_metadata(opts: IPCGANTrainOptions, step: int, extra: dict | None = None) -> dict:
     from faceage.data.shards import MANIFEST, sha256_file
 
-    meta = {"grouping": opts.grouping, "steps": step, "kimg": round(step * opts.batch / 1000, 2),
+    meta = {"grouping": opts.grouping, "steps": step, "kimg": round(step * opts.batch / 1000, 3),
             "batch": opts.batch, "data": str(opts.data),
             "data_manifest_sha256": sha256_file(Path(opts.data) / MANIFEST),
             "losses": {"lambda_gan": opts.lambda_gan, "lambda_id": opts.lambda_id, "lambda_age": opts.lambda_age,
                        "identity_features": f"ST-LPIPS AlexNet conv5, channel-normalised, at {opts.identity_size} px (stlpips-pytorch 0.0.2)",
                        "age_classifier": "faceage age_regressor (shipped)"}}
+    if opts.init_from:
+        from faceage.models.io import read_flat_config
+
+        _, before = read_flat_config(opts.init_from, "IPCGANGenerator")
+        meta["initialised_from"] = {"file": Path(opts.init_from).name,
+                                    **{k: before[k] for k in ("steps", "kimg", "total_kimg") if k in before}}
+        meta["total_kimg"] = round(before.get("total_kimg", before.get("kimg", 0.0)) + meta["kimg"], 3)
     if extra:
         meta.update(extra)
     return meta
