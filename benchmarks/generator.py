@@ -28,8 +28,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from faceage.atomic import write_text_atomic
-from faceage.training.gan import GANConfig
+from faceage.machine import cpu_name
 from faceage.models import Generator, GeneratorConfig
+from faceage.training.gan import GANConfig
 
 RESOLUTIONS = (32, 64, 128)
 TARGET_FULL_MS = 60.0
@@ -58,16 +59,6 @@ def time_ms(fn, warmup: int, reps: int, sync=None) -> list[float]:
             sync()
         times.append((time.perf_counter() - t0) * 1e3)
     return times
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def loadavg() -> str:

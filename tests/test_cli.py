@@ -7,19 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO, main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from faceage.cli import EXAMPLE_PHOTO
 
 
 def test_estimate_gives_a_plausible_age_for_the_example(capsys):

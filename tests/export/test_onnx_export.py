@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from faceage.cli import main
 from faceage.export.onnx import (
@@ -25,7 +26,12 @@ from faceage.export.onnx import (
 )
 from faceage.models.io import save_flat, save_model
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
-from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from faceage.models.stylegan2 import (
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+)
 
 TINY_G = GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=512, channel_max=32)
 TINY_IPCGAN = IPCGANConfig(resolution=64, g_channels=4, g_blocks=1)
@@ -63,16 +69,6 @@ def tiny_ipcgan() -> IPCGANGenerator:
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 2.0)
     return g.eval()
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO, main
+from faceage.cli import EXAMPLE_PHOTO
 from faceage.imageio import load_image, read_metadata
 from faceage.methods.commands import SUMMARY_FIELDS
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def files_under(folder: Path) -> list[str]:

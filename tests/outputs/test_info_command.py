@@ -8,23 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from faceage.cli import main
 from faceage.imageio import save_image
 from faceage.outputs.progression import save_gif
 from faceage.outputs.provenance import provenance_metadata
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -31,13 +30,14 @@ def aging_command(method_name, weights, data, split, limit, seed, device, thread
 
     from faceage.atomic import write_text_atomic
     from faceage.eval.aging_bench import format_report, run_aging_benchmark, update_results_file
+    from faceage.machine import device_name
     from faceage.methods.registry import load_method
 
     torch.set_num_threads(threads)
     method = load_method(method_name, device=device, weights=weights)
     result = run_aging_benchmark(method, data, split=split, limit=limit, seed=seed, log=click.echo)
     command = "faceage " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceage bench aging"
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, device {device}"
+    machine = f"{device_name(device)}, {torch.get_num_threads()} torch threads, device {device}"
     update_results_file(out, format_report(result, command, machine))
     write_text_atomic(out.with_name(f"{out.stem}-{method_name}.json"), json.dumps(result, indent=1) + "\n")
     click.echo(f"wrote {out}")

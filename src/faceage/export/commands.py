@@ -9,21 +9,9 @@ from pathlib import Path
 
 import click
 
-_CTX = {"help_option_names": ["-h", "--help"], "show_default": True}
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+from faceage.cli_options import CONTEXT_SETTINGS as _CTX
+from faceage.cli_options import float_list as _float_list
+from faceage.cli_options import int_list as _int_list
 
 
 @click.group("export", context_settings=_CTX)

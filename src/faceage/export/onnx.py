@@ -28,13 +28,12 @@ no file behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-import contextlib
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -48,6 +47,7 @@ from torch import nn
 
 from faceage.atomic import write_bytes_atomic, write_json_atomic
 from faceage.errors import FaceageError
+from faceage.machine import cpu_name
 from faceage.models.ipcgan import IPCGANGenerator
 from faceage.models.stylegan2 import Generator
 
@@ -476,17 +476,6 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
         "files": sorted(kept + [e.to_dict() for e in entries], key=lambda d: d["file"]),
     }
     return write_json_atomic(out_dir / MANIFEST_NAME, doc)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 # --- from files on disk ------------------------------------------------------------------------

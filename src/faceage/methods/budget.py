@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 from faceage.atomic import write_json_atomic
+from faceage.machine import device_name
 
 CACHE_FORMAT = "faceage-latency"
 CACHE_VERSION = 1
@@ -62,20 +62,6 @@ def _label(submodel: SubModel) -> str:
 def _parse_label(label: str) -> SubModel:
     res, ratio = label.split("x")
     return int(res), float(ratio)
-
-
-def hardware_name(device: str | torch.device = "cpu") -> str:
-    """The GPU's name for a CUDA device, else the CPU's model name."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def model_fingerprint(module: torch.nn.Module) -> str:
@@ -176,7 +162,7 @@ class LatencyTable:
             "model": self.model_id,
             "torch": torch.__version__,
             "device": str(self.device),
-            "hardware": hardware_name(self.device),
+            "hardware": device_name(self.device),
             "threads": torch.get_num_threads(),
             "batch": 1,
         }

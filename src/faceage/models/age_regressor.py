@@ -38,9 +38,8 @@ read fp16 safetensors plus a config JSON, strictly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,12 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceage.models.config import JsonConfig
 
 MIN_INPUT, MAX_INPUT = 64, 256
 
 
 @dataclass(frozen=True)
-class AgeRegressorConfig:
+class AgeRegressorConfig(JsonConfig):
     """Architecture and label space; saved next to the weights as JSON."""
 
     # Working resolution: inputs of other sizes are resized to this inside forward. 64 px keeps
@@ -92,19 +92,6 @@ class AgeRegressorConfig:
     @property
     def num_bins(self) -> int:
         return self.max_age - self.min_age + 1
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"], d["blocks"] = list(self.channels), list(self.blocks)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AgeRegressorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown age regressor config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class AgeOutput(NamedTuple):

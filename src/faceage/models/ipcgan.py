@@ -19,15 +19,17 @@ Plain ``nn.Module`` without I/O; weights are read and written by ``faceage.model
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceage.models.config import JsonConfig
+
 
 @dataclass(frozen=True)
-class IPCGANConfig:
+class IPCGANConfig(JsonConfig):
     """Architecture of both IPCGAN networks; saved beside the weights."""
 
     resolution: int = 128
@@ -48,17 +50,6 @@ class IPCGANConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if 2 ** (self.d_layers + 1) > self.resolution:
             raise ValueError(f"d_layers={self.d_layers} downsamples a {self.resolution} px image below 2 px")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> IPCGANConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown IPCGANConfig keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def condition_maps(groups: torch.Tensor, num_groups: int, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -13,12 +13,12 @@ up-conv, conv, toRGB, where each toRGB shares its index with the next block's up
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Self
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from faceage.models.config import JsonConfig
 from faceage.models.layers import (
     EqualConv2d,
     EqualLinear,
@@ -35,7 +35,7 @@ def _check_resolution(resolution: int, what: str) -> int:
     return resolution
 
 
-class _NetworkConfig:
+class _NetworkConfig(JsonConfig):
     """What GeneratorConfig and DiscriminatorConfig share (both have resolution, channel_base,
     channel_max and blur_kernel fields); no fields of its own."""
 
@@ -57,16 +57,6 @@ class _NetworkConfig:
     def resolutions(self) -> tuple[int, ...]:
         """Sizes the network works at: 8, 16, ..., resolution (the stops of a sub-generator)."""
         return tuple(2**i for i in range(3, int(math.log2(self.resolution)) + 1))
-
-    def to_dict(self) -> dict:
-        """JSON-ready fields (blur_kernel as a list)."""
-        d = asdict(self)
-        d["blur_kernel"] = list(self.blur_kernel)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Self:
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,12 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import CONTEXT_SETTINGS as _CTX
+from faceage.cli_options import float_list as _float_list
+from faceage.cli_options import int_list as _int_list
 from faceage.errors import FaceageError
 
 _DIR = click.Path(file_okay=False, path_type=Path)
-_CTX = {"help_option_names": ["-h", "--help"], "show_default": True}
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
 @click.group("train", context_settings=_CTX)
