@@ -98,7 +98,7 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         log(f"target {decade}s (centre {centre:g}): age {row['age_mean']:.2f} ± {row['age_std']:.2f}, "
             f"identity {row['identity_rate']:.1f} %")
     return {"method": method.describe(), "split": split, "faces": len(stored), "seed": seed,
-            "source_age_mean": float(source_ages.mean()), "groups": groups,
+            "source_age_mean": float(source_ages.mean()), "source_age_std": float(source_ages.std()), "groups": groups,
             "method_ms_per_face": 1000 * method_seconds / (len(inputs) * len(TARGET_GROUPS))}
 
 
@@ -108,7 +108,10 @@ def format_report(result: dict, command: str, machine: str) -> str:
     lines = [f"## {name}", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
              f"Method: `{result['method']}`  ",
              f"{result['faces']} faces of the {result['split']} split (seed {result['seed']}); "
-             f"method alone {result['method_ms_per_face']:.1f} ms per aligned face.", "",
+             f"method alone {result['method_ms_per_face']:.1f} ms per aligned face.",
+             f"Unedited input faces read {result['source_age_mean']:.2f}"
+             + (f" ± {result['source_age_std']:.2f}" if "source_age_std" in result else "")
+             + " years (the independent estimate a method that changes nothing would score in every row).", "",
              "| target | ideal | predicted age (mean ± std) | off by | identity verified (SFace) | mean similarity | GLS-Age anchor age / identity |",
              "|---|---|---|---|---|---|---|"]
     for decade, row in result["groups"].items():
