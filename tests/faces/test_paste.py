@@ -174,3 +174,28 @@ def test_out_parameter_pastes_several_faces_with_one_copy(
     np.testing.assert_array_equal(paste_back(astronaut, edited, matrix, out=target), paste_back(astronaut, edited, matrix))
     with pytest.raises(ValueError, match="out"):
         paste_back(astronaut, edited, matrix, out=np.zeros((10, 10, 3), np.uint8))
+
+
+def test_add_in_gamut_shortens_the_delta_instead_of_clipping_channels() -> None:
+    from faceage.faces.paste import add_in_gamut
+
+    base = np.array([[[250, 200, 100], [120, 120, 120], [10, 20, 30]]], np.uint8)
+    delta = np.array([[[20.0, 20.0, 20.0], [200.0, 200.0, 200.0], [0.0, 0.0, 0.0]]], np.float32)
+    out = add_in_gamut(base, delta).astype(int)
+    # a brightening that would clip R alone is shortened to 5 levels: the colour differences survive
+    assert out[0, 0].tolist() == [255, 205, 105]
+    # a gray pixel stays gray however far it is pushed; a zero delta is exact
+    assert out[0, 1].tolist() == [255, 255, 255] and out[0, 2].tolist() == [10, 20, 30]
+    # in range, it is the plain rounded sum
+    assert add_in_gamut(base, np.full(base.shape, -2.4, np.float32)).astype(int).tolist() == (base.astype(int) - 2).tolist()
+
+
+def test_paste_delta_keeps_a_grayscale_photo_grayscale(astronaut: np.ndarray, aligned: tuple[np.ndarray, np.ndarray]) -> None:
+    face, matrix = aligned
+    gray = np.repeat(astronaut.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    brighter = np.clip(face.astype(int) + 90, 0, 255).astype(np.uint8)
+    lum = np.repeat(brighter.mean(-1, keepdims=True).astype(np.uint8), 3, -1)  # a gray (luma-only) change
+    out = paste_delta(gray, lum, np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1), matrix)
+    assert not np.array_equal(out, gray)
+    spread = out.max(-1).astype(int) - out.min(-1)
+    assert spread.max() <= 1

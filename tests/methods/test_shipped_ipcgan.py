@@ -7,6 +7,7 @@ import numpy as np
 import faceage
 from faceage.assets import verify_shipped
 from faceage.cli import EXAMPLE_PHOTO
+from faceage.eval.colour import channel_spread, highfreq_colour_ratio
 from faceage.imageio import load_image
 from faceage.methods.registry import available_methods
 
@@ -23,3 +24,18 @@ def test_shipped_ipcgan_ages_the_example_and_keeps_identity():
     assert y.same_person and o.same_person
     # outside the face the photo is untouched
     assert np.array_equal(old.image[-40:], photo[-40:])
+
+
+def test_shipped_ipcgan_invents_no_colour():
+    """Guards a streaky model cannot pass: the colour detail inside the face is not multiplied
+    (the 400-step weights with free RGB output measured a median 4.9x, up to 20x), and a grayscale
+    photo comes out grayscale (it came out with 13-19 levels of channel spread)."""
+    ager = faceage.load("ipcgan")
+    photo = load_image(EXAMPLE_PHOTO)
+    results = ager.age(photo, to=[10, 30, 50, 70])
+    ratios = [float(highfreq_colour_ratio(r.aged_crops, r.source_crops)[0]) for r in results]
+    assert np.median(ratios) <= 1.3, ratios
+    gray = np.repeat(photo.mean(-1, keepdims=True).round().astype(np.uint8), 3, -1)
+    for result in ager.age(gray, to=[10, 70]):
+        assert channel_spread(result.aged_crops)[0] <= 2
+        assert not np.array_equal(result.aged_crops, result.source_crops)  # it did edit the face

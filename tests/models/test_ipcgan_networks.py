@@ -12,7 +12,14 @@ from faceage.errors import ModelFileError
 from faceage.methods.ipcgan import IPCGANMethod, group_weights
 from faceage.models.alexnet import load_alexnet
 from faceage.models.io import load_flat, save_flat
-from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator, condition_maps
+from faceage.models.ipcgan import (
+    IPCGANConfig,
+    IPCGANDiscriminator,
+    IPCGANGenerator,
+    ProjectedDiscriminator,
+    build_discriminator,
+    condition_maps,
+)
 
 TINY = dict(resolution=64, num_groups=8, g_channels=4, g_blocks=1, d_channels=8, d_layers=3)
 
@@ -128,3 +135,49 @@ def test_alexnet_conv5_separates_people_more_than_small_changes(shared_datasets)
         other = (conv5(x.roll(1, 0)) - base).pow(2).sum(1).mean()
     assert base.shape[1] == 256
     assert other > 20 * same and other > 2 * blurred
+
+
+def test_luma_head_starts_as_identity_and_cannot_colour_a_gray_face():
+    torch.manual_seed(0)
+    g = IPCGANGenerator(IPCGANConfig(**TINY, head="luma")).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.allclose(g(x, torch.tensor([0, 7])), x, atol=1e-5)
+    torch.nn.init.normal_(g.to_rgb.weight, std=0.5)  # a trained (here: random) head
+    gray = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    y = g(gray, torch.tensor([0, 7]))
+    assert (y - gray).abs().mean() > 0.01 and (y.amax(1) - y.amin(1)).max() < 1e-5
+    with pytest.raises(ValueError, match="residual"):
+        IPCGANConfig(**TINY, head="luma", residual=False)
+    with pytest.raises(ValueError, match="head"):
+        IPCGANConfig(**TINY, head="hsv")
+
+
+def test_projected_discriminator_trains_only_its_heads_and_scores_pairs():
+    torch.manual_seed(0)
+    d = ProjectedDiscriminator(IPCGANConfig(**TINY, d_type="projected"))
+    d.train()
+    assert not d.backbone.training  # frozen BatchNorm statistics
+    trainable = {id(p) for p in d.trainable_parameters()}
+    assert trainable and all(not p.requires_grad for p in d.backbone.parameters())
+    assert all(id(p) not in trainable for m in (d.backbone, d.ccm) for p in m.parameters())
+    x = (torch.rand(3, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    out = d(x, torch.tensor([0, 1, 2]))
+    assert [o.shape[-1] for o in out] == [8, 4, 2] and all(o.shape[:2] == (3, 1) for o in out)
+    assert not torch.allclose(out[0], d(x, torch.tensor([5, 6, 7]))[0])
+    sum(o.sum() for o in out).backward()  # G learns through the frozen features
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert isinstance(build_discriminator(IPCGANConfig(**TINY)), IPCGANDiscriminator)
+
+
+def test_method_keeps_colour_smooth_whatever_the_generator():
+    torch.manual_seed(0)
+    g = IPCGANGenerator(IPCGANConfig(**TINY))  # a free RGB head, made to paint noise
+    torch.nn.init.normal_(g.to_rgb.weight, std=0.5)
+    faces = np.repeat(np.random.default_rng(0).integers(0, 256, (2, 64, 64, 1), dtype=np.uint8), 3, -1)
+    free = IPCGANMethod(g, get_grouping("lifespan"), colour="free").edit(faces, np.array([20.0, 60.0]), 70)
+    smooth = IPCGANMethod(g, get_grouping("lifespan")).edit(faces, np.array([20.0, 60.0]), 70)
+    spread = lambda a: int((a.max(-1).astype(int) - a.min(-1)).max())  # noqa: E731
+    assert spread(free.edited) > 20
+    assert spread(smooth.edited) <= 1 and spread(smooth.reconstructed) <= 1
+    with pytest.raises(ValueError, match="colour"):
+        IPCGANMethod(g, get_grouping("lifespan"), colour="vivid")

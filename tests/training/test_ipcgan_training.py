@@ -89,3 +89,22 @@ def test_command_line(tiny_data, tmp_path):
     assert result.exit_code != 0 and "need" in str(result.exception)
     bad = CliRunner().invoke(ipcgan_command, [*args[:4], "--grouping", "decades"])
     assert bad.exit_code == 2 and "decades" in bad.output
+
+
+def test_patch_discriminator_and_init_from_an_rgb_head(tiny_data, tmp_path):
+    """The first weights' setup (pixel PatchGAN, free RGB head, no DiffAugment) still trains, and a
+    luma-head run started from it keeps the body and starts its own head at the identity."""
+    old = tmp_path / "old"
+    train_ipcgan(_opts(tiny_data, old, steps=2, d_type="patch", head="rgb", diffaugment=False), log=lambda _: None)
+    records = [json.loads(line) for line in (old / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["d_loss"]) for r in records if "d_loss" in r)
+    new = tmp_path / "new"
+    train_ipcgan(_opts(tiny_data, new, steps=1, init_from=str(old / WEIGHTS_NAME)), log=lambda _: None)
+    state = load_checkpoint(new)
+    cfg, _ = read_flat_config(new / WEIGHTS_NAME, "IPCGANGenerator")
+    assert cfg.head == "luma" and cfg.d_type == "projected"
+    before = load_checkpoint(old)["G_ema"]
+    # the encoder came from the old run (one step of Adam at 2e-4 moves it very little)
+    name = "encoder.0.0.weight"
+    assert (state["G"][name] - before[name]).abs().max() < 5e-3
+    assert (state["G"][name] - before[name]).abs().max() < (before[name]).abs().max()

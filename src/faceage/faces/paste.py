@@ -158,9 +158,24 @@ def paste_delta(
     delta = (edited.astype(np.float32) - reconstructed.astype(np.float32)) * alpha[:, :, None]
     delta, _, inv = _prefilter(delta, alpha, inv)
     warped = _to_region(delta, inv, region, cv2.BORDER_CONSTANT, smooth=True)
-    # saturating, rounding add; a zero delta leaves the photo's value exactly
-    out[y0:y1, x0:x1] = cv2.add(photo[y0:y1, x0:x1], warped, dtype=cv2.CV_8U)
+    out[y0:y1, x0:x1] = add_in_gamut(photo[y0:y1, x0:x1], warped)
     return out
+
+
+def add_in_gamut(base: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``base`` (uint8 RGB) + ``delta`` (float), rounded, with the whole delta vector of a pixel
+    shortened just enough to stay in 0..255 instead of clipping each channel on its own.
+
+    Clipping channels separately changes a pixel's colour (a brightening on a near-white red cheek
+    would clip R and not G/B and desaturate it; on a grayscale photo it can even create colour);
+    shortening the vector keeps the delta's own direction. A zero delta leaves ``base`` exactly.
+    """
+    b = base.astype(np.float32)
+    d = np.asarray(delta, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(d > 0, (255.0 - b) / d, np.where(d < 0, -b / d, np.inf))
+    t = np.minimum(room.min(axis=-1, keepdims=True), 1.0)
+    return np.clip(np.rint(b + t * d), 0, 255).astype(np.uint8)
 
 
 def _to_region(

@@ -6,6 +6,12 @@ for half of each), so ``--to`` is continuous rather than snapping to a group. Th
 run with the face's *own* group (from the estimated source age): that rendering is the
 ``reconstructed`` face, and the engine pastes only the difference onto the photo, so the photo's
 sharpness and everything the generator does not change are kept.
+
+Colour: by default (``colour="smooth"``) every generator output is projected onto "the input's
+colour, smoothly rescaled" (``faceage.models.colour.keep_colour``): luminance is edited at full
+resolution, colour only by a low-frequency gain on the face's own chroma. A generator cannot then
+paint colour streaks or noise, and a grayscale photo stays grayscale. ``colour="free"`` passes the
+network's RGB through unchanged (for measuring what the network itself does).
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import torch
 
 from faceage.age_groups import AgeGrouping, get_grouping
 from faceage.methods.base import AgingMethod, Edit
+from faceage.models.colour import keep_colour
 from faceage.models.ipcgan import IPCGANGenerator
 
 SHIPPED_NAME = "ipcgan_generator.safetensors"
+COLOUR_MODES = ("smooth", "free")
 
 
 def group_weights(ages: np.ndarray, grouping: AgeGrouping) -> np.ndarray:
@@ -58,12 +66,14 @@ class IPCGANMethod(AgingMethod):
         device: where to run.
         info: provenance (weights file, sha256, training summary) returned by ``describe``.
         batch: faces per forward pass.
+        colour: "smooth" (luma free, colour only as a smooth gain on the input's; see the module
+            docstring) or "free" (the network's RGB as it is).
     """
 
     name = "ipcgan"
 
     def __init__(self, generator: IPCGANGenerator, grouping: AgeGrouping, device: str | torch.device = "cpu",
-                 info: dict | None = None, batch: int = 16) -> None:
+                 info: dict | None = None, batch: int = 16, colour: str = "smooth") -> None:
         if grouping.num_groups != generator.cfg.num_groups:
             raise ValueError(f"grouping {grouping.name} has {grouping.num_groups} groups, "
                              f"the generator {generator.cfg.num_groups}")
@@ -73,6 +83,9 @@ class IPCGANMethod(AgingMethod):
         self.face_size = generator.cfg.resolution
         self.info = dict(info or {})
         self.batch = int(batch)
+        if colour not in COLOUR_MODES:
+            raise ValueError(f"colour must be one of {COLOUR_MODES}, got {colour!r}")
+        self.colour = colour
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> IPCGANMethod:
@@ -96,6 +109,10 @@ class IPCGANMethod(AgingMethod):
     def describe(self) -> dict:
         return {"method": self.name, **self.info}
 
+    def _render(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        y = self.generator(x, weights.to(self.device))
+        return keep_colour(x, y) if self.colour == "smooth" else y
+
     @torch.inference_mode()
     def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
         faces = np.asarray(faces)
@@ -112,8 +129,8 @@ class IPCGANMethod(AgingMethod):
         edited, recon = [], []
         for i in range(0, len(faces), self.batch):
             x = to_tensor(faces[i : i + self.batch], self.device)
-            edited.append(to_uint8(self.generator(x, target[i : i + self.batch].to(self.device))))
-            recon.append(to_uint8(self.generator(x, source[i : i + self.batch].to(self.device))))
+            edited.append(to_uint8(self._render(x, target[i : i + self.batch])))
+            recon.append(to_uint8(self._render(x, source[i : i + self.batch])))
         if not edited:
             empty = np.zeros((0, self.face_size, self.face_size, 3), np.uint8)
             return Edit(empty, empty.copy())

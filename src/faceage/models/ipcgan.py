@@ -6,11 +6,17 @@ decoder (two nearest-upsample + 3x3 conv stages, 7x7 conv), with BatchNorm and (
 the paper (upsample + conv replaces its transposed convs, which paint checkerboards). The last
 layer predicts a *change* that is added to the input (``residual=True``, default): at
 initialisation the generator is the identity, so identity is kept from the first step and training
-spends its steps on the age change; ``residual=False`` gives the paper's direct tanh output.
+spends its steps on the age change; ``residual=False`` gives the paper's direct tanh output. With ``head="luma"`` the last layer's three
+channels are a full-resolution luma change and two chroma-gain logits that are low-passed
+(``faceage.models.colour.luma_chroma_edit``): the network can sharpen, wrinkle and shade at pixel
+scale, but can only rescale the face's own colour smoothly, so it cannot paint colour streaks and
+keeps a grayscale face grayscale (``head="rgb"``: a free RGB change, the first shipped weights).
 
 Discriminator: judges (image, group) pairs. The image goes through a stride-2 conv; the
 condition maps, at that half resolution, are concatenated there (as in IPCGAN's reference code),
 then strided convs with BatchNorm and LeakyReLU end in a patch of LSGAN scores (B, 1, s, s).
+``ProjectedDiscriminator`` (``d_type="projected"``) instead judges frozen ImageNet features, as in
+"Projected GANs Converge Faster" (Sauer et al., 2021); see its docstring.
 
 Convention: images are (B, 3, S, S) float in [-1, 1]; ``groups`` are (B,) int64 group indices
 (or (B, G) float group weights, see ``condition_maps``).
@@ -25,7 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceage.models.colour import luma_chroma_edit
 from faceage.models.config import JsonConfig
+
+HEADS = ("rgb", "luma")
+D_TYPES = ("patch", "projected")
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,19 @@ class IPCGANConfig(JsonConfig):
     residual: bool = True
     d_channels: int = 64
     d_layers: int = 4  # strided convs, 64 -> 128 -> 256 -> 512 channels with the default
+    head: str = "rgb"  # "luma": full-resolution luma change + low-frequency chroma gain (needs residual)
+    chroma_factor: int = 16  # the chroma gain varies no faster than resolution / chroma_factor
+    d_type: str = "patch"  # "projected": ProjectedDiscriminator on frozen MobileNetV2 features
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head == "luma" and not self.residual:
+            raise ValueError("head='luma' edits the input, so it needs residual=True")
+        if self.chroma_factor < 1 or self.resolution % self.chroma_factor:
+            raise ValueError(f"chroma_factor must divide the resolution, got {self.chroma_factor}")
+        if self.d_type not in D_TYPES:
+            raise ValueError(f"d_type must be one of {D_TYPES}, got {self.d_type!r}")
         if self.resolution < 16 or self.resolution % 16:
             raise ValueError(f"resolution must be a multiple of 16 >= 16, got {self.resolution}")
         if self.num_groups < 2:
@@ -137,6 +158,8 @@ class IPCGANGenerator(nn.Module):
         cond = condition_maps(groups.to(images.device), c.num_groups, c.resolution, images.dtype)
         x = self.decoder(self.blocks(self.encoder(torch.cat([images, cond], dim=1))))
         out = self.to_rgb(x)
+        if c.head == "luma":
+            return luma_chroma_edit(images, 2.0 * torch.tanh(out[:, :1]), out[:, 1:], c.chroma_factor)
         if c.residual:
             # the change is bounded, and the sum kept in [-1, 1] without killing gradients inside
             return (images + 2.0 * torch.tanh(out)).clamp(-1.0, 1.0)
@@ -164,3 +187,85 @@ class IPCGANDiscriminator(nn.Module):
         x = self.stem(images)
         cond = condition_maps(groups.to(images.device), c.num_groups, x.shape[-1], x.dtype)
         return self.head(self.body(torch.cat([x, cond], dim=1)))
+
+
+class ProjectedDiscriminator(nn.Module):
+    """(image, group) -> list of LSGAN score maps, one per feature scale, on frozen MobileNetV2.
+
+    "Projected GANs Converge Faster" (Sauer et al., 2021): a discriminator that works on the
+    features of a frozen ImageNet network learns far faster from little data and compute than one
+    from pixels, because it starts from edges, textures and parts instead of learning them.
+    Here: the bundled MobileNetV2 (``faceage.models.mobilenet``) at the input resolution, tapped at
+    1/4, 1/8 and 1/16 (24, 32 and 96 channels); each tap goes through a fixed random 1x1
+    cross-channel mixing (the paper's CCM) and a small trainable head (conv, stride-2 conv) that
+    ends in a patch of scores. The group enters by projection ("cGANs with Projection
+    Discriminator", Miyato & Koyama, 2018): score = head(h) + <embed(group), h> per position.
+
+    The backbone and the CCM stay frozen (``trainable_parameters`` excludes them) and the backbone in
+    eval mode. ``features`` and ``score`` split the forward pass, so a batch of real faces is run
+    through the backbone once and scored under several conditions.
+    """
+
+    TAPS = (3, 6, 13)  # MobileNetV2 feature indices ending at 1/4, 1/8, 1/16 resolution
+
+    def __init__(self, config: IPCGANConfig | None = None, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        from faceage.models.mobilenet import load_mobilenet_v2
+
+        self.cfg = c = config or IPCGANConfig(d_type="projected")
+        net = backbone if backbone is not None else load_mobilenet_v2()
+        self.backbone = net.features[: max(self.TAPS) + 1].eval().requires_grad_(False)
+        widths = [self.backbone[i].conv[-1].num_features for i in self.TAPS]
+        mix = c.d_channels
+        generator = torch.Generator().manual_seed(0)
+        self.ccm = nn.ModuleList()
+        for w in widths:
+            conv = nn.Conv2d(w, mix, 1, bias=False)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / w**0.5)
+            self.ccm.append(conv.requires_grad_(False))
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(mix, mix, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+                          nn.Conv2d(mix, 2 * mix, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
+            for _ in widths)
+        self.scores = nn.ModuleList(nn.Conv2d(2 * mix, 1, 1) for _ in widths)
+        self.embed = nn.ModuleList(nn.Linear(c.num_groups, 2 * mix, bias=False) for _ in widths)
+
+    def train(self, mode: bool = True) -> ProjectedDiscriminator:
+        super().train(mode)
+        self.backbone.eval()  # frozen BatchNorm statistics, always
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for m in (self.heads, self.scores, self.embed) for p in m.parameters()]
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The frozen part: mixed backbone features at each tap."""
+        from faceage.models.mobilenet import imagenet_normalize
+
+        _check_images(images, self.cfg.resolution)
+        x, feats = imagenet_normalize(images), []
+        for i, layer in enumerate(self.backbone):
+            x = layer(x)
+            if i in self.TAPS:
+                feats.append(self.ccm[len(feats)](x))
+        return feats
+
+    def score(self, feats: list[torch.Tensor], groups: torch.Tensor) -> list[torch.Tensor]:
+        """The trainable part: per-scale score maps (B, 1, s, s) of ``features`` under ``groups``."""
+        c = self.cfg
+        weights = condition_maps(groups.to(feats[0].device), c.num_groups, 1, feats[0].dtype)[:, :, 0, 0]
+        out = []
+        for f, head, score, embed in zip(feats, self.heads, self.scores, self.embed):
+            h = head(f)
+            proj = (embed(weights)[:, :, None, None] * h).sum(1, keepdim=True) / h.shape[1] ** 0.5
+            out.append(score(h) + proj)
+        return out
+
+    def forward(self, images: torch.Tensor, groups: torch.Tensor) -> list[torch.Tensor]:
+        return self.score(self.features(images), groups)
+
+
+def build_discriminator(config: IPCGANConfig) -> nn.Module:
+    """The discriminator ``config.d_type`` names."""
+    return ProjectedDiscriminator(config) if config.d_type == "projected" else IPCGANDiscriminator(config)

@@ -14,13 +14,23 @@ groups* for the discriminator. With ``fake = G(source, target)``:
   softmax loss of the target group under our own age regressor's group probabilities
   (``group_log_probs``; frozen, eval mode; never the evaluator).
 
+Discriminator (``d_type``): ``projected`` (default) judges frozen MobileNetV2 features
+(``ProjectedDiscriminator``, "Projected GANs Converge Faster"); ``patch`` is the pixel PatchGAN of
+the first shipped weights, whose D stayed near chance on CPU budgets. With ``diffaugment`` every
+image D sees, real or generated, in D's and G's steps, gets translation, colour (brightness,
+saturation, contrast) and cutout ("Differentiable Augmentation for Data-Efficient GAN Training",
+Zhao et al., 2020: every op on every image, differentiable, so G learns through it).
+Generator head (``head``): ``luma`` (default) edits luminance at full resolution and colour only as
+a smooth gain (``faceage.models.colour``), ``rgb`` the free RGB change of the first weights.
+
 Optimisation: Adam (beta1 0.5) for both nets, constant learning rate, an EMA of G's weights
-(exported). Augmentation: horizontal flips only (age cues must survive).
+(exported). Augmentation of G's input: horizontal flips only (age cues must survive).
 
 Determinism and resume: the draws of step k come from (seed, k); a checkpoint
 (``faceage.training.checkpoint``) holds G, D, EMA, both optimisers and the step, so ``--resume``
 continues exactly. Without the full state (a fresh machine), ``--init-from`` starts G and its EMA
-from exported weights (the shipped ones), with a fresh D.
+from exported weights (the shipped ones), with a fresh D; weights of another head (``rgb``) give
+their encoder, blocks and decoder, with the output layer zeroed (the identity) for the new head.
 
 Run folder: ``options.json``, ``metrics.jsonl``, ``ckpt-*`` (latest two), ``cache-*.npz`` (decoded
 splits), ``samples-*.png`` (val faces x groups; dataset-derived, never commit them),
@@ -31,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +53,8 @@ from faceage.errors import DatasetError
 from faceage.models.age_regressor import count_parameters, group_log_probs, load_age_regressor
 from faceage.models.alexnet import load_alexnet
 from faceage.models.io import load_flat, save_flat
-from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator
+from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discriminator
+from faceage.training.augment import AugmentConfig, augment
 from faceage.training.age import (
     append_jsonl,
     balanced_weights,
@@ -80,6 +91,9 @@ class IPCGANTrainOptions:
     g_blocks: int = 6
     d_channels: int = 32
     d_layers: int = 4
+    d_type: str = "projected"
+    head: str = "luma"
+    diffaugment: bool = True
     balance_power: float = 0.5
     ema_half_life_kimg: float = 2.0
     seed: int = 0
@@ -112,7 +126,8 @@ class IPCGANTrainOptions:
     def model_config(self) -> IPCGANConfig:
         return IPCGANConfig(resolution=self.size, num_groups=get_grouping(self.grouping).num_groups,
                             g_channels=self.g_channels, g_blocks=self.g_blocks,
-                            d_channels=self.d_channels, d_layers=self.d_layers)
+                            d_channels=self.d_channels, d_layers=self.d_layers, head=self.head,
+                            d_type=self.d_type)
 
 
 class Sampler:
@@ -134,6 +149,22 @@ class Sampler:
         real = np.array([rng.choice(self.by_group[g]) for g in target])
         wrong = (target + rng.integers(1, self.num_groups, size=batch)) % self.num_groups
         return source, target, real, wrong
+
+
+_DIFFAUGMENT = AugmentConfig(ops=("translate", "brightness", "saturation", "contrast", "cutout"))
+
+
+def _d_params(D) -> list:
+    return D.trainable_parameters() if hasattr(D, "trainable_parameters") else list(D.parameters())
+
+
+def _scores(out) -> list[torch.Tensor]:
+    return out if isinstance(out, list) else [out]
+
+
+def _lsgan(scores: list[torch.Tensor], label: float) -> torch.Tensor:
+    """Mean over the scales of the LSGAN squared error to ``label``."""
+    return sum((s - label).pow(2).mean() for s in scores) / len(scores)
 
 
 def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -180,27 +211,43 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
 
     G.train(), D.train()
     fake = G(source, target)
+
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return augment(x, 1.0, _DIFFAUGMENT, generator) if opts.diffaugment else x
+
+    def judge(x: torch.Tensor, *conditions: torch.Tensor) -> list[list[torch.Tensor]]:
+        """D's scores of one batch under each condition (a projected D sees the features once)."""
+        x = aug(x)
+        if hasattr(D, "features"):
+            feats = D.features(x)
+            return [D.score(feats, c) for c in conditions]
+        return [_scores(D(x, c)) for c in conditions]
+
     # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (seed's L_D, LSGAN)
-    d_real = D(real, target)
-    d_fake = D(fake.detach(), target)
-    d_wrong = D(real, wrong)
-    d_loss = 0.5 * (d_real - 1).pow(2).mean() + 0.25 * (d_fake.pow(2).mean() + d_wrong.pow(2).mean())
+    d_real, d_wrong = judge(real, target, wrong)
+    (d_fake,) = judge(fake.detach(), target)
+    d_loss = 0.5 * _lsgan(d_real, 1.0) + 0.25 * (_lsgan(d_fake, 0.0) + _lsgan(d_wrong, 0.0))
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
 
     # --- G: fool D for the target group, keep conv5 identity features, be classified as the group
-    D.requires_grad_(False)
-    g_gan = 0.5 * (D(fake, target) - 1).pow(2).mean()
-    D.requires_grad_(True)
+    params = _d_params(D)
+    for p in params:
+        p.requires_grad_(False)
+    (g_scores,) = judge(fake, target)
+    g_gan = 0.5 * _lsgan(g_scores, 1.0)
+    for p in params:
+        p.requires_grad_(True)
     g_id = losses.identity(fake, source)
     g_age, age_acc = losses.age(fake, target)
     g_loss = opts.lambda_gan * g_gan + opts.lambda_id * g_id + opts.lambda_age * g_age
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()
-    d_real, d_fake = d_real.detach(), d_fake.detach()
-    return {"d_loss": float(d_loss.detach()), "d_real": float(d_real.mean()), "d_fake": float(d_fake.mean()),
+    d_real = float(sum(float(x.detach().mean()) for x in d_real) / len(d_real))
+    d_fake = float(sum(float(x.detach().mean()) for x in d_fake) / len(d_fake))
+    return {"d_loss": float(d_loss.detach()), "d_real": d_real, "d_fake": d_fake,
             "g_gan": float(g_gan.detach()), "g_id": float(g_id.detach()), "g_age": float(g_age.detach()),
             "age_acc": float(age_acc),
             "change": float((fake.detach() - source).abs().mean())}
@@ -281,16 +328,20 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
 
     torch.manual_seed(opts.seed)
     cfg = opts.model_config()
-    G, D = IPCGANGenerator(cfg).to(device), IPCGANDiscriminator(cfg).to(device)
+    G, D = IPCGANGenerator(cfg).to(device), build_discriminator(cfg).to(device)
     if opts.init_from and not resume:
         init = load_flat(opts.init_from, IPCGANGenerator, WEIGHTS_NAME, "IPCGAN generator weights")
-        if init.cfg != cfg:
+        same_body = replace(init.cfg, head=cfg.head, d_type=cfg.d_type, d_channels=cfg.d_channels,
+                            d_layers=cfg.d_layers) == cfg
+        if not same_body:
             raise ValueError(f"--init-from {opts.init_from} has config {init.cfg}, the run wants {cfg}")
         G.load_state_dict(init.state_dict())
+        if init.cfg.head != cfg.head:  # another output head: keep the body, start the new head at the identity
+            torch.nn.init.zeros_(G.to_rgb.weight), torch.nn.init.zeros_(G.to_rgb.bias)
         log(f"generator initialised from {opts.init_from}")
     G_ema = make_ema(G)
     g_opt = torch.optim.Adam(G.parameters(), lr=opts.lr_g, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(D.parameters(), lr=opts.lr_d, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(_d_params(D), lr=opts.lr_d, betas=(0.5, 0.999))
     losses = IPCGANLosses(grouping.edges, device, opts.identity_size)
     step, seconds_before = 0, 0.0
     if resume:

@@ -24,6 +24,12 @@ import click
 @click.option("--g-channels", type=click.IntRange(1), default=16, help="Generator width (x2, x4 after downsampling); the paper uses 32.")
 @click.option("--g-blocks", type=click.IntRange(1), default=6, help="Generator residual blocks.")
 @click.option("--d-channels", type=click.IntRange(1), default=32, help="Discriminator width; the paper uses 64.")
+@click.option("--d-type", type=click.Choice(["projected", "patch"]), default="projected",
+              help="Discriminator: on frozen MobileNetV2 features (Projected GAN) or the pixel PatchGAN.")
+@click.option("--head", type=click.Choice(["luma", "rgb"]), default="luma",
+              help="Generator output: full-resolution luma + smooth colour gain, or free RGB.")
+@click.option("--diffaugment/--no-diffaugment", default=True,
+              help="Translation, colour and cutout on every image the discriminator sees (DiffAugment).")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
 @click.option("--threads", type=click.IntRange(1, 256), default=2,
@@ -37,7 +43,7 @@ import click
 @click.option("--limit", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 def ipcgan_command(data, out, grouping, steps, batch, lr_g, lr_d, lambda_gan, lambda_id, lambda_age, g_channels,
-                   g_blocks, d_channels, seed, device, threads, max_minutes, checkpoint_every, sample_every, init_from, limit,
+                   g_blocks, d_channels, d_type, head, diffaugment, seed, device, threads, max_minutes, checkpoint_every, sample_every, init_from, limit,
                    resume) -> None:
     """Train IPCGAN (seed 003): conditional generator, LSGAN, AlexNet-conv5 identity and age-group losses."""
     from faceage.training.ipcgan import IPCGANTrainOptions, train_ipcgan
@@ -45,6 +51,7 @@ def ipcgan_command(data, out, grouping, steps, batch, lr_g, lr_d, lambda_gan, la
     opts = IPCGANTrainOptions(
         data=str(data), out=str(out), grouping=grouping, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d,
         lambda_gan=lambda_gan, lambda_id=lambda_id, lambda_age=lambda_age, g_channels=g_channels, g_blocks=g_blocks, d_channels=d_channels,
+        d_type=d_type, head=head, diffaugment=diffaugment,
         seed=seed, device=device, threads=threads, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
         sample_every=sample_every, init_from=init_from, limit=limit,
     )
