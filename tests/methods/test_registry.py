@@ -10,8 +10,23 @@ from faceage.methods.registry import DEFAULT_METHOD, METHODS, available_methods,
 
 
 def test_ipcgan_is_registered_with_its_shipped_file():
-    assert DEFAULT_METHOD in method_names() and "ipcgan" in method_names()
+    assert "ipcgan" in method_names()
     assert METHODS["ipcgan"].shipped == (ipcgan.SHIPPED_NAME,)
+
+
+def test_experimental_methods_are_labelled_and_never_the_default():
+    import faceage
+    from faceage.methods.registry import method_help, resolve_method
+
+    assert METHODS["ipcgan"].experimental and "experimental" in METHODS["ipcgan"].label()
+    assert DEFAULT_METHOD is None or not METHODS[DEFAULT_METHOD].experimental
+    if DEFAULT_METHOD is None:
+        with pytest.raises(FaceageError, match="experimental.*ipcgan"):
+            resolve_method(None)
+        with pytest.raises(FaceageError, match="no default aging method"):
+            faceage.load()
+        assert "required" in method_help()
+    assert resolve_method("ipcgan") == "ipcgan" and "ipcgan: " in method_help()
 
 
 def test_nothing_is_available_without_shipped_weights(shipped_dir):

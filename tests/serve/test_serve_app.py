@@ -44,6 +44,7 @@ def test_info_lists_the_served_method_and_the_limits(server_url):
     assert status == 200
     assert info["default_method"] == "ipcgan"
     assert info["methods"][0]["name"] == "ipcgan"
+    assert "experimental" in info["methods"][0]["summary"]  # the page shows "name: summary"
     assert info["methods"][0]["min_age"] < info["methods"][0]["max_age"]
     assert info["max_upload_bytes"] == 1024 * 1024
     assert "default-src 'none'" in headers["Content-Security-Policy"]
@@ -273,7 +274,7 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
 def test_serve_command_starts_answers_and_stops_on_sigterm(tiny_weights):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--weights", str(tiny_weights)],
+        [sys.executable, "-m", "faceage.cli", "serve", "--method", "ipcgan", "--port", "0", "--weights", str(tiny_weights)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -301,6 +302,6 @@ def test_serve_command_refuses_a_missing_weights_file(tmp_path):
 
     from faceage.cli import cli
 
-    result = CliRunner().invoke(cli, ["serve", "--weights", str(tmp_path / "missing.safetensors")])
+    result = CliRunner().invoke(cli, ["serve", "--method", "ipcgan", "--weights", str(tmp_path / "missing.safetensors")])
     assert result.exit_code == 2
     assert "does not exist" in result.output

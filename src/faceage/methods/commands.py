@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 
 from faceage.errors import ImageWriteError
-from faceage.methods.registry import DEFAULT_METHOD, method_names
+from faceage.methods.registry import method_help, method_option
 
 # what a folder scan picks up (anything else in the folder is ignored, not reported)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -269,7 +269,7 @@ def _face_line(face: dict) -> str:
               help="Target age, or several: 60 or 10,30,50,70 (years, 0-120).")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (created if missing). Default: beside each input file; required for folders.")
-@click.option("--method", type=click.Choice(method_names()), default=DEFAULT_METHOD, help="Aging method.")
+@click.option("--method", **method_option(), help=method_help())
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Weights file for the method instead of the shipped one.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", help="Where the method runs.")

@@ -52,7 +52,7 @@ class EngineBackend:
             shared = {"estimator": ager.estimator, "verifier": ager.verifier}
             pipelines[aging.face_size] = ager.pipeline
             self.agers[name] = ager
-            self._summaries[name] = METHODS[name].summary
+            self._summaries[name] = METHODS[name].label()
 
     def methods(self) -> list[MethodChoice]:
         out = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from faceage.methods.registry import DEFAULT_METHOD, method_names
+from faceage.methods.registry import method_help, method_option
 
 
 def _stop(signum, frame) -> None:
@@ -18,8 +18,8 @@ def _stop(signum, frame) -> None:
 @click.option("--host", default="127.0.0.1",
               help="Address to listen on; 127.0.0.1 keeps the app private to this computer.")
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, help="Port (0 picks a free one).")
-@click.option("--method", type=click.Choice(method_names()), default=DEFAULT_METHOD,
-              help="Method offered first; every other method with installed weights is offered too.")
+@click.option("--method", **method_option(),
+              help="Method offered first; every other method with installed weights is offered too. " + method_help())
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Weights file for --method instead of its shipped one.")
 @click.option("--device", default="cpu", help="torch device for the methods (cpu, cuda, cuda:1...).")
