@@ -19,6 +19,7 @@ from faceage.export.onnx import (
     MANIFEST_NAME,
     ExportError,
     export_generator,
+    export_ipcgan,
     export_onnx,
     ort_session,
     synthesis_file_name,
@@ -248,3 +249,13 @@ def test_manifest_drops_entries_of_other_weights_or_changed_files(exported, tmp_
     after = _manifest(folder)
     assert {f["file"] for f in after["files"]} == {"ipcgan_generator.onnx"}
     assert after["sources"]["generator"]["name"] == "g2"
+
+
+def test_luma_head_ipcgan_exports_and_matches_torch(tmp_path):
+    """The colour-safe head (YCbCr, pooled chroma gain, gamut limit) is plain ONNX too."""
+    torch.manual_seed(2)
+    g = IPCGANGenerator(IPCGANConfig(resolution=64, g_channels=4, g_blocks=1, head="luma")).eval()
+    with torch.no_grad():
+        g.to_rgb.weight.normal_(0, 0.3)
+    result = export_ipcgan(g, tmp_path, timing_repeats=1)
+    assert result.max_abs_diff < 1e-4 and (tmp_path / "ipcgan_generator.onnx").is_file()
