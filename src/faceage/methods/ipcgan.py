@@ -107,7 +107,7 @@ class IPCGANMethod(AgingMethod):
         return (float(self.grouping.centres[0]), float(self.grouping.centres[-1]))
 
     def describe(self) -> dict:
-        return {"method": self.name, **self.info}
+        return {"method": self.name, **self.info, "colour": self.colour}
 
     def _render(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         y = self.generator(x, weights.to(self.device))
