@@ -181,8 +181,10 @@ def _register_groups() -> None:
     from faceage.training.age_commands import age_command
     from faceage.training.commands import bench, train
     from faceage.training.ipcgan_commands import ipcgan_command
+    from faceage.training.prototype_commands import prototypes_command
 
     train.add_command(age_command)
+    train.add_command(prototypes_command)
     train.add_command(ipcgan_command)
     bench.add_command(aging_command)
     for command in (age, info, serve, data, train, bench, export):

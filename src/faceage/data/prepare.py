@@ -40,8 +40,8 @@ from faceage.atomic import temp_target, write_json_atomic, write_text_atomic
 from faceage.data import datasets, split as splitting
 from faceage.data.datasets import Record, Reject
 from faceage.data.shards import (
-    DEFAULT_MAX_BYTES, FORMAT, JPEG_QUALITY, LABELS_CSV, MANIFEST, SHARD_NAME, ShardInfo,
-    ShardWriter, encode_jpeg, iter_shard, read_manifest, sha256_file,
+    DEFAULT_MAX_BYTES, FORMAT, JPEG_QUALITY, LABELS_CSV, LANDMARKS_KEY, MANIFEST, SHARD_NAME, ShardInfo,
+    ShardWriter, encode_jpeg, encode_landmarks, iter_shard, read_manifest, sha256_file,
 )
 from faceage.errors import FaceageError, ImageReadError, NoFaceError
 
@@ -149,6 +149,8 @@ def _align(task: tuple[int, str, int]) -> tuple[int, bytes | None, dict]:
     if image.shape != (size, size, 3) or image.dtype.name != "uint8":
         return index, None, {"reason": datasets.PIPELINE_ERROR, "detail": f"aligned face is {image.shape} {image.dtype}"}
     info = {"score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4)}
+    if face.landmarks is not None:
+        info[LANDMARKS_KEY] = encode_landmarks(face.landmarks)
     return index, encode_jpeg(image), info
 
 

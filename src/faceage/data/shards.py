@@ -92,6 +92,31 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+LANDMARKS_KEY = "landmarks"  # labels field: base64 of (478, 2) little-endian float16, aligned pixels
+
+
+def encode_landmarks(points: np.ndarray) -> str:
+    """(N, 2) aligned landmark coordinates -> compact text for a JSON label (float16, base64).
+
+    float16 keeps 1/8 px or better below 512 px, enough for shape statistics, at 1.9 kB a face."""
+    import base64
+
+    points = np.asarray(points, np.float32)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        raise ValueError(f"landmarks must be a finite (N, 2) array, got {points.shape}")
+    return base64.b64encode(points.astype("<f2").tobytes()).decode("ascii")
+
+
+def decode_landmarks(labels: dict) -> np.ndarray | None:
+    """The (N, 2) float32 landmarks stored in a sample's labels, or None when it has none."""
+    import base64
+
+    text = labels.get(LANDMARKS_KEY)
+    if not text:
+        return None
+    return np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32).reshape(-1, 2)
+
+
 def _member_bytes(n: int) -> int:
     return _BLOCK + -(-n // _BLOCK) * _BLOCK
 

@@ -14,14 +14,15 @@ from pathlib import Path
 from faceage.errors import FaceageError, ModelFileError
 
 # the method `faceage age` and `faceage.load()` use when none is named
-DEFAULT_METHOD = "ipcgan"
+DEFAULT_METHOD = "prototype"
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """How to build one method.
 
-    loader   ``loader(weights, device) -> AgingMethod``; ``weights`` None means the shipped files.
+    loader   ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the
+             shipped files; ``options`` are the method's own settings (``--set KEY=VALUE``).
     shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry).
     summary  one line for help texts.
     """
@@ -31,14 +32,49 @@ class MethodSpec:
     summary: str
 
 
-def _ipcgan(weights: str | Path | None, device: str):
+def _ipcgan(weights: str | Path | None, device: str, **options):
     from faceage.methods.ipcgan import IPCGANMethod
 
+    _no_options("ipcgan", options)
     return IPCGANMethod.from_weights(weights, device=device)
 
 
+def _prototype(weights: str | Path | None, device: str, **options):
+    from faceage.methods.prototype import PrototypeMethod
+
+    known = {"strength": float, "non_age": _flag, "hair": _flag, "calibrated": _flag}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise FaceageError(f"method 'prototype' has no option {', '.join(unknown)}; options: {', '.join(known)}")
+    try:
+        settings = {k: known[k](v) for k, v in options.items()}
+        return PrototypeMethod.from_weights(weights, device=device, **settings)
+    except ValueError as e:
+        raise FaceageError(f"method 'prototype': {e}") from None
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on/off, got {value!r}")
+
+
+def _no_options(name: str, options: dict) -> None:
+    if options:
+        raise FaceageError(f"method {name!r} takes no options, got {', '.join(sorted(options))}")
+
+
 METHODS: dict[str, MethodSpec] = {
-    "ipcgan": MethodSpec(_ipcgan, ("ipcgan_generator.safetensors",), "conditional age GAN (seed 003)"),
+    "prototype": MethodSpec(
+        _prototype, ("prototypes.safetensors", "prototypes.json"),
+        "age prototypes: landmark shape warp, relit colour and wavelet texture (Burt & Perrett; Tiddeman et al.)",
+    ),
+    "ipcgan": MethodSpec(_ipcgan, ("ipcgan_generator.safetensors",), "conditional age GAN (IPCGAN)"),
 }
 
 
@@ -59,7 +95,7 @@ def available_methods() -> list[str]:
     return [name for name, spec in METHODS.items() if _installed(spec)]
 
 
-def load_method(name: str, device: str = "cpu", weights: str | Path | None = None):
+def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options):
     """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
 
     Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
@@ -76,4 +112,4 @@ def load_method(name: str, device: str = "cpu", weights: str | Path | None = Non
             f"method {name!r} has no weights installed ({', '.join(spec.shipped)} missing from faceage/weights "
             "or its manifest); train them first, or pass a weights file (--weights)"
         )
-    return spec.loader(weights, device)
+    return spec.loader(weights, device, **options)
