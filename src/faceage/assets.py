@@ -16,6 +16,8 @@ from pathlib import Path
 from faceage.errors import ModelFileError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# the public-domain portrait that `faceage demo`, the web app and the tests start from
+EXAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "example.jpg"
 
 # name -> (package that carries it, path inside that package, what it is)
 _PACKAGED: dict[str, tuple[str, str, str]] = {

@@ -14,14 +14,13 @@ from faceage.models.age_regressor import (
     AgeRegressor,
     AgeRegressorConfig,
     age_loss,
-    config_path_for,
     count_parameters,
     expected_age,
     gaussian_age_targets,
     group_log_probs,
-    load_age_regressor,
-    save_age_regressor,
 )
+from faceage.models.io import flat_config_path as config_path_for
+from faceage.models.io import load_age_regressor, save_age_regressor
 
 # Narrow and shallow: the same code paths as the shipped config at a fraction of the cost.
 TINY = AgeRegressorConfig(input_size=64, stem_channels=8, channels=(8, 16), blocks=(1, 1), max_age=100)
@@ -250,7 +249,7 @@ def test_shipped_weights_age_real_aligned_test_faces(shared_datasets):
     from faceage.assets import WEIGHTS_DIR
     from faceage.faces.pipeline import FacePipeline
     from faceage.imageio import load_image
-    from faceage.models.age_regressor import SHIPPED_NAME
+    from faceage.models.io import AGE_REGRESSOR_SHIPPED as SHIPPED_NAME
 
     model = load_age_regressor(WEIGHTS_DIR / SHIPPED_NAME)
     pipeline = FacePipeline(size=128)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from faceage.data.shards import FORMAT, MANIFEST, ShardWriter
-from faceage.models.age_regressor import load_age_regressor
+from faceage.models.io import load_age_regressor
 from faceage.training.age import (
     DECADES,
     AgeTrainOptions,

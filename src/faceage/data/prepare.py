@@ -35,15 +35,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from faceage import __version__
 from faceage.atomic import temp_target, write_json_atomic, write_text_atomic
-from faceage.data import datasets, split as splitting
+from faceage.data import datasets
+from faceage.data import split as splitting
 from faceage.data.datasets import Record, Reject
 from faceage.data.shards import (
-    DEFAULT_MAX_BYTES, FORMAT, JPEG_QUALITY, LABELS_CSV, MANIFEST, SHARD_NAME, ShardInfo,
-    ShardWriter, encode_jpeg, iter_shard, read_manifest, sha256_file,
+    DEFAULT_MAX_BYTES,
+    FORMAT,
+    JPEG_QUALITY,
+    LABELS_CSV,
+    MANIFEST,
+    SHARD_NAME,
+    ShardInfo,
+    ShardWriter,
+    encode_jpeg,
+    iter_shard,
+    read_manifest,
+    sha256_file,
 )
 from faceage.errors import FaceageError, ImageReadError, NoFaceError
+from faceage.version import __version__
 
 REJECTS_CSV = "rejects.csv"
 PROGRESS = "progress.jsonl"
@@ -207,10 +218,9 @@ def _code_version() -> dict:
 
 
 def _pipeline_settings(size: int) -> dict:
-    from faceage import assets
-
     import inspect
 
+    import faceage.assets as assets
     from faceage.faces.pipeline import FacePipeline
 
     settings: dict = {"call": "faceage.faces.pipeline.FacePipeline(size).align_one (largest face)", "size": size}

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from faceage.atomic import atomic_write
+from faceage.models.layers import box_downsample
 from faceage.models.mobilenet import WEIGHTS_ID, MobileNetV2, imagenet_normalize, load_mobilenet_v2
-from faceage.training.losses import box_downsample
 
 FEATURE_SIZE = 224
 

@@ -442,7 +442,7 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
     """
     import onnxruntime
 
-    from faceage import __version__
+    from faceage.version import __version__
 
     out_dir = Path(out_dir)
     new = {e.file for e in entries}

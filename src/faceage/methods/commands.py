@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import report_failures, run_per_file
 from faceage.errors import ImageWriteError
 from faceage.methods.registry import DEFAULT_METHOD, method_names
 
@@ -291,7 +292,6 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     """
     from tqdm import tqdm
 
-    from faceage.cli import report_failures, run_per_file  # here: faceage.cli imports this module
 
     if crop and not (strip or gif or mp4):
         raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")

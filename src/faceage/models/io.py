@@ -215,3 +215,33 @@ def load_flat(path: str | os.PathLike | None, expect: type[nn.Module], shipped_n
     model = expect(config)
     load_state_dict_strict(model, read_weights(path, what), str(path))
     return model.eval()
+
+
+# --- the age regressor's shipped weights ------------------------------------------------------------
+
+AGE_REGRESSOR_SHIPPED = "age_regressor.safetensors"  # in faceage/weights, listed in its manifest.json
+
+
+def save_age_regressor(model: AgeRegressor, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write fp16 safetensors at ``path`` and the config JSON beside it (``save_flat``)."""
+    return save_flat(model, path, metadata)
+
+
+def read_age_regressor_config(path: str | os.PathLike) -> tuple[AgeRegressorConfig, dict]:
+    """(config, training metadata) from the JSON that belongs to weights file ``path``."""
+    config, training = read_flat_config(path, AgeRegressor.__name__)
+    assert isinstance(config, AgeRegressorConfig)
+    return config, training
+
+
+def load_age_regressor(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> AgeRegressor:
+    """Build the age regressor from ``path`` (+ its ``.json`` config), strictly; eval mode, fp32.
+
+    ``path=None`` loads the shipped weights (``faceage/weights/age_regressor.safetensors``) after
+    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt
+    file, and for missing, unexpected or mis-shaped tensors. Freezing (``requires_grad_(False)``)
+    is left to the caller: a loss usually wants it, fine-tuning does not.
+    """
+    model = load_flat(path, AgeRegressor, AGE_REGRESSOR_SHIPPED, "age regressor weights")
+    assert isinstance(model, AgeRegressor)
+    return model.to(device)

@@ -329,3 +329,21 @@ def fir_downsample(img: torch.Tensor, size: int, blur_kernel: Sequence[float] = 
     while img.shape[-1] > size:
         img = upfirdn2d(img, kernel, down=2, pad=((p + 1) // 2, p // 2))
     return img
+
+
+def box_downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Area (box) filter to ``size`` x ``size``: each output pixel is the mean of its k x k block.
+
+    Used for real images and for the full generator's output when a sub-generator is judged or
+    compared at a lower resolution, so both sides see the same anti-aliased downsampling.
+    """
+    h, w = images.shape[-2:]
+    if h != w:
+        raise ValueError(f"expected square images, got {h}x{w}")
+    if h == size:
+        return images
+    if size > h:
+        raise ValueError(f"cannot box-downsample {h} px images to a larger size {size}")
+    if h % size == 0:
+        return F.avg_pool2d(images, kernel_size=h // size)
+    return F.interpolate(images, size=(size, size), mode="area")

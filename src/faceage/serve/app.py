@@ -36,14 +36,14 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from faceage import __version__
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError, NoFaceError
 from faceage.serve.worker import BusyError, WorkQueue
+from faceage.version import __version__
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EXAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "example.jpg"
 
 # The page and its two files are the only static files: a fixed table, so no request path is
 # ever joined onto a folder.

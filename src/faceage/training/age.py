@@ -54,9 +54,8 @@ from faceage.models.age_regressor import (
     AgeRegressorConfig,
     age_loss,
     count_parameters,
-    load_age_regressor,
-    save_age_regressor,
 )
+from faceage.models.io import load_age_regressor, save_age_regressor
 from faceage.training.augment import AugmentConfig, augment
 
 WEIGHTS_NAME = "age_regressor.safetensors"

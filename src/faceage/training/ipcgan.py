@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from faceage.age_groups import get_grouping
 from faceage.errors import DatasetError
-from faceage.models.age_regressor import count_parameters, group_log_probs, load_age_regressor
+from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.alexnet import load_alexnet
-from faceage.models.io import load_flat, save_flat
+from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator
 from faceage.training.age import (
     append_jsonl,

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from faceage.models.layers import box_downsample
+
 
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator logistic loss: E[softplus(D(fake))] + E[softplus(-D(real))] (StyleGAN2)."""
@@ -54,24 +56,6 @@ def path_length_penalty(
     new_mean = mean_path_length + decay * (lengths.detach().mean() - mean_path_length)
     penalty = (lengths - new_mean).square().mean()
     return penalty, new_mean.detach(), lengths.detach()
-
-
-def box_downsample(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Area (box) filter to ``size`` x ``size``: each output pixel is the mean of its k x k block.
-
-    Used for real images and for the full generator's output when a sub-generator is judged or
-    compared at a lower resolution, so both sides see the same anti-aliased downsampling.
-    """
-    h, w = images.shape[-2:]
-    if h != w:
-        raise ValueError(f"expected square images, got {h}x{w}")
-    if h == size:
-        return images
-    if size > h:
-        raise ValueError(f"cannot box-downsample {h} px images to a larger size {size}")
-    if h % size == 0:
-        return F.avg_pool2d(images, kernel_size=h // size)
-    return F.interpolate(images, size=(size, size), mode="area")
 
 
 def consistency_loss(sub_images: torch.Tensor, full_images: torch.Tensor) -> torch.Tensor:
