@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from faceage.cli import EXAMPLE_PHOTO
+    from faceage.assets import EXAMPLE_PHOTO
     from faceage.imageio import load_image
 
     example = load_image(EXAMPLE_PHOTO)

@@ -10,7 +10,7 @@ import numpy as np
 from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 
 
 def test_estimate_gives_a_plausible_age_for_the_example(capsys):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from faceage.age_groups import get_grouping
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
 from faceage.methods.ipcgan import IPCGANMethod
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator

@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image, read_metadata
 from faceage.methods.commands import SUMMARY_FIELDS
 

@@ -6,7 +6,7 @@ import numpy as np
 
 import faceage
 from faceage.assets import verify_shipped
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
 from faceage.methods.registry import available_methods
 
