@@ -128,11 +128,12 @@ def demo(out_dir: Path) -> None:
     ctx.invoke(estimate, photos=(str(EXAMPLE_PHOTO),), as_json=False)
     ctx.invoke(masks, photos=(str(EXAMPLE_PHOTO),), out_dir=out_dir, size="256")
     from faceage.methods.commands import age
-    from faceage.methods.registry import available_methods
+    from faceage.methods.registry import DEFAULT_METHOD, available_methods
 
     methods = available_methods()
     if methods:
-        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=methods[0], strip=True)
+        method = DEFAULT_METHOD if DEFAULT_METHOD in methods else methods[0]
+        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=method, strip=True)
     else:
         click.echo("no aging weights are installed in faceage/weights: skipping the aging step")
     click.echo(f"outputs are in {out_dir.resolve()}")
