@@ -210,13 +210,14 @@ def test_load_is_strict_about_keys_shapes_and_files(tmp_path):
 
 def test_shipped_weights_are_checked_against_the_manifest(tmp_path, monkeypatch):
     from faceage import assets
+    from faceage.checksum import sha256_file
 
     monkeypatch.setattr(assets, "WEIGHTS_DIR", tmp_path)
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(ModelFileError, match="no entry"):
         load_age_regressor()
     model, path = _trained_ish(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({path.name: {"sha256": assets.sha256_of(path)}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({path.name: {"sha256": sha256_file(path)}}))
     assert load_age_regressor().cfg == model.cfg
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from faceage.atomic import write_bytes_atomic, write_json_atomic
+from faceage.checksum import sha256_bytes
 from faceage.errors import FaceageError
 from faceage.machine import cpu_name
 from faceage.models.ipcgan import IPCGANGenerator
@@ -163,10 +163,6 @@ def _batched_copy(generator: Generator) -> Generator:
 
 
 # --- export + verification ---------------------------------------------------------------------
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def ort_session(model: bytes | str | os.PathLike, threads: int | None = None):
@@ -293,7 +289,7 @@ def _write(out_dir: Path, name: str, kind: str, result, **extra) -> ExportedFile
     data, diff, ms, inputs, outputs = result
     write_bytes_atomic(out_dir / name, data)
     return ExportedFile(
-        file=name, kind=kind, sha256=_sha256(data), bytes=len(data), inputs=inputs, outputs=outputs,
+        file=name, kind=kind, sha256=sha256_bytes(data), bytes=len(data), inputs=inputs, outputs=outputs,
         max_abs_diff=diff, ms_per_image=round(ms, 3), **extra,
     )
 
@@ -456,7 +452,7 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
         source = _SOURCE_OF_KIND.get(entry.get("kind"))
         if source in sources and (old_sources.get(source) or {}).get("sha256") != sources[source]["sha256"]:
             continue  # made from other weights than this run's
-        if _sha256((out_dir / name).read_bytes()) == entry.get("sha256"):
+        if sha256_bytes((out_dir / name).read_bytes()) == entry.get("sha256"):
             kept.append(entry)
     used = {_SOURCE_OF_KIND.get(e.get("kind")) for e in kept}
     merged_sources = {k: v for k, v in old_sources.items() if k in used} | sources
@@ -534,12 +530,12 @@ def export_onnx(
     if gen is not None:
         weights = Path(generator) / "model.safetensors"
         # names, not paths: the manifest may travel with the files
-        sources["generator"] = {"name": Path(generator).resolve().name, "sha256": _sha256(weights.read_bytes()),
+        sources["generator"] = {"name": Path(generator).resolve().name, "sha256": sha256_bytes(weights.read_bytes()),
                                 "config": gen.cfg.to_dict()}
         entries += export_generator(gen, out_dir, resolutions, ratios, opset, tolerance,
                                     timing_repeats=timing_repeats, progress=progress)
     if ipc is not None:
-        sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": _sha256(Path(ipcgan).read_bytes()),
+        sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": sha256_bytes(Path(ipcgan).read_bytes()),
                                        "config": ipc.cfg.to_dict()}
         entry = export_ipcgan(ipc, out_dir, opset, tolerance, timing_repeats=timing_repeats)
         entries.append(entry)
