@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import faceage
+from faceage.age_groups import check_target_age
 from faceage.errors import FaceageError, NoFaceError
 from faceage.faces.align import invert_affine, warp_face
 from faceage.methods.base import Edit
-from faceage.methods.engine import Ager, AgingResult, check_target_age
+from faceage.methods.engine import Ager, AgingResult
 from faceage.methods.ipcgan import IPCGANMethod
 
 

@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from faceage.age_groups import check_target_age
 from faceage.assets import EXAMPLE_PHOTO
 from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError, NoFaceError
 from faceage.serve.worker import BusyError, WorkQueue
@@ -317,9 +318,12 @@ class ServeApp:
         strip = [_number(t.strip(), "progression age") for t in strip_text.split(",") if t.strip()]
         if len(strip) > self.config.max_strip_ages:
             raise HTTPError(400, f"at most {self.config.max_strip_ages} progression ages, got {len(strip)}")
-        for age in [target, *strip]:
-            if not 0 <= age <= 120:
-                raise HTTPError(400, f"ages must be between 0 and 120 years, got {age:g}")
+        try:
+            check_target_age(target)
+            for age in strip:
+                check_target_age(age, "progression age")
+        except ValueError as error:
+            raise HTTPError(400, str(error)) from None
         return method, target, strip, _clean_name(one("name"))
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
