@@ -147,12 +147,8 @@ def _register_groups() -> None:
     from faceage.methods.commands import age
     from faceage.outputs.commands import info
     from faceage.serve.commands import serve
-    from faceage.training.age_commands import age_command
     from faceage.training.commands import bench, train
-    from faceage.training.ipcgan_commands import ipcgan_command
 
-    train.add_command(age_command)
-    train.add_command(ipcgan_command)
     bench.add_command(aging_command)
     for command in (age, info, serve, data, train, bench, export):
         cli.add_command(command)

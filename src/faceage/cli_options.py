@@ -63,3 +63,49 @@ def report_failures(failures: list[FileFailure], total: int) -> None:
         raise SystemExit(1)
     if failures:
         click.echo(f"{len(failures)} of {total} inputs failed (listed above)", err=True)
+
+
+# --- options every `faceage train` command shares (faceage.training.run does the work) -----------
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _alias_key(name: str) -> str:
+    return f"faceage.alias.{name}"
+
+
+def hidden_alias(old: str, name: str, type: Any = None) -> Callable[[Callable], Callable]:
+    """An old spelling of option ``name``, accepted but not shown in --help. It is eager, so its value
+    is stored before ``name`` is parsed; ``name``'s callback ``from_alias`` takes it when ``name``
+    itself was not given."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is not None:
+            ctx.meta[_alias_key(name)] = value
+
+    return click.option(old, type=type, default=None, hidden=True, expose_value=False, is_eager=True, callback=store)
+
+
+def from_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback of an option with a ``hidden_alias``: its own value, else the alias's, else None."""
+    return value if value is not None else ctx.meta.get(_alias_key(param.name or ""))
+
+
+def device_option(default: str = "auto") -> Callable[[Callable], Callable]:
+    return click.option("--device", type=click.Choice(DEVICES), default=default,
+                        help="Where to train: auto = CUDA when there is a GPU, else CPU.")
+
+
+def max_minutes_option(f: Callable) -> Callable:
+    """``--max-minutes`` (old spelling ``--minutes``, hidden)."""
+    minutes = click.FloatRange(min=0, min_open=True)
+    f = click.option("--max-minutes", type=minutes, default=None, callback=from_alias,
+                     help="Stop cleanly, with a checkpoint, after this much wall time (continue with --resume).")(f)
+    return hidden_alias("--minutes", "max_minutes", type=minutes)(f)
+
+
+def resume_option(help: str = "Continue the run in --out from its newest checkpoint.") -> Callable[[Callable], Callable]:
+    """``--resume`` alone means ``auto`` (the newest checkpoint in --out, if any); ``--resume PATH``
+    names where to resume from, for the trainers that can."""
+    # no explicit default=None: with one, click 8.3 asks for a value after a bare --resume
+    return click.option("--resume", is_flag=False, flag_value="auto", metavar="[auto|PATH]", help=help)

@@ -45,7 +45,7 @@ def load_generator(path: Path):
     if path.is_dir() and (path / "config.json").is_file():
         return load_model(path, expect=Generator).float(), f"model folder {path}"
     from faceage.training.checkpoint import latest_checkpoint, load_checkpoint
-    from faceage.training.gan import STATE_FORMAT, GANConfig, _load_module
+    from faceage.training.gan import STATE_FORMAT, GANConfig, load_module
 
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -56,7 +56,7 @@ def load_generator(path: Path):
     if ckpt.get("format") != STATE_FORMAT:
         raise FaceageError(f"{path} is not a GAN training checkpoint")
     G = Generator(GANConfig.from_dict(ckpt["config"]).generator_config())
-    _load_module(G, ckpt["G_ema"], f"{path} G_ema")
+    load_module(G, ckpt["G_ema"], f"{path} G_ema")
     return G.eval(), f"checkpoint {path.name} (G_ema, step {ckpt['progress']['step']}, {ckpt['progress']['nimg'] / 1000:.1f} kimg)"
 
 
@@ -122,8 +122,8 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     """Run the benchmark; writes ``out`` (markdown) and ``out.with_suffix('.json')``; returns the report."""
     from faceage.eval.fid import FeatureExtractor, FeatureStats, cached_stats, fd_between, stats_of_images
     from faceage.training.dataset import ShardImageDataset, real_batches
-    from faceage.training.gan import resolve_device
     from faceage.training.losses import box_downsample
+    from faceage.training.run import resolve_device
 
     t_start = time.monotonic()
     dev = resolve_device(device)

@@ -44,19 +44,11 @@ from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.alexnet import load_alexnet
 from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator
-from faceage.training.age import (
-    append_jsonl,
-    balanced_weights,
-    check_run_folder,
-    load_split,
-    step_seed,
-    to_tensor,
-)
+from faceage.training.age import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
-OPTIONS_NAME = "options.json"
-METRICS_NAME = "metrics.jsonl"
 _RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "steps", "init_from", "sample_every",
                 "checkpoint_every", "device"}
 
