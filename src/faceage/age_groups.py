@@ -4,7 +4,7 @@ A grouping is a list of ascending lower edges: group 0 is every age below ``edge
 holds ``edges[i-1] <= age < edges[i]``, the last group is open-ended. ``centre`` is the age a
 group stands for when a user asks for a group by age (``--to 70``) or a result is compared with it.
 
-- ``ipcgan5``: the seed's five groups (<= 20, 21-30, 31-40, 41-50, 51+), trained on CACD adults.
+- ``ipcgan5``: the IPCGAN paper's five groups (<= 20, 21-30, 31-40, 41-50, 51+), trained on CACD adults.
 - ``lifespan``: decades from childhood to old age (0-9, 10-19, ..., 60-69, 70+), so the
   conditional method covers the same target groups as the benchmark (0, 10, 20, 30, 50) and the
   elderly, which is what faceage is for.

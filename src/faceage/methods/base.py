@@ -30,7 +30,7 @@ class Edit:
 
 
 class AgingMethod(abc.ABC):
-    """One seed's aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
+    """One aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
 
     name: str = ""
     face_size: int = 128  # side of the aligned faces ``edit`` expects

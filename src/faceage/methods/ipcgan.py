@@ -1,4 +1,4 @@
-"""Method ``ipcgan`` (seed 003): a conditional generator maps each aligned face to a target age group.
+"""Method ``ipcgan`` (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*): a conditional generator maps each aligned face to a target age group.
 
 The target age picks its group in the generator's grouping (``faceage.age_groups``). Between two
 group centres the condition planes are mixed linearly (an age of 60 with centres 55 and 65 asks

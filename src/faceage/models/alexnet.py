@@ -1,6 +1,6 @@
 """AlexNet conv features (the shift-tolerant ImageNet AlexNet of ST-LPIPS), for IPCGAN's identity loss.
 
-IPCGAN (seed 003) keeps identity by matching AlexNet *conv5* features of the input and the aged
+IPCGAN (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*) keeps identity by matching AlexNet *conv5* features of the input and the aged
 face. torchvision's AlexNet weights cannot be had here; the closest bundled network is the AlexNet
 that ships, complete, inside ``stlpips-pytorch==0.0.2`` (BSD-2; Ghildyal & Liu, "Shift-tolerant
 perceptual similarity metric", 2022): the same five convolutions (64-192-384-256-256 channels,

@@ -1,4 +1,4 @@
-"""IPCGAN networks (seed 003): a conditional generator and an (image, age group) discriminator.
+"""IPCGAN networks (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*): a conditional generator and an (image, age group) discriminator.
 
 Generator: the aligned face (B, 3, S, S) concatenated with G one-hot condition maps (B, G, S, S)
 goes through an encoder (7x7 conv, two stride-2 convs), residual blocks at 1/4 resolution and a

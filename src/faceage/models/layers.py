@@ -318,7 +318,7 @@ def fir_downsample(img: torch.Tensor, size: int, blur_kernel: Sequence[float] = 
     """Downsample (B, C, H, H) to (B, C, size, size) by repeated [1,3,3,1] blur + stride 2.
 
     The same anti-aliasing filter the networks use, so real images shown to the discriminator at a
-    sub-resolution, and full-generator outputs compared with a sub-generator's (the patent's
+    sub-resolution, and full-generator outputs compared with a sub-generator's (the
     consistency loss), are filtered like the generator's own skip path. ``H / size`` must be a power of 2.
     """
     h = img.shape[-1]

@@ -1,6 +1,6 @@
 """StyleGAN2 generator with resolution- and width-sliced sub-generators, and a residual discriminator.
 
-The generator follows the patent (seed 001, S25-S29): every forward pass may stop at a smaller
+The generator follows *A StyleGAN-based face age editing method for mobile terminals* (steps S25-S29): every forward pass may stop at a smaller
 output resolution (the skip-RGB image at that size) and use only the first ``ceil(ratio * C)``
 channels of every convolution. Sub-generators are the full network's weights, sliced at call time,
 so training a random (resolution, ratio) per step trains one shared set of parameters.
@@ -66,7 +66,7 @@ class GeneratorConfig(_NetworkConfig):
     resolution: int = 128  # full output size (power of 2, >= 8); 256/1024 for official checkpoints
     z_dim: int = 512
     w_dim: int = 512
-    mapping_layers: int = 8  # patent S25: 8 fully connected layers
+    mapping_layers: int = 8  # step S25: 8 fully connected layers
     channel_base: int = 16384  # channels(res) = min(channel_base // res, channel_max)
     channel_max: int = 256
     lr_mul_mapping: float = 0.01  # StyleGAN: the mapping net learns 100x slower

@@ -1,11 +1,11 @@
-"""``faceage bench gan``: how good are the generator and each of its patent sub-generators?
+"""``faceage bench gan``: how good are the generator and each of its sub-generators?
 
 For the full model and every (resolution, channel ratio) sub-generator, on the same latent codes
 and the same noise:
 
 - realism: Fréchet distance on MobileNetV2 features (:mod:`faceage.eval.fid`) between N generated
   faces and N real training faces box-downsampled to the same resolution;
-- consistency with the full model (patent S29): mean MSE and PSNR between the sub-generator's
+- consistency with the full model (step S29 of *A StyleGAN-based face age editing method for mobile terminals*): mean MSE and PSNR between the sub-generator's
   output and the full output box-downsampled to its resolution;
 - face-ness: share of generated faces in which the independent YuNet detector
   (``faceage.faces.detect``) finds a face;
@@ -236,7 +236,7 @@ def render_markdown(report: dict) -> str:
         f"FD: Fréchet distance on {report['feature_net']} features, {report['n']} generated vs "
         f"{report['n_real']} real faces ({report['data']['split']} split) at the same resolution; lower is better, "
         "comparable across faceage runs only (not FID). Consistency: MSE / PSNR between each sub-model and the "
-        "full model box-downsampled, same latent codes and noise (patent S29). Detection and ages: independent "
+        "full model box-downsampled, same latent codes and noise. Detection and ages: independent "
         f"YuNet detector and age estimator on {report['n_faces']} faces per model (upsampled to 128 px).",
         "",
         "| resolution | ratio | synthesis params (M) | FD | cons MSE | PSNR (dB) | face found | age mean | age p5-p95 |",

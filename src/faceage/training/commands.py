@@ -64,7 +64,7 @@ _CONFIG_FIELDS = {
               help="Sub-generator output resolutions sampled per step.")
 @click.option("--ratios", type=str, default="0.25,0.5,0.75,1", callback=lambda c, p, v: _float_list(v),
               help="Sub-generator channel ratios sampled per step.")
-@click.option("--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the patent's consistency MSE.")
+@click.option("--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the sub-generator consistency MSE.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=0.25, help="R1 weight at full resolution.")
 @click.option("--r1-interval", type=click.IntRange(min=1), default=16)
 @click.option("--pl-weight", type=click.FloatRange(min=0), default=0.0, help="Path-length regularisation weight (0 = off).")

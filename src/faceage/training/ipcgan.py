@@ -1,16 +1,16 @@
-"""Trainer for IPCGAN (seed 003) on prepared face shards, on CPU or GPU, resumable.
+"""Trainer for IPCGAN (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*) on prepared face shards, on CPU or GPU, resumable.
 
 Each step draws B source faces (decade-balanced, so children and the elderly are sources as often
 as adults), a target group per face (uniform over the grouping), and B real faces *of those target
 groups* for the discriminator. With ``fake = G(source, target)``:
 
-- D (LSGAN, seed eq. L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
-  and, as the seed's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
+- D (LSGAN, the paper's L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
+  and, as the paper's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
   so D judges the *pair* and G must produce the group's look, not just any face.
 - G: ``lambda_gan * L_G + lambda_id * L_identity + lambda_age * L_age`` where L_G is the LSGAN
   generator term, L_identity the mean squared difference of AlexNet conv5 features of the source
   and the fake (``faceage.models.alexnet``: the shift-tolerant ImageNet AlexNet bundled with
-  stlpips-pytorch, the closest to the seed's AlexNet conv5 that can be had here), and L_age the
+  stlpips-pytorch, the closest to the paper's AlexNet conv5 that can be had here), and L_age the
   softmax loss of the target group under our own age regressor's group probabilities
   (``group_log_probs``; frozen, eval mode; never the evaluator).
 
@@ -172,7 +172,7 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
 
     G.train(), D.train()
     fake = G(source, target)
-    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (seed's L_D, LSGAN)
+    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (the paper's L_D, LSGAN)
     d_real = D(real, target)
     d_fake = D(fake.detach(), target)
     d_wrong = D(real, wrong)

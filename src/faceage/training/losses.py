@@ -1,4 +1,4 @@
-"""GAN losses as free functions: non-saturating logistic, lazy R1, path length, patent consistency.
+"""GAN losses as free functions: non-saturating logistic, lazy R1, path length, sub-generator consistency.
 
 All take and return tensors; none holds state. Weighting by lazy-regularisation intervals and
 loss weights is the caller's job (see :mod:`faceage.training.gan`), so each function here is the
@@ -59,7 +59,7 @@ def path_length_penalty(
 
 
 def consistency_loss(sub_images: torch.Tensor, full_images: torch.Tensor) -> torch.Tensor:
-    """Patent S29: MSE( G_{r,c}(w), down_r(G(w)) ) with the full generator's output detached.
+    """Step S29 of *A StyleGAN-based face age editing method for mobile terminals*: MSE( G_{r,c}(w), down_r(G(w)) ) with the full generator's output detached.
 
     ``sub_images`` (B, 3, r, r) from the sub-generator with resolution r and channel ratio c;
     ``full_images`` (B, 3, R, R) from the full generator on the same w (and, ideally, the same
