@@ -15,8 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _timing import median_ms
 
+from _timing import median_ms
 from faceage.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.md"

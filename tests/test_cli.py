@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
-from cli_helpers import run_cli
 from PIL import Image
 
+from cli_helpers import run_cli
 from faceage.assets import EXAMPLE_PHOTO
 
 

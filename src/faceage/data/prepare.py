@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from faceage.atomic import temp_target, write_json_atomic, write_text_atomic
@@ -456,7 +456,7 @@ def _manifest(settings: dict, provenance: dict, scanned: dict, rows: list[dict],
               shards: list[ShardInfo], elapsed: float, resumed: int) -> dict:
     return {
         "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": provenance["code_version"],
         "size": settings["size"],
         "pipeline": provenance["pipeline"],

@@ -9,7 +9,7 @@ registered by name in ``faceage.methods.registry``.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

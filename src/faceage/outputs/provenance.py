@@ -24,7 +24,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from faceage.imageio import XMP_NAMESPACES, read_metadata
@@ -73,8 +73,8 @@ def provenance_metadata(
     targets = _ages(target_age if several else [target_age], "target_age")
     if not targets:
         raise ValueError("target_age: expected at least one age, got none")
-    when = created or datetime.now(timezone.utc)
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    when = created or datetime.now(UTC)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
     method = str(method_info["method"])
     source_text, target_text = _join(sources), _join(targets)
