@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +163,7 @@ def _align(task: tuple[int, str, int]) -> tuple[int, bytes | None, dict]:
     return index, encode_jpeg(image), info
 
 
-def _run_tasks(tasks: list[tuple[int, str, int]], size: int, workers: int) -> Iterator[tuple]:
+def _run_tasks(tasks: list[tuple[int, str, int]], size: int, workers: int) -> Generator[tuple, None, None]:
     """Yield _align results in task order, from a pool of spawned workers (or in-process if 1)."""
     if not tasks:
         return

@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -50,6 +51,8 @@ from faceage.errors import FaceageError
 from faceage.machine import cpu_name
 from faceage.models.ipcgan import IPCGANGenerator
 from faceage.models.stylegan2 import Generator
+
+M = TypeVar("M", bound=nn.Module)
 
 MANIFEST_NAME = "onnx_manifest.json"
 MANIFEST_FORMAT = "faceage-onnx"
@@ -145,7 +148,7 @@ class _IPCGAN(nn.Module):
         return self.generator(image, condition)
 
 
-def _cpu_copy(module: nn.Module, cfg) -> nn.Module:
+def _cpu_copy(module: M, cfg) -> M:
     """A float32 CPU copy of ``module`` built from ``cfg``, in eval mode; the caller's model is untouched."""
     copy = type(module)(cfg)
     copy.load_state_dict(module.state_dict())
@@ -249,6 +252,8 @@ def _export_verified(
                 module, tuple(trace_inputs.values()), dynamo=True, input_names=names, output_names=[output_name],
                 dynamic_shapes=dynamic_shapes, opset_version=opset, optimize=True, verbose=False,
             )
+            if program is None:  # only the legacy (dynamo=False) exporter returns nothing
+                raise ExportError(f"the ONNX exporter returned no program for {what}")
             data = _fold_weights(program.model_proto).SerializeToString()
     except Exception as exc:  # the exporter raises many types; the user needs which graph failed
         raise ExportError(f"ONNX export of {what} failed: {type(exc).__name__}: {exc}") from exc
@@ -442,8 +447,8 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
 
     out_dir = Path(out_dir)
     new = {e.file for e in entries}
-    old = read_manifest(out_dir) or {}
-    old_sources = old.get("sources") if isinstance(old.get("sources"), dict) else {}
+    old: dict = read_manifest(out_dir) or {}
+    old_sources: dict = old["sources"] if isinstance(old.get("sources"), dict) else {}
     kept = []
     for entry in old.get("files", []):
         name = entry.get("file") if isinstance(entry, dict) else None
@@ -528,6 +533,7 @@ def export_onnx(
     entries: list[ExportedFile] = []
     sources: dict[str, dict] = {}
     if gen is not None:
+        assert generator is not None
         weights = Path(generator) / "model.safetensors"
         # names, not paths: the manifest may travel with the files
         sources["generator"] = {"name": Path(generator).resolve().name, "sha256": sha256_bytes(weights.read_bytes()),
@@ -535,6 +541,7 @@ def export_onnx(
         entries += export_generator(gen, out_dir, resolutions, ratios, opset, tolerance,
                                     timing_repeats=timing_repeats, progress=progress)
     if ipc is not None:
+        assert ipcgan is not None
         sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": sha256_bytes(Path(ipcgan).read_bytes()),
                                        "config": ipc.cfg.to_dict()}
         entry = export_ipcgan(ipc, out_dir, opset, tolerance, timing_repeats=timing_repeats)

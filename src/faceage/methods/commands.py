@@ -320,6 +320,7 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
 
     summary = None
     if folders:
+        assert out_dir is not None  # checked above: folder inputs need -o
         summary = out_dir / SUMMARY_NAME
         _write_summary(summary, jobs, {r.file: r.rows for r in results}, skipped)
     if as_json:

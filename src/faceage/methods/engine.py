@@ -41,7 +41,7 @@ class FaceReport:
     """
 
     index: int
-    box: tuple[float, float, float, float]
+    box: tuple[float, ...]
     source_age: float
     target_age: float
     reached_age: float | None

@@ -132,6 +132,8 @@ class AgeRegressor(nn.Module):
     over the age bins.
     """
 
+    bin_ages: torch.Tensor  # a registered buffer
+
     def __init__(self, config: AgeRegressorConfig | None = None) -> None:
         super().__init__()
         self.cfg = config or AgeRegressorConfig()

@@ -29,6 +29,8 @@ from faceage.errors import ModelFileError
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling: reflect-pad 2, depthwise [1,2,1]^2/16 blur, stride 2."""
 
+    filt: torch.Tensor  # a registered buffer
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         a = torch.tensor([1.0, 2.0, 1.0])
@@ -49,6 +51,9 @@ class AlexNetFeatures(NamedTuple):
 
 class ShiftTolerantAlexNet(nn.Module):
     """The five AlexNet conv stages; key layout ``net.sliceK.I`` as in the ST-LPIPS weight file."""
+
+    shift: torch.Tensor  # a registered buffer
+    scale: torch.Tensor  # a registered buffer
 
     def __init__(self) -> None:
         super().__init__()

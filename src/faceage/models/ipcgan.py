@@ -129,7 +129,7 @@ class IPCGANGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(c1, 3, 7, 1, 3, padding_mode="reflect")
         if c.residual:  # start as the identity: the change is exactly zero at step 0
             nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
+            nn.init.zeros_(self.to_rgb.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def forward(self, images: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         c = self.cfg

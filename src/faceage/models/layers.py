@@ -123,6 +123,8 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Convolution with equalised learning rate, optional [1,3,3,1] blur + stride-2 downsampling."""
 
+    blur_kernel: torch.Tensor  # a registered buffer
+
     def __init__(
         self,
         in_channels: int,
@@ -175,6 +177,8 @@ class ModulatedConv2d(nn.Module):
     convolution over the batch (best for large batches). Both compute the same function.
     Upsampling is a stride-2 transposed convolution followed by the [1,3,3,1] blur (x4 gain).
     """
+
+    blur_kernel: torch.Tensor  # a registered buffer
 
     def __init__(
         self,
@@ -250,6 +254,8 @@ class ModulatedConv2d(nn.Module):
 class StyledConv(nn.Module):
     """Modulated conv -> add per-pixel noise x learned strength -> bias -> leaky ReLU x sqrt(2)."""
 
+    noise_const: torch.Tensor  # a registered buffer
+
     def __init__(
         self,
         in_channels: int,
@@ -303,6 +309,8 @@ class ToRGB(nn.Module):
 
 class SkipUpsample(nn.Module):
     """Upsample the running RGB image by 2 with the [1,3,3,1] kernel (upfirdn2d, up=2, gain 4)."""
+
+    kernel: torch.Tensor  # a registered buffer
 
     def __init__(self, blur_kernel: Sequence[float] = (1, 3, 3, 1)) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from faceage.imageio import XMP_NAMESPACES, read_metadata
 from faceage.version import __version__
@@ -70,7 +70,7 @@ def provenance_metadata(
     if not sources:
         raise ValueError("source_ages: expected the estimated age of each altered face, got none")
     several = isinstance(target_age, Sequence) or getattr(target_age, "ndim", 0) > 0  # list or numpy array
-    targets = _ages(target_age if several else [target_age], "target_age")
+    targets = _ages(cast(Sequence[float], target_age) if several else [cast(float, target_age)], "target_age")
     if not targets:
         raise ValueError("target_age: expected at least one age, got none")
     when = created or datetime.now(UTC)

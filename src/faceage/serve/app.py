@@ -306,7 +306,7 @@ class ServeApp:
             values = params.get(key)
             return values[-1] if values else default
 
-        name = one("method", next(iter(self._methods)))
+        name = one("method", next(iter(self._methods))) or ""
         method = self._methods.get(name)
         if method is None:
             raise HTTPError(400, f"unknown method {name[:40]!r}; choose from {', '.join(self._methods)}")
@@ -376,7 +376,7 @@ class ServeApp:
         age_label = f"{report['target_age']:g}"
         images = {"result": (rendering.image, rendering.metadata)}
         if rendering.strip is not None:
-            images["strip"] = (rendering.strip, rendering.strip_metadata)
+            images["strip"] = (rendering.strip, rendering.strip_metadata or {})
         token = self.results.put(images)
         base = f"/api/result/{token}"
         height, width = rendering.image.shape[:2]

@@ -71,6 +71,7 @@ class EngineBackend:
         ager = self.agers[method]
         ages = [float(target_age), *[float(a) for a in strip_ages]]
         results = ager.age(rgb, to=ages)  # faces found, aligned and measured once for all ages
+        assert isinstance(results, list)  # a list of ages gives a list of results
         main = results[0]
         info = ager.method.describe()
         rendering = Rendering(image=main.image, metadata=result_provenance(info, results[:1]), report=main.to_dict())

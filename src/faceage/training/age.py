@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -174,11 +175,16 @@ def load_split(data: str | Path, split: str, size: int, cache_dir: str | Path | 
         if cache.is_file():
             with np.load(cache) as z:
                 return FaceArrays(z["images"], z["ages"], list(z["keys"]), list(z["sources"]))
-    chunks, pending, ages, keys, sources = [], [], [], [], []
+    chunks: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    ages: list[float] = []
+    keys: list[str] = []
+    sources: list[str] = []
     side = None
     for key, image, labels in reader:
         if limit is not None and len(keys) >= limit:
             break
+        assert isinstance(image, np.ndarray)  # the reader decodes
         side = side or image.shape[0]
         if image.shape != (side, side, 3) or side < size:
             raise DatasetError(f"face {key} in {data} is {image.shape[1]}x{image.shape[0]}; need {side}x{side}, >= {size} px")
@@ -373,7 +379,8 @@ def train_age_regressor(
     total_steps = steps_per_epoch * opts.epochs
 
     torch.manual_seed(opts.seed)
-    model = AgeRegressor(opts.model_config()).to(opts.device, memory_format=torch.channels_last)
+    model = AgeRegressor(opts.model_config()).to(opts.device)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to's stub lacks it
     optimizer = make_optimizer(model, opts)
     step, best, history, seconds_before = 0, None, [], 0.0
     if resume:
@@ -431,13 +438,14 @@ def train_age_regressor(
             if stopped:
                 break
 
-    summary = {"finished": step >= total_steps, "step": step, "total_steps": total_steps,
+    summary: dict[str, Any] = {"finished": step >= total_steps, "step": step, "total_steps": total_steps,
                "images_seen": step * opts.batch, "best": best, "seconds": seconds()}
     if not summary["finished"]:
         log(f"stopped at step {step} of {total_steps}; continue with --resume")
         return summary
     summary["test"] = evaluate_weights(out / WEIGHTS_NAME, opts, out)
     summary["history"] = history
+    assert best is not None  # a finished run evaluated every epoch
     # Record the test result beside the weights too (the fp16 weights round-trip byte-identically).
     best_val = next(h["val"] for h in history if h["step"] == best["step"])
     metadata = _export_metadata(opts, run_info, best, best_val, summary["test"])

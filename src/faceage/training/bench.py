@@ -149,10 +149,12 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     n_real = min(n, dataset.n)
     for res in sorted({r for r, _ in subs}):
         opts = {"data": dataset.stats()["identity"], "split": split, "n": n_real, "resolution": res, "seed": 123}
-        real_stats[res] = cached_stats(
-            cache_dir, opts,
-            lambda res=res: stats_of_images((b.float() / 127.5 - 1 for b in real_batches(dataset, n_real, batch)),
-                                            extractor, resolution=res))
+
+        def compute(res: int = res) -> FeatureStats:
+            batches = (b.float() / 127.5 - 1 for b in real_batches(dataset, n_real, batch))
+            return stats_of_images(batches, extractor, resolution=res)
+
+        real_stats[res] = cached_stats(cache_dir, opts, compute)
     echo(f"[bench gan] real statistics ready ({n_real} faces, {time.monotonic() - t_start:.0f} s)")
 
     stats = {s: FeatureStats() for s in subs}

@@ -93,6 +93,7 @@ def _start(cfg: GANConfig, opts: RunOptions, resume: str | None, explicit: dict)
     mode, resume_path = prepare_resume(resume, opts.out)
     ckpt = None
     if mode == "checkpoint":
+        assert resume_path is not None  # prepare_resume names a path for every mode but "fresh"
         ckpt = load_checkpoint(resume_path)
         cfg, changed = merge_config(ckpt["config"], explicit)
         if changed:
@@ -107,6 +108,7 @@ def _start(cfg: GANConfig, opts: RunOptions, resume: str | None, explicit: dict)
     if ckpt is not None:
         notes = load_training_state(state, ckpt)
     elif mode == "weights":
+        assert resume_path is not None
         notes = init_from_weights(state, resume_path)
     for n in notes:
         warnings.warn(n, stacklevel=3)

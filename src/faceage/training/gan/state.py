@@ -31,9 +31,12 @@ class TrainState:
     dist: ddp.DistInfo = field(default_factory=ddp.DistInfo)
     step: int = 0  # iterations done (one D step + one G step each)
     nimg: int = 0  # real images shown to D, all ranks
-    pl_mean: torch.Tensor | None = None
-    D_run: Callable | None = None  # possibly compiled D for the main steps
-    G_synth: Callable | None = None  # possibly compiled G.synthesis
+    pl_mean: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    D_run: Callable[..., torch.Tensor] = field(init=False)  # possibly compiled D for the main steps
+    G_synth: Callable[..., torch.Tensor] = field(init=False)  # possibly compiled G.synthesis
+
+    def __post_init__(self) -> None:
+        self.D_run, self.G_synth = self.D, self.G.synthesis  # eager until _setup_compile
 
     @property
     def amp_enabled(self) -> bool:
@@ -69,7 +72,7 @@ def create_state(cfg: GANConfig, device: torch.device, dist: ddp.DistInfo | None
     G = G.to(device).train()
     D = D.to(device).train()
     if cfg.channels_last:
-        D = D.to(memory_format=torch.channels_last)
+        D = D.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to's stub lacks it
     G_ema = make_ema(G)
     opt_G = _adam(G.parameters(), cfg.g_lr, cfg, cfg.pl_interval if cfg.pl_weight > 0 else 0, device)
     opt_D = _adam(D.parameters(), cfg.d_lr, cfg, cfg.r1_interval if cfg.r1_gamma > 0 else 0, device)

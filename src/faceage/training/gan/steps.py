@@ -102,7 +102,7 @@ def d_main_step(state: TrainState, reals: torch.Tensor, sub: tuple[int, float] |
         ws = sample_ws(G, reals.shape[0], cfg.style_mixing, state.device)
         full, sub_img = generate_pair(state, ws, sub)
     pairs = [(reals, full)]
-    if sub_img is not None:
+    if sub is not None and sub_img is not None:
         pairs.append((box_downsample(reals, sub[0]), sub_img))
     loss = torch.zeros((), device=state.device)
     real_logits = []
@@ -136,6 +136,7 @@ def d_r1_step(state: TrainState, reals: torch.Tensor, sub: tuple[int, float] | N
             pen = r1_penalty(logits, x)
             penalty_full = pen.detach() if penalty_full is None else penalty_full
             loss = loss + pen * (gamma / 2) * cfg.r1_interval
+    assert penalty_full is not None  # terms always holds the full resolution
     state.opt_D.zero_grad(set_to_none=True)
     loss.backward()
     _opt_step(state.opt_D, D)
