@@ -141,7 +141,7 @@ def save_mp4(
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         tmp = tmp_dir / path.name
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))  # type: ignore[attr-defined]
         try:
             if not writer.isOpened():
                 raise ImageWriteError(

@@ -8,15 +8,37 @@ provenance and the same labels whichever interface made it. ``results`` are the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from faceage.outputs.progression import progression_strip
 from faceage.outputs.provenance import provenance_metadata
 
-if TYPE_CHECKING:
-    from faceage.methods.engine import AgingResult
+
+class _Face(Protocol):
+    @property
+    def source_age(self) -> float: ...
+
+
+class AgingResult(Protocol):
+    """What this module reads of ``faceage.methods.engine.AgingResult`` (so outputs need not import
+    the engine): the aged photo, the age aimed at, each face's source age and aligned crops."""
+
+    @property
+    def image(self) -> np.ndarray: ...
+
+    @property
+    def target_age(self) -> float: ...
+
+    @property
+    def faces(self) -> Sequence[_Face]: ...
+
+    @property
+    def aged_crops(self) -> np.ndarray: ...
+
+    @property
+    def source_crops(self) -> np.ndarray: ...
 
 
 def age_label(age: float) -> str:
