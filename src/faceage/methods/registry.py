@@ -35,7 +35,7 @@ class MethodSpec:
     paper    the title of the publication it follows.
     """
 
-    loader: Callable[[str | Path | None, str], AgingMethod]
+    loader: Callable[..., AgingMethod]
     shipped: tuple[str, ...]
     summary: str
     paper: str = ""
