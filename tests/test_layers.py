@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def imports_of(path: Path, modules: dict[str, Path], text: str | None = None) ->
     return found
 
 
+@functools.cache
 def all_imports() -> list[Import]:
     modules = all_modules()
     return [imp for path in modules.values() for imp in imports_of(path, modules)]
