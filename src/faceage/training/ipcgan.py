@@ -46,7 +46,7 @@ from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator
 from faceage.training.age import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, append_jsonl, check_run_folder
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
 _RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "steps", "init_from", "sample_every",
@@ -252,6 +252,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
     from faceage.training.checkpoint import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
+    stop = StopFlag(opts.max_minutes)
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -305,6 +306,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
         save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step, extra))
 
     last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
+    stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
     while step < opts.steps:
         source, target, real, wrong = sampler.draw(step, opts.batch)
         batch = {"source": to_tensor(train.images[source]).to(device), "real": to_tensor(train.images[real]).to(device),
@@ -319,7 +321,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
             log(f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
                 f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s")
-        over_time = opts.max_minutes is not None and time.perf_counter() - t0 > 60 * opts.max_minutes
+        over_time = bool(stop.reason())
         interrupted = stop_after_steps is not None and step >= stop_after_steps
         if step % opts.sample_every == 0 or step == opts.steps:
             G_ema.eval()
@@ -331,6 +333,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             checkpoint()
         if over_time or interrupted:
             break
+    stop.restore()
     summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
     if not summary["finished"]:
         log(f"stopped at step {step} of {opts.steps}; continue with --resume")

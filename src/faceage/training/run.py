@@ -144,7 +144,8 @@ class StopFlag:
     def _handler(self, signum: int, _frame: FrameType | None) -> None:
         self.signalled = f"signal {signum}"
 
-    def __enter__(self) -> StopFlag:
+    def install(self) -> StopFlag:
+        """Catch the signals (main thread only; elsewhere only the time limit counts)."""
         for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -152,10 +153,17 @@ class StopFlag:
                 pass
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def restore(self) -> None:
+        """Give the signals back to the handlers they had before ``install``."""
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
+
+    def __enter__(self) -> StopFlag:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
     def time_is_up(self) -> bool:
         return self.max_minutes is not None and time.monotonic() - self.started >= self.max_minutes * 60
