@@ -76,3 +76,11 @@ def test_installed_command_runs_without_traceback(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_help_loads_no_numerical_or_model_library():
+    """``faceage --help`` and option parsing stay instant: every command imports its heavy modules lazily."""
+    code = ("import sys, faceage.cli; heavy = {'numpy', 'cv2', 'PIL', 'torch', 'onnxruntime', 'dlib'} & set(sys.modules); "
+            "assert not heavy, sorted(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -3,17 +3,18 @@
 One builder for ``faceage age`` and the web app, so an aged photo, a strip or a GIF carries the same
 provenance and the same labels whichever interface made it. ``results`` are the engine's
 ``AgingResult``s of one photo, one per target age, in order.
+
+Importing this module is cheap (``faceage --help`` imports it): numpy, Pillow and OpenCV load with
+the first output made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
-from faceage.outputs.progression import progression_strip
-from faceage.outputs.provenance import provenance_metadata
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class _Face(Protocol):
@@ -52,6 +53,8 @@ def result_provenance(info: dict, results: Sequence[AgingResult], face: int | No
     ``info`` is the method's ``describe()``; ``face`` limits the source ages to that face (an output
     that shows only it), None keeps every face of the photo.
     """
+    from faceage.outputs.provenance import provenance_metadata
+
     sources = [report.source_age for report in results[0].faces]
     if face is not None:
         sources = sources[face : face + 1]
@@ -88,5 +91,7 @@ def progression_strip_of(
     with_source: bool = True,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """A labelled strip of ``progression_frames`` and its provenance (the faces it shows)."""
+    from faceage.outputs.progression import progression_strip
+
     frames, labels = progression_frames(results, photo, face, with_source)
     return progression_strip(frames, labels), result_provenance(info, results, face)
