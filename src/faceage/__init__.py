@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from faceage.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(method: str | None = None, device: str = "cpu", weights=None, **kwargs):
-    """An ``Ager`` for aging method ``method`` (default: ``prototype``): ``faceage.load().age(rgb, to=70)``.
+    """An ``Ager`` for aging method ``method`` (the registry's default when None):
+    ``faceage.load().age(rgb, to=70)``.
 
     ``weights`` is a weights file to use instead of the shipped one; ``kwargs`` go to
     ``faceage.methods.engine.Ager`` (``evaluate``, ``max_faces``, ``pipeline``, ...).

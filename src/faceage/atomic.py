@@ -50,7 +50,7 @@ def temp_target(name: str) -> str | None:
     return target if dot and target else None
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on a binary file that atomically becomes ``path`` once ``write`` returns.
 
     Parent folders are created. The new file gets the usual ``0o666 & ~umask`` mode (mkstemp's

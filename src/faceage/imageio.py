@@ -66,8 +66,8 @@ try:  # littlecms is part of Pillow's wheels, but it is an optional feature of P
 
     _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 except (ImportError, OSError):  # pragma: no cover - depends on how Pillow was built
-    ImageCms = None
-    _SRGB_PROFILE = None
+    ImageCms = None  # type: ignore[assignment]
+    _SRGB_PROFILE = None  # type: ignore[assignment]
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -401,7 +401,7 @@ def _parse_xmp(packet: str | bytes) -> dict[str, str]:
     return meta
 
 
-def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+def check_rgb(rgb: object, what: str = "image") -> np.ndarray:
     """Return ``rgb`` as a C-contiguous (H, W, 3) uint8 array, or raise ValueError saying what it got."""
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"{what}: expected an (H, W, 3) uint8 numpy array, got {type(rgb).__name__}")

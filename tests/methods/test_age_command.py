@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO
+from cli_helpers import run_cli
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image, read_metadata
 from faceage.methods.commands import SUMMARY_FIELDS
 

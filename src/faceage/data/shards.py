@@ -26,7 +26,6 @@ metadata), so the same faces in the same order give byte-identical shards.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -40,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from faceage.atomic import write_json_atomic  # noqa: F401 - re-exported: callers import it from here
+from faceage.checksum import sha256_file
 from faceage.errors import DatasetError
 
 FORMAT = "faceage-shards-v1"
@@ -124,14 +124,6 @@ def _member_bytes(n: int) -> int:
 def _closed_size(offset: int) -> int:
     # Closing writes two zero blocks, then pads to a whole record.
     return -(-(offset + 2 * _BLOCK) // _RECORD) * _RECORD
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _OpenShard:

@@ -9,7 +9,7 @@ registered by name in ``faceage.methods.registry``.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class Edit:
 
 
 class AgingMethod(abc.ABC):
-    """One seed's aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
+    """One aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
 
     name: str = ""
     face_size: int = 128  # side of the aligned faces ``edit`` expects

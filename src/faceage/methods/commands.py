@@ -22,8 +22,10 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import report_failures, run_per_file
 from faceage.errors import ImageWriteError
 from faceage.methods.registry import DEFAULT_METHOD, method_names
+from faceage.outputs.results import age_label, progression_frames, result_provenance
 
 # what a folder scan picks up (anything else in the folder is ignored, not reported)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -38,7 +40,7 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     """``--to``: '60' or '10,30,50,70' -> (60.0,) / (10.0, 30.0, 50.0, 70.0); each in 0..120, each once."""
     if value is None or isinstance(value, tuple):  # tuple: already parsed (ctx.invoke)
         return value
-    from faceage.methods.engine import check_target_age  # here: numpy is not needed for --help
+    from faceage.age_groups import check_target_age  # here: numpy is not needed for --help
 
     example = "an age or comma-separated ages such as 60 or 10,30,50,70"
     ages = []
@@ -53,11 +55,6 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     if len(set(ages)) != len(ages):
         raise click.BadParameter(f"each age once, got {value}")
     return tuple(ages)
-
-
-def age_label(age: float) -> str:
-    """70.0 -> '70', 42.5 -> '42.5' (for file names and labels)."""
-    return f"{age:g}"
 
 
 @dataclass(frozen=True)
@@ -141,12 +138,6 @@ def collect_jobs(paths: tuple[Path, ...], out_dir: Path | None) -> list[Job]:
     return list(jobs.values())
 
 
-def _provenance(method_info: dict, source_ages: list[float], target_age) -> dict:
-    from faceage.outputs.provenance import provenance_metadata
-
-    return provenance_metadata(method_info, source_ages, target_age)
-
-
 class _Writer:
     """Writes outputs atomically, never onto an input and never twice to one path in a run."""
 
@@ -186,32 +177,26 @@ def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     rgb = load_image(job.source)
     results = ager.age(rgb, to=list(opts.ages))
     info = ager.method.describe()
-    source_ages = [face.source_age for face in results[0].faces]
     outputs, ages, rows = [], [], []
     for result in results:
         path = writer.image(job.age_path(result.requested_age), job.source, result.image,
-                            _provenance(info, source_ages, result.target_age))
+                            result_provenance(info, [result]))
         outputs.append(path)
         ages.append({"output": path, **result.to_dict()})
         rows += [{"file": str(job.source), **_row(face)} for face in result.faces]
     if opts.progression:
-        outputs += _progressions(job, rgb, results, opts, writer, info, source_ages)
+        outputs += _progressions(job, rgb, results, opts, writer, info)
     return FileResult(str(job.source), outputs, ages, rows)
 
 
-def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict, source_ages) -> list[str]:
+def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict) -> list[str]:
     from faceage.outputs.progression import progression_strip
 
-    ages = [age_label(r.target_age) for r in results]  # what was aimed at, after clamping
-    metadata = _provenance(info, source_ages, [r.target_age for r in results])
-    if opts.crop:  # one progression per face, of its aligned crop
-        series = [(i, [results[0].source_crops[i], *[r.aged_crops[i] for r in results]], [source_ages[i]])
-                  for i in range(len(source_ages))]
-    else:
-        series = [(None, [rgb, *[r.image for r in results]], source_ages)]
+    metadata = result_provenance(info, results)
     written = []
-    for face, frames, sources in series:
-        labels = [f"{sources[0]:.0f} (photo)" if len(sources) == 1 else "photo", *ages]
+    # with --crop one progression per face, of its aligned crop
+    for face in range(len(results[0].faces)) if opts.crop else [None]:
+        frames, labels = progression_frames(results, rgb, face)
         if opts.strip:
             strip = progression_strip(frames, labels)
             written.append(writer.image(job.strip_path(face), job.source, strip, metadata))
@@ -291,7 +276,6 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     """
     from tqdm import tqdm
 
-    from faceage.cli import report_failures, run_per_file  # here: faceage.cli imports this module
 
     if crop and not (strip or gif or mp4):
         raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
@@ -336,6 +320,7 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
 
     summary = None
     if folders:
+        assert out_dir is not None  # checked above: folder inputs need -o
         summary = out_dir / SUMMARY_NAME
         _write_summary(summary, jobs, {r.file: r.rows for r in results}, skipped)
     if as_json:

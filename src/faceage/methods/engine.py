@@ -14,30 +14,16 @@ years.
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from faceage.age_groups import check_target_age
 from faceage.errors import NoFaceError
 from faceage.imageio import check_rgb
 from faceage.methods.base import AgingMethod, Edit
-
-# The oldest target accepted at all; ages between a method's own range and this are clamped.
-MAX_TARGET_AGE = 120.0
-
-
-def check_target_age(age: object) -> float:
-    """A target age as float years; ``ValueError`` naming the value unless a number in 0..120."""
-    if isinstance(age, bool) or not isinstance(age, numbers.Real):
-        raise ValueError(f"target age must be a number of years, got {age!r}")
-    value = float(age)
-    if not math.isfinite(value) or not 0.0 <= value <= MAX_TARGET_AGE:
-        raise ValueError(f"target age must be between 0 and {MAX_TARGET_AGE:g} years, got {age!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -56,7 +42,7 @@ class FaceReport:
     """
 
     index: int
-    box: tuple[float, float, float, float]
+    box: tuple[float, ...]
     source_age: float
     target_age: float
     reached_age: float | None

@@ -36,14 +36,15 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from faceage import __version__
+from faceage.age_groups import check_target_age
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError, NoFaceError
 from faceage.serve.worker import BusyError, WorkQueue
+from faceage.version import __version__
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EXAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "example.jpg"
 
 # The page and its two files are the only static files: a fixed table, so no request path is
 # ever joined onto a folder.
@@ -305,7 +306,7 @@ class ServeApp:
             values = params.get(key)
             return values[-1] if values else default
 
-        name = one("method", next(iter(self._methods)))
+        name = one("method", next(iter(self._methods))) or ""
         method = self._methods.get(name)
         if method is None:
             raise HTTPError(400, f"unknown method {name[:40]!r}; choose from {', '.join(self._methods)}")
@@ -317,9 +318,12 @@ class ServeApp:
         strip = [_number(t.strip(), "progression age") for t in strip_text.split(",") if t.strip()]
         if len(strip) > self.config.max_strip_ages:
             raise HTTPError(400, f"at most {self.config.max_strip_ages} progression ages, got {len(strip)}")
-        for age in [target, *strip]:
-            if not 0 <= age <= 120:
-                raise HTTPError(400, f"ages must be between 0 and 120 years, got {age:g}")
+        try:
+            check_target_age(target)
+            for age in strip:
+                check_target_age(age, "progression age")
+        except ValueError as error:
+            raise HTTPError(400, str(error)) from None
         return method, target, strip, _clean_name(one("name"))
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
@@ -372,7 +376,7 @@ class ServeApp:
         age_label = f"{report['target_age']:g}"
         images = {"result": (rendering.image, rendering.metadata)}
         if rendering.strip is not None:
-            images["strip"] = (rendering.strip, rendering.strip_metadata)
+            images["strip"] = (rendering.strip, rendering.strip_metadata or {})
         token = self.results.put(images)
         base = f"/api/result/{token}"
         height, width = rendering.image.shape[:2]

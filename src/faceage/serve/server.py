@@ -111,4 +111,4 @@ def serve_in_thread(app: ServeApp, host: str = "127.0.0.1", port: int = 0) -> tu
     server = make_server(app, host, port)
     threading.Thread(target=server.serve_forever, name="faceage-http", daemon=True).start()
     bound_host, bound_port = server.server_address[:2]
-    return server, f"http://{bound_host}:{bound_port}"
+    return server, f"http://{bound_host!s}:{bound_port}"
