@@ -161,7 +161,9 @@ def _align(task: tuple[int, str, int]) -> tuple[int, bytes | None, dict]:
     image = face.image
     if image.shape != (size, size, 3) or image.dtype.name != "uint8":
         return index, None, {"reason": datasets.PIPELINE_ERROR, "detail": f"aligned face is {image.shape} {image.dtype}"}
-    info = {"score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4)}
+    info: dict[str, float | str] = {
+        "score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4),
+    }
     if face.landmarks is not None:
         info[LANDMARKS_KEY] = encode_landmarks(face.landmarks)
     return index, encode_jpeg(image), info

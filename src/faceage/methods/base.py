@@ -48,9 +48,11 @@ class AgingMethod(abc.ABC):
     uses_landmarks: bool = False
 
     @abc.abstractmethod
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         """Age ``faces`` (N, S, S, 3) uint8 RGB, whose estimated ages are ``source_ages`` (N,)
-        float years, to ``target_age`` years. Deterministic for the same inputs."""
+        float years, to ``target_age`` years. Deterministic for the same inputs. ``landmarks``
+        (N, 478, 2) aligned points are given to methods with ``uses_landmarks``; others ignore them."""
 
     def describe(self) -> dict:
         """What produced the result, for provenance and reports (weights, sha256, version...)."""

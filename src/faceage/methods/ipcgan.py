@@ -97,7 +97,8 @@ class IPCGANMethod(AgingMethod):
         return {"method": self.name, **self.info}
 
     @torch.inference_mode()
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[1:] != (self.face_size, self.face_size, 3) or faces.dtype != np.uint8:
             raise ValueError(f"faces must be (N, {self.face_size}, {self.face_size}, 3) uint8, "

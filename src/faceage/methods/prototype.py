@@ -34,10 +34,17 @@ import cv2
 import numpy as np
 
 from faceage.faces import mesh
+from faceage.faces.segment import PersonSegmenter
 from faceage.faces.texture import decompose
 from faceage.methods.base import AgingMethod, Edit
 from faceage.models.prototype_frame import (
-    COLOUR_GRID, ENERGY_GRID, LIGHT_GRID, MeanFrame, classifier_features, from_ycrcb, oval_region, to_ycrcb,
+    COLOUR_GRID,
+    ENERGY_GRID,
+    LIGHT_GRID,
+    MeanFrame,
+    classifier_features,
+    from_ycrcb,
+    to_ycrcb,
 )
 from faceage.models.prototypes import ETHNICITIES, GENDERS, POOLED, PrototypeSet
 
@@ -157,7 +164,7 @@ class PrototypeMethod(AgingMethod):
         self.light_mean = np.stack([cv2.resize(c, (LIGHT_GRID, LIGHT_GRID), interpolation=cv2.INTER_AREA)
                                     for c in prototypes.colour])
         self.light_basis = prototypes.light.reshape(prototypes.light.shape[0], prototypes.light.shape[1], -1)
-        self._segmenter = None
+        self._segmenter: PersonSegmenter | None = None
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str = "cpu", **options) -> PrototypeMethod:
@@ -386,7 +393,6 @@ class PrototypeMethod(AgingMethod):
 
     def _face_masks(self, image: np.ndarray, landmarks: np.ndarray) -> dict:
         from faceage.faces.masks import face_masks
-        from faceage.faces.segment import PersonSegmenter
 
         if self._segmenter is None:
             self._segmenter = PersonSegmenter()
@@ -414,7 +420,7 @@ def calibrate(method: PrototypeMethod, faces: np.ndarray, landmarks: np.ndarray,
     the table of every trial)."""
     import torch
 
-    from faceage.models.age_regressor import load_age_regressor
+    from faceage.models.io import load_age_regressor
 
     regressor = load_age_regressor(device=device).eval()
     table = []

@@ -52,7 +52,9 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
 def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.prototype import PrototypeMethod
 
-    known = {"strength": float, "non_age": _flag, "hair": _flag, "calibrated": _flag}
+    known: dict[str, Callable[[object], object]] = {
+        "strength": _number, "non_age": _flag, "hair": _flag, "calibrated": _flag,
+    }
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise FaceageError(f"method 'prototype' has no option {', '.join(unknown)}; options: {', '.join(known)}")
@@ -61,6 +63,10 @@ def _prototype(weights: str | Path | None, device: str, **options) -> AgingMetho
         return PrototypeMethod.from_weights(weights, device=device, **settings)
     except ValueError as e:
         raise FaceageError(f"method 'prototype': {e}") from None
+
+
+def _number(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]  # str or number; ValueError names the value
 
 
 def _flag(value: object) -> bool:

@@ -50,7 +50,7 @@ class MeanFrame:
     def sample(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """A face image (size, size[, C]) float32 -> (grid, grid, C) in the mean frame, low-passed
         first so the coarser lattice does not alias."""
-        img = np.asarray(image, np.float32)
+        img: np.ndarray = np.asarray(image, np.float32)
         factor = self.size / self.grid
         if factor > 1.5:
             img = cv2.GaussianBlur(img, (0, 0), sigmaX=0.5 * factor)
@@ -75,7 +75,7 @@ def oval_region(mean_shape: np.ndarray, size: int, grid: int) -> np.ndarray:
     scale = grid / size
     poly = region_polygons(mean_shape, "face_oval")[0]
     pts = ((poly + 0.5) * scale - 0.5) * 16
-    mask = np.zeros((grid, grid), np.float32)
+    mask: np.ndarray = np.zeros((grid, grid), np.float32)
     cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
     mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
     return np.clip(cv2.GaussianBlur(mask, (0, 0), sigmaX=grid / 64.0), 0.0, 1.0)

@@ -76,8 +76,9 @@ def _ship(path: Path) -> None:
     """Copy prototypes(.safetensors/.json) into faceage/weights and record them in the manifest."""
     import shutil
 
-    from faceage.assets import WEIGHTS_DIR, sha256_of
+    from faceage.assets import WEIGHTS_DIR
     from faceage.atomic import write_json_atomic
+    from faceage.checksum import sha256_file
 
     meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     manifest_path = WEIGHTS_DIR / "manifest.json"
@@ -86,7 +87,7 @@ def _ship(path: Path) -> None:
         target = WEIGHTS_DIR / source.name
         shutil.copyfile(source, target)
         manifest[source.name] = {
-            "sha256": sha256_of(target),
+            "sha256": sha256_file(target),
             "kind": "ours",
             "use": "age prototypes of the default `prototype` aging method",
             "training_data": f"faceage data prepare --size 256 train split (UTKFace + All-Age-Faces), "

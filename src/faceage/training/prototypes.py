@@ -34,7 +34,14 @@ from faceage.data.shards import decode_jpeg, decode_landmarks, iter_shard, read_
 from faceage.errors import DatasetError, FaceageError
 from faceage.faces import mesh
 from faceage.models.prototype_frame import (
-    COLOUR_GRID, ENERGY_GRID, LIGHT_GRID, MeanFrame, classifier_features, face_statistics, oval_region, to_ycrcb,
+    COLOUR_GRID,
+    ENERGY_GRID,
+    LIGHT_GRID,
+    MeanFrame,
+    classifier_features,
+    face_statistics,
+    oval_region,
+    to_ycrcb,
 )
 from faceage.models.prototypes import BINS, ETHNICITIES, GENDERS, POOLED, PrototypeSet, bin_of
 
@@ -108,13 +115,13 @@ def _shard_statistics(folder: Path, shard: str, rows: list[dict], colour_frame: 
                       energy_frame: MeanFrame, light_frame: MeanFrame, mean: np.ndarray, size: int) -> dict:
     """Sums per fine cell for one shard, plus each face's light-lattice colour and features."""
     by_key = {r["key"]: r for r in rows}
-    sums: dict[tuple[int, int, int], dict[str, np.ndarray]] = {}
+    sums: dict[tuple[int, int, int], dict] = {}
     keys, light, feats = [], [], []
     for key, jpeg, _ in iter_shard(folder / shard, decode=False):
         row = by_key.get(key)
         if row is None:
             continue
-        rgb = decode_jpeg(jpeg)
+        rgb = decode_jpeg(bytes(jpeg))
         if rgb.shape != (size, size, 3):
             raise DatasetError(f"{shard}/{key} is {rgb.shape}, the build expects {size} px faces")
         stats = face_statistics(rgb, row["landmarks"], colour_frame, energy_frame, light_frame)
@@ -235,10 +242,11 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
     fine_count: dict[tuple, int] = defaultdict(int)
     light_by_key: dict[str, np.ndarray] = {}
     feats_by_key: dict[str, np.ndarray] = {}
+    frames = (colour_frame, energy_frame, light_frame)
     for i, shard in enumerate(sorted(by_shard)):
         t0 = time.monotonic()
-        part = _cached(cache_dir, shard, lambda: _shard_statistics(folder, shard, by_shard[shard], colour_frame,
-                                                                    energy_frame, light_frame, mean, size))
+        part = _cached(cache_dir, shard,
+                       lambda shard=shard: _shard_statistics(folder, shard, by_shard[shard], *frames, mean, size))
         for j, cell in enumerate(map(tuple, part["cells"].tolist())):
             fine_colour[cell] = fine_colour.get(cell, 0.0) + part["colour"][j]
             fine_energy[cell] = fine_energy.get(cell, 0.0) + part["energy"][j]
@@ -273,7 +281,7 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         basis = np.zeros((options.light_rank, LIGHT_GRID * LIGHT_GRID * 3), np.float32)
         basis[: min(len(vt), options.light_rank)] = vt[: options.light_rank]
-        basis = basis.reshape(-1, LIGHT_GRID, LIGHT_GRID, 3)
+        basis = basis.reshape(-1, LIGHT_GRID, LIGHT_GRID, 3)  # type: ignore[assignment]  # (R, l, l, 3)
         cells.append({"shape": shape, "colour": colour, "energy": energy, "light": basis,
                       "count": count, "mean_age": float(np.mean([r["age"] for r in faces])), **label})
         return len(cells) - 1
@@ -351,7 +359,7 @@ def _classifier_accuracy(folder: Path, protos: PrototypeSet, size: int) -> dict:
             if r is None:  # no landmarks for this face
                 continue
 
-            light = light_frame.sample(to_ycrcb(rgb), r["landmarks"])
+            light = light_frame.sample(to_ycrcb(np.asarray(rgb)), r["landmarks"])
             feats.append(classifier_features(light, r["landmarks"], protos.mean_shape, size))
             gender.append(r["gender"])
             ethnicity.append(r["ethnicity"])
