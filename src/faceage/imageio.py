@@ -18,6 +18,7 @@ also go into a standard XMP packet (JPEG APP1 ``http://ns.adobe.com/xap/1.0/``, 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -32,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from faceage.atomic import atomic_write, fsync_dir
-from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError
+from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError, OutputUnwritableError
 
 # 120 MP: well above any camera (a 100 MP medium-format frame fits), far below what would exhaust
 # memory once decoded (120 MP RGB = 360 MB, plus a few working copies).
@@ -284,9 +285,25 @@ def save_image(
             exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(meta, ensure_ascii=True, sort_keys=True)
             options["exif"] = exif.tobytes()
 
-    atomic_write(path, lambda fp: Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options))
-    fsync_dir(path.parent)
+    try:
+        atomic_write(path, lambda fp: Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options))
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     return path
+
+
+# errors after which no other output can be written either: the folder or the disk is the problem
+_FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> ImageWriteError:
+    """The one-line ``ImageWriteError`` for a failed write of ``path``; ``OutputUnwritableError`` when
+    every other write would fail the same way (no space, read-only or forbidden folder)."""
+    reason = exc.strerror or _one_line(exc)
+    if exc.errno in _FATAL_WRITE_ERRNOS:
+        return OutputUnwritableError(f"cannot write {path} ({reason})")
+    return ImageWriteError(f"{Path(path).name}: cannot write the output ({reason})")
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

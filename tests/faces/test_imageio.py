@@ -281,7 +281,7 @@ def test_failed_write_leaves_old_file_and_no_temp(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(ImageWriteError, match="No space"):
         save_image(target, np.zeros_like(astronaut))
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
