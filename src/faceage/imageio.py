@@ -83,7 +83,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     path = Path(path)
     name = path.name or str(path)
     try:
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp:
             if os.fstat(fp.fileno()).st_size == 0:
                 raise ImageReadError(f"{name}: file is empty")
             return _decode(fp, name, max_pixels)
@@ -95,6 +95,26 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageReadError(f"{name}: permission denied") from None
     except OSError as exc:  # I/O errors of the file itself (not decoding, handled in _decode)
         raise ImageReadError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file; ``ImageReadError`` for a FIFO, device or
+    socket (opened without blocking: a FIFO with no writer would otherwise hang the caller forever)."""
+    import stat
+
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(f"{path.name or path}: not a regular file (a pipe, device or socket); refusing to read it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -315,7 +335,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as fp, _bomb_warnings_off(), Image.open(fp) as im:
             xmp = im.info.get("xmp")
             if im.format == "PNG":
                 own = {str(k): str(v) for k, v in getattr(im, "text", {}).items() if k != _PNG_XMP_KEY}
@@ -329,11 +349,26 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise ImageReadError(f"{path.name}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path.name}: not an image, or a format that cannot be read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except PermissionError:
+        raise ImageReadError(f"{path.name}: permission denied") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path.name}: the header declares a size far beyond any photo "
+                             "(corrupt, or a decompression bomb); not read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path.name}: cannot read metadata ({_one_line(exc)})") from None
     meta = _parse_xmp(xmp) if xmp else {}
     meta.update(own)
     return meta
+
+
+def _bomb_warnings_off():
+    """Reading metadata decodes no pixels, so a huge declared size is no reason to warn."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    return stack
 
 
 def _json_dict(text: str | bytes | None) -> dict[str, str]:

@@ -295,3 +295,12 @@ def test_save_rejects_bad_input(tmp_path: Path, astronaut: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shape"):
         save_image(tmp_path / "x.png", astronaut[:, :, 0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # nobody writes: a plain open() would block forever
+    with pytest.raises(ImageReadError, match="photo.jpg: not a regular file"):
+        load_image(fifo)
