@@ -84,7 +84,8 @@ def test_a_folder_batch_keeps_going_writes_a_summary_and_resumes(capsys, tmp_pat
     doc = json.loads(stdout)
     assert [r["file"] for r in doc["results"]] == [str(src / "a.jpg"), str(src / "sub" / "utk.jpg")]
     assert [f["path"] for f in doc["failures"]] == [str(src / "broken.jpg")]
-    assert files_under(out) == ["a_age30.jpg", "a_age60.jpg", "sub/utk_age30.jpg", "sub/utk_age60.jpg", "summary.csv"]
+    assert files_under(out) == [".faceage-batch.jsonl", "a_age30.jpg", "a_age60.jpg", "sub/utk_age30.jpg",
+                                "sub/utk_age60.jpg", "summary.csv"]
     with open(out / "summary.csv", newline="") as f:
         reader = csv.DictReader(f)
         assert tuple(reader.fieldnames) == SUMMARY_FIELDS
