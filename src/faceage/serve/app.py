@@ -8,6 +8,11 @@ messages never carry a server path and unexpected errors never carry a traceback
 the server's log only).
 
 API:
+Only requests addressed to this computer are answered (the Host header names a loopback address,
+or the ``--host`` the server listens on), never requests that another web page's scripts send: an
+``Origin`` or ``Sec-Fetch-Site`` naming another site is refused, and every POST must carry the
+token issued with the page (``X-Faceage-Token``), which other sites cannot read.
+
     GET  /                         the page (static files from ``faceage/serve/static``)
     GET  /api/info                 version, methods with their age ranges, upload limits
     GET  /api/example.jpg          the embedded example photo
@@ -32,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -66,6 +71,11 @@ SECURITY_HEADERS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# names that reach this computer only; a Host header naming anything else is a DNS-rebinding attempt
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TOKEN_HEADER = "X-Faceage-Token"
+_TOKEN_PLACEHOLDER = b"{{faceage-token}}"
+_PAGE_TOKENS = 4096  # tokens of recent page loads kept valid (oldest forgotten first)
 # anything that looks like a file path: /a/b, C:\a, ./x/y; replaced in every message we send
 _PATH_LIKE = re.compile(r"(?<![\w.])(?:[A-Za-z]:[\\/]|~?/|\.\.?[\\/])[^\s'\",;()]*")
 
@@ -79,6 +89,8 @@ class ServeConfig:
     max_waiting       requests that may wait behind the running one; more get HTTP 503.
     max_strip_ages    ages in one progression strip.
     cache_bytes       results kept for the page to fetch, images and encoded files (oldest dropped first).
+    allowed_hosts     host names a request's Host header may give (lower case, no port); None: any
+                      (a server listening on every interface, where the names are not known).
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -86,6 +98,7 @@ class ServeConfig:
     max_waiting: int = 32
     max_strip_ages: int = 8
     cache_bytes: int = 256 * 1024 * 1024
+    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes"):
@@ -213,6 +226,14 @@ def encode_image(rgb: np.ndarray, metadata: Mapping[str, str] | None, suffix: st
         return path.read_bytes()
 
 
+def _host_name(host: str) -> str:
+    """The name part of a Host header, lower case: 'LocalHost:7860' -> 'localhost', '[::1]:80' -> '::1'."""
+    try:
+        return (urlsplit("//" + host).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
 def _clean_name(name: str | None) -> str:
     """The uploaded file's base name for messages: printable, short, no folders."""
     base = re.split(r"[\\/]", name or "")[-1]
@@ -246,14 +267,51 @@ class ServeApp:
         self._methods = {m.name: m for m in backend.methods()}
         if not self._methods:
             raise FaceageError("no aging method is available to serve")
+        self._tokens: OrderedDict[str, None] = OrderedDict()
+        self._tokens_lock = threading.Lock()
+
+    def issue_token(self) -> str:
+        """A new page token (each page load gets one; POSTs must send one back)."""
+        token = secrets.token_urlsafe(24)
+        with self._tokens_lock:
+            self._tokens[token] = None
+            while len(self._tokens) > _PAGE_TOKENS:
+                self._tokens.popitem(last=False)
+        return token
+
+    def _known_token(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with self._tokens_lock:
+            return token in self._tokens
+
+    def check_origin(self, verb: str, headers: Mapping[str, str]) -> None:
+        """Refuse (HTTP 403) a request not addressed to this server, sent by another site's page, or a
+        POST without a page token."""
+        allowed = self.config.allowed_hosts
+        host = (headers.get("Host") or "").strip()
+        name = _host_name(host)
+        if allowed is not None and name not in allowed:
+            raise HTTPError(403, "this app answers only requests addressed to this computer (Host header)")
+        origin = headers.get("Origin")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
+            raise HTTPError(403, "requests from other web pages are refused (Origin header)")
+        if (headers.get("Sec-Fetch-Site") or "same-origin") not in ("same-origin", "none"):
+            raise HTTPError(403, "requests from other web pages are refused (Sec-Fetch-Site header)")
+        if verb == "POST" and not self._known_token(headers.get(TOKEN_HEADER)):
+            raise HTTPError(403, "this upload does not come from the app's page (no valid page token); "
+                                 "reload the page")
 
     def close(self) -> None:
         self.queue.close()
 
     def handle(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes]) -> Response:
-        """Answer one request; never raises."""
+               read_body: Callable[[int], bytes], headers: Mapping[str, str] | None = None) -> Response:
+        """Answer one request; never raises. ``headers``: the request's (Host, Origin, token...);
+        None only for in-process callers, which are not checked."""
         try:
+            if headers is not None:
+                self.check_origin(verb, headers)
             return self._route(verb, path, query, content_length, read_body)
         except HTTPError as error:
             return json_response(error.status, {"error": public_message(str(error))}, error.headers)
@@ -272,7 +330,10 @@ class ServeApp:
                 raise HTTPError(405, f"{verb} is not allowed here", {"Allow": "GET"})
             if path in _STATIC_FILES:
                 name, content_type = _STATIC_FILES[path]
-                return Response(200, (STATIC_DIR / name).read_bytes(), content_type)
+                body = (STATIC_DIR / name).read_bytes()
+                if name == "index.html":
+                    body = body.replace(_TOKEN_PLACEHOLDER, self.issue_token().encode("ascii"))
+                return Response(200, body, content_type)
             if path == "/api/info":
                 return json_response(200, self.info())
             if path == "/api/example.jpg":

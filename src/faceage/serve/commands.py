@@ -10,6 +10,17 @@ import click
 from faceage.methods.registry import DEFAULT_METHOD, method_names
 
 
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """Host header names the app answers: the loopback names, plus ``--host`` when it is a name or
+    address of its own; None (any name) when listening on every interface."""
+    from faceage.serve.app import LOOPBACK_HOSTS
+
+    name = host.strip().strip("[]").lower()
+    if name in ("", "0.0.0.0", "::"):
+        return None
+    return LOOPBACK_HOSTS | {name}
+
+
 def _stop(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -42,7 +53,7 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = ServeConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
-                         max_waiting=max_waiting)
+                         max_waiting=max_waiting, allowed_hosts=allowed_hosts(host))
     click.echo(f"loading {method}" + (f" from {weights}" if weights else " (shipped weights)") + " ...")
     backend = EngineBackend(method, device=device, weights=weights, max_faces=max_faces)
     app = ServeApp(backend, config)

@@ -53,7 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
             read += len(data)
             return data
 
-        response = self.app.handle(verb, url.path, url.query, length, read_body)
+        response = self.app.handle(verb, url.path, url.query, length, read_body, self.headers)
         close = False
         unread = (length or 0) - read
         if unread > 0:
