@@ -39,6 +39,14 @@ from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError, 
 # memory once decoded (120 MP RGB = 360 MB, plus a few working copies).
 DEFAULT_MAX_PIXELS = 120_000_000
 
+# Most pixels one byte of a genuine file can describe, per format, from each codec's best case (a flat
+# image): JPEG codes at least about one bit per 8x8 block (a few hundred pixels a byte; 4x margin here),
+# deflate (PNG, TIFF) at most 1032:1 on 1-bit rows (8256), GIF's LZW a few thousand, BMP's RLE 510.
+# A header declaring more pixels than that is corrupt or a decompression bomb (a 631-byte "7000x7000"
+# JPEG would be decoded into 147 MB). Applies above a megapixel; formats not listed (lossless WebP can
+# describe a flat image in almost nothing) are bounded by the pixel limits alone.
+MAX_PIXELS_PER_BYTE = {"JPEG": 2_000, "MPO": 2_000, "PNG": 16_000, "TIFF": 16_000, "GIF": 8_000, "BMP": 1_000}
+
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 
 # EXIF ImageDescription; where JPEG/WebP outputs keep their metadata (as one JSON object).
@@ -124,6 +132,51 @@ def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFA
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
+def image_header(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, str]:
+    """(width, height, format) of an image held in memory, from its header alone (nothing decoded).
+
+    Raises like ``decode_image_bytes`` for what the header shows: not an image, a corrupt header, more
+    than ``max_pixels`` pixels (``ImageTooLargeError``), or more pixels than the file's bytes could
+    genuinely describe (``ImageReadError``: corrupt, or a decompression bomb).
+    """
+    if not data:
+        raise ImageReadError(f"{name}: file is empty")
+    with _open_image(io.BytesIO(data), name) as im:
+        _check_header(im, name, max_pixels, len(data))
+        return im.size[0], im.size[1], str(im.format)
+
+
+def _open_image(fp: BinaryIO, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own bomb limit (89 MP); ours is max_pixels, checked by the caller.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
+
+
+def _check_header(im: Image.Image, name: str, max_pixels: int, size: int | None) -> None:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
+            f"{max_pixels / 1e6:.1f} MP"
+        )
+    per_byte = MAX_PIXELS_PER_BYTE.get(str(im.format))
+    if per_byte and size and width * height > 1_000_000 and width * height > per_byte * size:
+        raise ImageReadError(
+            f"{name}: the header declares {width}x{height} pixels but the file has only {size} bytes; "
+            "corrupt (or a decompression bomb), not decoded"
+        )
+
+
 def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Something in the process switched Pillow to silently grey-fill truncated files; we would
@@ -132,27 +185,9 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
             f"{name}: refusing to read while PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on "
             "(truncated files could not be detected)"
         )
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own bomb limit (89 MP); ours is max_pixels, checked below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
-
+    im = _open_image(fp, name)
     with im:
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageReadError(f"{name}: image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-                f"{max_pixels / 1e6:.1f} MP"
-            )
+        _check_header(im, name, max_pixels, _stream_size(fp))
         try:
             im.load()  # full decode now: a truncated file raises here instead of giving grey rows
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
@@ -165,6 +200,16 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
         except ValueError as exc:
             raise ImageReadError(f"{name}: {exc}") from None
     return rgb
+
+
+def _stream_size(fp: BinaryIO) -> int | None:
+    """Bytes in a file or BytesIO (None when unknown)."""
+    if isinstance(fp, io.BytesIO):
+        return len(fp.getbuffer())
+    try:
+        return os.fstat(fp.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -79,3 +79,75 @@ def test_allowed_hosts_follow_the_listening_address():
     assert allowed_hosts("127.0.0.1") == {"127.0.0.1", "localhost", "::1"}
     assert "192.168.1.20" in allowed_hosts("192.168.1.20") and "evil.example" not in allowed_hosts("192.168.1.20")
     assert allowed_hosts("0.0.0.0") is None and allowed_hosts("::") is None
+
+
+def huge_header_jpeg(side: int) -> bytes:
+    """A few hundred bytes of JPEG whose frame header declares ``side`` x ``side`` pixels."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 80, 60)).save(buffer, "JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, start + 5, side, side)
+    return bytes(data)
+
+
+def test_a_tiny_upload_declaring_a_huge_image_is_refused_from_its_header(server_url):
+    from serve_helpers import post_photo
+
+    bomb = huge_header_jpeg(1900)  # 3.6 MP (under the test server's 4 MP) in ~630 bytes
+    status, answer = post_photo(server_url, bomb, name="bomb.jpg")
+    assert status == 400 and "declares 1900x1900 pixels but the file has only" in answer["error"]
+
+
+def test_header_plausibility_lets_real_photos_through(astronaut):
+    import io
+
+    from PIL import Image
+
+    from faceage.imageio import image_header
+
+    flat = io.BytesIO()
+    Image.new("RGB", (2000, 2000), (255, 255, 255)).save(flat, "JPEG", quality=1)  # the best case of JPEG
+    assert image_header(flat.getvalue()) == (2000, 2000, "JPEG")
+    png = io.BytesIO()
+    Image.new("1", (3000, 3000), 0).save(png, "PNG", optimize=True)  # and of PNG (1-bit, all zero)
+    assert image_header(png.getvalue())[:2] == (3000, 3000)
+
+
+def test_decoded_pixels_in_flight_are_capped(example_bytes):
+    """Uploads beyond the pixel budget wait for room instead of all being decoded at once."""
+    import threading
+
+    from serve_helpers import post_photo
+    from test_serve_app import FakeBackend
+
+    from faceage.serve.app import ServeApp, ServeConfig
+    from faceage.serve.server import serve_in_thread
+
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    # the example photo is 512 x 512: one fits the budget, a second does not while the first is held
+    app = ServeApp(backend, ServeConfig(max_pixels=300_000, max_pixels_in_flight=300_000, room_wait_s=0.2))
+    server, url = serve_in_thread(app)
+    answers = []
+    try:
+        first = threading.Thread(target=lambda: answers.append(post_photo(url, example_bytes)))
+        first.start()
+        assert backend.started.acquire(timeout=30)  # decoded, on the worker, its pixels held
+        status, answer = post_photo(url, example_bytes)
+        assert status == 503 and "busy decoding" in answer["error"]
+        assert app.pixels.used > 0
+        gate.set()
+        first.join(30)
+        assert answers[0][0] == 200 and app.pixels.used == 0
+        assert post_photo(url, example_bytes)[0] == 200  # room again
+    finally:
+        gate.set()
+        server.shutdown()
+        server.server_close()
+        app.close()

@@ -24,6 +24,7 @@ token issued with the page (``X-Faceage-Token``), which other sites cannot read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -91,6 +92,9 @@ class ServeConfig:
     cache_bytes       results kept for the page to fetch, images and encoded files (oldest dropped first).
     allowed_hosts     host names a request's Host header may give (lower case, no port); None: any
                       (a server listening on every interface, where the names are not known).
+    max_pixels_in_flight  decoded upload pixels held at once (decoding, queued, running); an upload
+                      whose pixels do not fit waits for room, then gets HTTP 503 (at least max_pixels).
+    max_decodes       uploads decoded at the same time.
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -99,9 +103,13 @@ class ServeConfig:
     max_strip_ages: int = 8
     cache_bytes: int = 256 * 1024 * 1024
     allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS
+    max_pixels_in_flight: int = 150_000_000
+    max_decodes: int = 2
+    room_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes"):
+        for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes",
+                     "max_pixels_in_flight", "max_decodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -167,6 +175,30 @@ def json_response(status: int, payload: object, headers: Mapping[str, str] | Non
     return Response(status, json.dumps(payload, allow_nan=False).encode("utf-8"), headers=dict(headers or {}))
 
 
+class PixelBudget:
+    """Decoded pixels held at once, bounded: ``take`` waits for room, ``give`` returns it."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.used = 0
+        self._room = threading.Condition()
+
+    def take(self, pixels: int, timeout: float) -> bool:
+        """Reserve ``pixels`` (False when no room came within ``timeout`` seconds). Something larger
+        than the whole budget waits until nothing else is held."""
+        with self._room:
+            fits = lambda: self.used == 0 or self.used + pixels <= self.capacity  # noqa: E731
+            if not self._room.wait_for(fits, timeout):
+                return False
+            self.used += pixels
+            return True
+
+    def give(self, pixels: int) -> None:
+        with self._room:
+            self.used -= pixels
+            self._room.notify_all()
+
+
 class ResultStore:
     """Finished images by random token, encoded on first request; oldest dropped beyond ``max_bytes``.
 
@@ -226,6 +258,17 @@ def encode_image(rgb: np.ndarray, metadata: Mapping[str, str] | None, suffix: st
         return path.read_bytes()
 
 
+@contextlib.contextmanager
+def _image_errors():
+    """An unreadable upload as the HTTP answer it deserves (413 too large, 415 not an image, else 400)."""
+    try:
+        yield
+    except ImageTooLargeError as error:
+        raise HTTPError(413, str(error)) from None
+    except ImageReadError as error:
+        raise HTTPError(415 if "not an image" in str(error) else 400, str(error)) from None
+
+
 def _host_name(host: str) -> str:
     """The name part of a Host header, lower case: 'LocalHost:7860' -> 'localhost', '[::1]:80' -> '::1'."""
     try:
@@ -269,6 +312,8 @@ class ServeApp:
             raise FaceageError("no aging method is available to serve")
         self._tokens: OrderedDict[str, None] = OrderedDict()
         self._tokens_lock = threading.Lock()
+        self.pixels = PixelBudget(max(self.config.max_pixels_in_flight, self.config.max_pixels))
+        self._decoding = threading.BoundedSemaphore(self.config.max_decodes)
 
     def issue_token(self) -> str:
         """A new page token (each page load gets one; POSTs must send one back)."""
@@ -385,7 +430,7 @@ class ServeApp:
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
              read_body: Callable[[int], bytes]) -> Response:
-        from faceage.imageio import decode_image_bytes
+        from faceage.imageio import decode_image_bytes, image_header
 
         start = time.perf_counter()
         method, target, strip, name = self._params(params)
@@ -400,14 +445,24 @@ class ServeApp:
         body = read_body(content_length)
         if len(body) != content_length:
             raise HTTPError(400, f"{name}: the upload was cut short")
+        with _image_errors():  # the header first: size and plausibility, nothing decoded yet
+            width, height, _ = image_header(body, name=name, max_pixels=self.config.max_pixels)
+        if self.queue.pending() > self.queue.max_waiting:
+            raise HTTPError(503, "the server is busy with other photos; try again in a minute", {"Retry-After": "30"})
+        pixels = width * height
+        if not self.pixels.take(pixels, self.config.room_wait_s):
+            raise HTTPError(503, "the server is busy decoding other photos; try again in a minute",
+                            {"Retry-After": "30"})
         try:
-            rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
-        except ImageTooLargeError as error:
-            raise HTTPError(413, str(error)) from None
-        except ImageReadError as error:
-            raise HTTPError(415 if "not an image" in str(error) else 400, str(error)) from None
-        del body
+            with self._decoding, _image_errors():
+                rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
+            del body
+            return self._age_decoded(rgb, method, target, strip, name, start)
+        finally:
+            self.pixels.give(pixels)
 
+    def _age_decoded(self, rgb: np.ndarray, method: MethodChoice, target: float, strip: list[float], name: str,
+                     start: float) -> Response:
         def job() -> tuple[Rendering, float, float]:
             began = time.perf_counter()
             rendering = self.backend.render(rgb, method.name, target, strip)
