@@ -151,3 +151,194 @@ def test_decoded_pixels_in_flight_are_capped(example_bytes):
         server.shutdown()
         server.server_close()
         app.close()
+
+
+# --- HTTP framing, slow and vanished clients, shutdown ---------------------------------------------
+
+
+def connect(url: str) -> "socket.socket":
+    import socket
+
+    parts = urllib.parse.urlsplit(url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=30)
+
+
+def read_all(sock) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def responses(data: bytes) -> list[tuple[int, dict, bytes]]:
+    """The HTTP responses in ``data``, in order (status, headers, body)."""
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = int(headers.get("Content-Length", 0))
+        out.append((int(lines[0].split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+@pytest.fixture
+def fake_server():
+    """A server with the fake backend (no models), its limits tightened for quick tests."""
+    import threading
+
+    from test_serve_app import FakeBackend
+
+    from faceage.serve.app import ServeApp, ServeConfig
+    from faceage.serve.server import serve_in_thread
+
+    gate = threading.Event()
+    gate.set()
+    backend = FakeBackend(gate=gate)
+    app = ServeApp(backend, ServeConfig(max_waiting=8))
+    server, url = serve_in_thread(app)
+    server.head_s, server.body_grace_s, server.watch_s = 1.0, 0.5, 0.1
+    yield server, url, backend, gate
+    gate.set()
+    server.stop(timeout=30)
+
+
+def test_a_chunked_body_is_never_read_as_a_next_request(fake_server):
+    _, url, _, _ = fake_server
+    smuggled = b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    sock = connect(url)
+    with sock:
+        sock.sendall(b"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + f"{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
+        answers = responses(read_all(sock))
+    assert [status for status, _, _ in answers] == [411]  # one answer, then the connection closed
+    assert answers[0][1]["Connection"] == "close" and "Content-Length" in json.loads(answers[0][2])["error"]
+
+
+@pytest.mark.parametrize("lengths", [["10", "10"], ["abc"], ["-1"], ["\u00b2"], ["1e3"], ["9" * 40]])
+def test_bad_or_repeated_content_length_gets_400_and_close(fake_server, lengths):
+    _, url, _, _ = fake_server
+    head = "POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"Content-Length: {n}\r\n" for n in lengths)
+    sock = connect(url)
+    with sock:
+        sock.sendall(head.encode("utf-8") + b"\r\n" + b"x" * 10)
+        answers = responses(read_all(sock))
+    assert len(answers) == 1 and answers[0][0] == 400, answers
+    assert "Content-Length" in json.loads(answers[0][2])["error"] and answers[0][1]["Connection"] == "close"
+
+
+def test_a_stalled_upload_gets_408(fake_server, example_bytes):
+    _, url, _, _ = fake_server
+    sock = connect(url)
+    with sock:
+        sock.sendall(f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
+                     f"Content-Length: {len(example_bytes)}\r\n\r\n".encode() + example_bytes[:1000])
+        answers = responses(read_all(sock))  # and then nothing more is sent
+    assert [status for status, _, _ in answers] == [408]
+    assert "stalled" in json.loads(answers[0][2])["error"]
+
+
+def test_a_trickling_client_is_cut_off(fake_server):
+    """One header byte at a time, each well within the socket timeout: the head's deadline ends it."""
+    import time
+
+    _, url, _, _ = fake_server
+    sock = connect(url)
+    closed = False
+    with sock:
+        sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for _ in range(100):  # up to 20 s of trickle; the server's head deadline is 1 s
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        if not closed:
+            sock.settimeout(5)
+            closed = read_all(sock) == b""
+    assert closed
+
+
+def test_the_library_errors_are_json_with_the_security_headers(fake_server):
+    _, url, _, _ = fake_server
+    for request_line in (b'GET /"quoted" HTTP/1.1 extra', b"BREW /pot HTTP/1.1", b"GET / HTTP/9.9"):
+        sock = connect(url)
+        with sock:
+            sock.sendall(request_line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+            (status, headers, body), = responses(read_all(sock))
+        assert status in (400, 501, 505), request_line
+        assert json.loads(body)["error"].startswith(str(status))
+        assert headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in headers
+
+
+def test_a_photo_whose_client_left_is_not_aged(fake_server, example_bytes):
+    import threading
+    import time
+
+    from serve_helpers import post_photo
+
+    server, url, backend, gate = fake_server
+    gate.clear()
+    first = threading.Thread(target=post_photo, args=(url, example_bytes))
+    first.start()
+    assert backend.started.acquire(timeout=30)  # the worker is busy with the first photo
+    sock = connect(url)
+    sock.sendall(f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
+                 f"Content-Length: {len(example_bytes)}\r\n\r\n".encode() + example_bytes)
+    for _ in range(300):  # until the second photo waits in the queue
+        if server.app.queue.pending() == 2:
+            break
+        time.sleep(0.01)
+    sock.close()  # the user closed the tab
+    gate.set()
+    first.join(30)
+    for _ in range(300):
+        if server.app.queue.pending() == 0 and server.app.skipped_gone:
+            break
+        time.sleep(0.01)
+    assert server.app.skipped_gone == 1
+    assert not backend.started.acquire(timeout=0.5)  # the second photo was never rendered
+
+
+def test_stop_answers_every_request_and_joins(example_bytes):
+    """SIGTERM's path: waiting photos get 503 at once, the running one finishes with 200, then exit."""
+    import threading
+
+    from serve_helpers import post_photo
+    from test_serve_app import FakeBackend
+
+    from faceage.serve.app import ServeApp, ServeConfig
+    from faceage.serve.server import serve_in_thread
+
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    app = ServeApp(backend, ServeConfig(max_waiting=8))
+    server, url = serve_in_thread(app)
+    page_token(url)
+    answers: list[int] = []
+    clients = [threading.Thread(target=lambda: answers.append(post_photo(url, example_bytes)[0])) for _ in range(4)]
+    clients[0].start()
+    assert backend.started.acquire(timeout=30)
+    for client in clients[1:]:
+        client.start()
+    for _ in range(500):
+        if app.queue.pending() == 4:
+            break
+        threading.Event().wait(0.01)
+    stopper = threading.Thread(target=lambda: answers.append(("stopped", server.stop(timeout=60))))
+    stopper.start()
+    for client in clients[1:]:
+        client.join(30)
+    assert sorted(a for a in answers if a != 200) == [503, 503, 503]  # refused with an answer, not dropped
+    gate.set()
+    clients[0].join(30)
+    stopper.join(60)
+    assert sorted(map(str, answers)) == sorted(map(str, [200, 503, 503, 503, ("stopped", True)]))

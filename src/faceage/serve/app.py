@@ -156,6 +156,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class ClientGone(Exception):
+    """The client disconnected before its photo's turn came."""
+
+
 class HTTPError(Exception):
     """An answer other than 200, with a message for the page."""
 
@@ -314,6 +318,7 @@ class ServeApp:
         self._tokens_lock = threading.Lock()
         self.pixels = PixelBudget(max(self.config.max_pixels_in_flight, self.config.max_pixels))
         self._decoding = threading.BoundedSemaphore(self.config.max_decodes)
+        self.skipped_gone = 0  # photos not aged because their client had left
 
     def issue_token(self) -> str:
         """A new page token (each page load gets one; POSTs must send one back)."""
@@ -347,17 +352,21 @@ class ServeApp:
             raise HTTPError(403, "this upload does not come from the app's page (no valid page token); "
                                  "reload the page")
 
-    def close(self) -> None:
-        self.queue.close()
+    def close(self, timeout: float | None = 600.0) -> bool:
+        """Refuse new and waiting photos (HTTP 503), finish the one being aged; returns whether the
+        worker stopped within ``timeout`` seconds."""
+        return self.queue.close(timeout, cancel_waiting=True)
 
     def handle(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes], headers: Mapping[str, str] | None = None) -> Response:
+               read_body: Callable[[int], bytes], headers: Mapping[str, str] | None = None,
+               still_wanted: Callable[[], bool] | None = None) -> Response:
         """Answer one request; never raises. ``headers``: the request's (Host, Origin, token...);
-        None only for in-process callers, which are not checked."""
+        None only for in-process callers, which are not checked. ``still_wanted()`` says whether the
+        client is still connected (checked before a queued photo is aged)."""
         try:
             if headers is not None:
                 self.check_origin(verb, headers)
-            return self._route(verb, path, query, content_length, read_body)
+            return self._route(verb, path, query, content_length, read_body, still_wanted)
         except HTTPError as error:
             return json_response(error.status, {"error": public_message(str(error))}, error.headers)
         except Exception:  # noqa: BLE001 - the traceback goes to the log, never to the client
@@ -365,7 +374,7 @@ class ServeApp:
             return json_response(500, {"error": "internal error while handling the request (see the server log)"})
 
     def _route(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes]) -> Response:
+               read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=20)
         except ValueError:
@@ -387,7 +396,7 @@ class ServeApp:
         if path == "/api/age":
             if verb != "POST":
                 raise HTTPError(405, f"{verb} is not allowed here; POST the image file", {"Allow": "POST"})
-            return self._age(params, content_length, read_body)
+            return self._age(params, content_length, read_body, still_wanted)
         if path == "/favicon.ico":
             return Response(204, b"", "image/x-icon")
         raise HTTPError(404, "no such page")
@@ -429,7 +438,7 @@ class ServeApp:
         return method, target, strip, _clean_name(one("name"))
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
-             read_body: Callable[[int], bytes]) -> Response:
+             read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
         from faceage.imageio import decode_image_bytes, image_header
 
         start = time.perf_counter()
@@ -457,24 +466,32 @@ class ServeApp:
             with self._decoding, _image_errors():
                 rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
             del body
-            return self._age_decoded(rgb, method, target, strip, name, start)
+            return self._age_decoded(rgb, method, target, strip, name, start, still_wanted)
         finally:
             self.pixels.give(pixels)
 
     def _age_decoded(self, rgb: np.ndarray, method: MethodChoice, target: float, strip: list[float], name: str,
-                     start: float) -> Response:
+                     start: float, still_wanted: Callable[[], bool] | None) -> Response:
         def job() -> tuple[Rendering, float, float]:
+            if still_wanted is not None and not still_wanted():
+                raise ClientGone()  # the client left while waiting: nobody would see the result
             began = time.perf_counter()
             rendering = self.backend.render(rgb, method.name, target, strip)
             return rendering, began, time.perf_counter()
 
         try:
             ticket = self.queue.submit(job)
-        except BusyError:
-            raise HTTPError(503, "the server is busy with other photos; try again in a minute",
+        except BusyError as error:
+            raise HTTPError(503, "the server is shutting down" if "shutting" in str(error) else
+                            "the server is busy with other photos; try again in a minute",
                             {"Retry-After": "30"}) from None
         try:
             rendering, began, ended = ticket.future.result()
+        except BusyError:
+            raise HTTPError(503, "the server is shutting down; try again in a minute", {"Retry-After": "30"}) from None
+        except ClientGone:
+            self.skipped_gone += 1
+            raise HTTPError(499, "the client closed the connection before its turn") from None
         except NoFaceError as error:
             raise HTTPError(422, f"{name}: {error}") from None
         except FaceageError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -71,7 +72,12 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("stopping", err=True)
+        click.echo("stopping: finishing the photo being aged, refusing the waiting ones", err=True)
     finally:
-        server.server_close()
-        app.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the stop short
+        # The worker must be out of the model before the interpreter exits: leaving it inside torch
+        # (as a daemon thread) made exits end in "terminate called without an active exception".
+        finished = server.stop()
+    if not finished:
+        click.echo("the photo being aged did not finish in time; exiting without waiting", err=True)
+        os._exit(1)  # skip interpreter teardown under a running model thread (that is what aborts)
