@@ -97,10 +97,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(lengths[0]) if lengths else None
         read = 0
+        broken = False  # the body could not be read (stalled, cut short): nothing left to drain
         deadline = time.monotonic() + self.server.body_grace_s + (length or 0) / self.server.min_body_rate
 
         def read_body(n: int) -> bytes:
-            nonlocal read
+            nonlocal read, broken
             self.server.track(self, "busy", deadline + 5.0)  # the watchdog's backstop
             chunks = []
             try:
@@ -116,10 +117,10 @@ class _Handler(BaseHTTPRequestHandler):
                     read += len(data)
                     n -= len(data)
             except (TimeoutError, socket.timeout):
-                self.close_connection = True
+                self.close_connection = broken = True
                 raise HTTPError(408, "the upload stalled; send it again") from None
             except OSError:
-                self.close_connection = True
+                self.close_connection = broken = True
                 raise HTTPError(400, "the upload was cut short") from None
             finally:
                 self.connection.settimeout(self.timeout)
@@ -127,11 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
             return b"".join(chunks)
 
         response = self.app.handle(verb, url.path, url.query, length, read_body, self.headers, self._client_connected)
-        close = self.close_connection or response.status == 408
+        close = self.close_connection
         unread = (length or 0) - read
-        if unread > 0 and not close:
-            if unread <= _DRAIN_LIMIT:
-                self._drain(unread, deadline)
+        if unread > 0:
+            if unread <= _DRAIN_LIMIT and not broken:
+                self._drain(unread, deadline)  # so the client reads our answer instead of a reset
             close = True
         self._send(response, close)
 
