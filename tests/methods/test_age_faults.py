@@ -56,7 +56,7 @@ def test_colliding_names_get_distinct_outputs_and_resume_redoes_what_changed(cap
     code, stdout, err = run_cli(capsys, *args)  # nothing changed: both done
     assert json.loads(stdout)["skipped"] == [str(src / "same.bmp"), str(src / "same.tif")]
 
-    Image.fromarray(face_rgb[::-1].copy()).save(src / "same.tif")  # the input changed
+    Image.fromarray((face_rgb // 2 + 60).astype(np.uint8)).save(src / "same.tif")  # the input changed
     os.utime(src / "same.tif", ns=(1, 1))  # even with an older mtime than the output
     with open(out / "same_bmp_age60.png", "r+b") as handle:  # an output cut short (a full disk once)
         handle.truncate(1000)
@@ -190,3 +190,20 @@ def test_output_folder_equal_to_the_input_folder(capsys, tmp_path, tiny_weights,
     (src / "a.png").unlink()
     code, _, err = run_cli(capsys, *age_args(tiny_weights, src, "--to", "60", "-o", src))
     assert code == 2 and "1 image(s) there are faceage outputs" in err
+
+
+def test_a_video_is_redone_when_its_images_vouch_for_it(capsys, tmp_path, tiny_weights, face_rgb):
+    """MP4 carries no provenance: a rerun replaces it because the images beside it name this input;
+    an MP4 with no such images beside it is someone else's."""
+    photo, out = tmp_path / "face.png", tmp_path / "out"
+    Image.fromarray(face_rgb).save(photo)
+    args = age_args(tiny_weights, photo, "--to", "30,60", "--mp4", "-o", out)
+    for _ in range(2):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 0, err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "face_progression.mp4").write_bytes(b"someone's video")
+    code, _, err = run_cli(capsys, *age_args(tiny_weights, photo, "--to", "30,60", "--mp4", "-o", other))
+    assert code == 1 and "face_progression.mp4 already exists" in err
+    assert (other / "face_progression.mp4").read_bytes() == b"someone's video"

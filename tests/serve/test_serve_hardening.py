@@ -156,7 +156,7 @@ def test_decoded_pixels_in_flight_are_capped(example_bytes):
 # --- HTTP framing, slow and vanished clients, shutdown ---------------------------------------------
 
 
-def connect(url: str) -> "socket.socket":
+def connect(url: str):
     import socket
 
     parts = urllib.parse.urlsplit(url)

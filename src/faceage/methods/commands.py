@@ -361,6 +361,7 @@ class _Writer:
         self.record = record or _Record(None)
         self.overwrite = overwrite
         self.claimed: dict[Path, str] = {}
+        self.images: dict[str, list[Path]] = {}  # per input: its image outputs (they vouch for its MP4)
 
     def check(self, path: Path, job: Job) -> None:
         """Raise ``ImageWriteError`` when ``path`` may not be written for ``job`` (before any work)."""
@@ -373,9 +374,15 @@ class _Writer:
             raise ImageWriteError(f"{path.name}: refusing to overwrite an input image ({path}); choose another output folder")
         if self.overwrite or other is not None or not os.path.lexists(path) or self.record.owns(job, path):
             return
-        if not _made_from(path, job.source):
-            raise ImageWriteError(f"{job.source.name}: {path} already exists and faceage did not make it from "
-                                  "this input; left alone (--overwrite replaces it, or choose another -o)")
+        if path.suffix.lower() == ".mp4":
+            # a video carries no provenance: it is ours when the images written beside it say so
+            images = [p for p in self.images.get(str(job.source), []) if p.suffix.lower() != ".mp4"]
+            if any(p.is_file() and _made_from(p, job.source) for p in images):
+                return
+        elif _made_from(path, job.source):
+            return
+        raise ImageWriteError(f"{job.source.name}: {path} already exists and faceage did not make it from "
+                              "this input; left alone (--overwrite replaces it, or choose another -o)")
 
     def claim(self, path: Path, job: Job) -> Path:
         self.check(path, job)
@@ -413,6 +420,7 @@ def _made_from(path: Path, source: Path) -> bool:
 def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     from faceage.imageio import load_image
 
+    writer.images[str(job.source)] = opts.expected(job)
     for path in opts.expected(job):  # refuse before the work, not after the first output
         writer.check(path, job)
     rgb = load_image(job.source)
