@@ -342,3 +342,9 @@ def test_stop_answers_every_request_and_joins(example_bytes):
     clients[0].join(30)
     stopper.join(60)
     assert sorted(map(str, answers)) == sorted(map(str, [200, 503, 503, 503, ("stopped", True)]))
+
+
+def test_a_link_from_another_site_still_opens_the_page(server_url):
+    headers = {"Host": host_of(server_url), "Sec-Fetch-Site": "cross-site", "Referer": "http://example.org/"}
+    status, _, body = raw(server_url, "GET", "/", headers)
+    assert status == 200 and b"faceage-token" in body

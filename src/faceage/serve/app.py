@@ -336,19 +336,21 @@ class ServeApp:
             return token in self._tokens
 
     def check_origin(self, verb: str, headers: Mapping[str, str]) -> None:
-        """Refuse (HTTP 403) a request not addressed to this server, sent by another site's page, or a
-        POST without a page token."""
+        """Refuse (HTTP 403) a request not addressed to this server, or anything but a GET that another
+        site's page sent or that lacks a page token."""
         allowed = self.config.allowed_hosts
         host = (headers.get("Host") or "").strip()
         name = _host_name(host)
         if allowed is not None and name not in allowed:
             raise HTTPError(403, "this app answers only requests addressed to this computer (Host header)")
+        if verb == "GET":
+            return  # a link from elsewhere may open the page; other sites cannot read what GETs answer
         origin = headers.get("Origin")
         if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
             raise HTTPError(403, "requests from other web pages are refused (Origin header)")
         if (headers.get("Sec-Fetch-Site") or "same-origin") not in ("same-origin", "none"):
             raise HTTPError(403, "requests from other web pages are refused (Sec-Fetch-Site header)")
-        if verb == "POST" and not self._known_token(headers.get(TOKEN_HEADER)):
+        if not self._known_token(headers.get(TOKEN_HEADER)):
             raise HTTPError(403, "this upload does not come from the app's page (no valid page token); "
                                  "reload the page")
 
