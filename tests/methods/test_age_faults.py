@@ -207,3 +207,18 @@ def test_a_video_is_redone_when_its_images_vouch_for_it(capsys, tmp_path, tiny_w
     code, _, err = run_cli(capsys, *age_args(tiny_weights, photo, "--to", "30,60", "--mp4", "-o", other))
     assert code == 1 and "face_progression.mp4 already exists" in err
     assert (other / "face_progression.mp4").read_bytes() == b"someone's video"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder: an unreadable one needs a normal user")
+def test_an_unreadable_folder_is_listed_as_skipped(tmp_path, face_rgb):
+    src = tmp_path / "in"
+    (src / "locked").mkdir(parents=True)
+    Image.fromarray(face_rgb).save(src / "a.jpg")
+    (src / "locked").chmod(0)
+    try:
+        skips = []
+        jobs = collect_jobs((src,), tmp_path / "out", skips)
+    finally:
+        (src / "locked").chmod(0o755)
+    assert [job.source.name for job in jobs] == ["a.jpg"]
+    assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in skips] == [("locked", "cannot list folder")]
