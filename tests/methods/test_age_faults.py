@@ -209,16 +209,33 @@ def test_a_video_is_redone_when_its_images_vouch_for_it(capsys, tmp_path, tiny_w
     assert (other / "face_progression.mp4").read_bytes() == b"someone's video"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder: an unreadable one needs a normal user")
+SCAN = """
+import json, sys
+from pathlib import Path
+from faceage.methods.commands import collect_jobs
+skips = []
+jobs = collect_jobs((Path(sys.argv[1]),), Path(sys.argv[2]), skips)
+print(json.dumps([[job.source.name for job in jobs], [[Path(s.path).name, s.reason] for s in skips]]))
+"""
+
+
 def test_an_unreadable_folder_is_listed_as_skipped(tmp_path, face_rgb):
     src = tmp_path / "in"
     (src / "locked").mkdir(parents=True)
     Image.fromarray(face_rgb).save(src / "a.jpg")
+    command = [sys.executable, "-c", SCAN, str(src), str(tmp_path / "out")]
+    if os.geteuid() == 0:  # root reads every folder: drop the capability that lets it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
     (src / "locked").chmod(0)
     try:
-        skips = []
-        jobs = collect_jobs((src,), tmp_path / "out", skips)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(SRC)})
     finally:
         (src / "locked").chmod(0o755)
-    assert [job.source.name for job in jobs] == ["a.jpg"]
-    assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in skips] == [("locked", "cannot list folder")]
+    assert done.returncode == 0, done.stderr
+    jobs, skips = json.loads(done.stdout)
+    assert jobs == ["a.jpg"]
+    assert skips == [["locked", "cannot list folder (Permission denied)"]]
