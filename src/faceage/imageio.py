@@ -117,7 +117,8 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
         if not stat.S_ISREG(mode):
-            raise ImageReadError(f"{path.name or path}: not a regular file (a pipe, device or socket); refusing to read it")
+            raise ImageReadError(f"{path.name or path}: not a regular file (a pipe, device or socket); "
+                                 "refusing to read it")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

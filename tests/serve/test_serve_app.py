@@ -273,7 +273,8 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
 def test_serve_command_starts_answers_and_stops_on_sigterm(tiny_weights):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--weights", str(tiny_weights)],
+        [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--method", "ipcgan",
+         "--weights", str(tiny_weights)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:

@@ -536,7 +536,8 @@ def _face_line(face: dict) -> str:
 @click.option("--mp4", is_flag=True, help="Also write the progression as an MP4 video (no metadata inside).")
 @click.option("--crop", is_flag=True, help="Progressions of each aligned face instead of the whole photo.")
 @click.option("--no-eval", is_flag=True, help="Skip measuring reached age and identity (faster).")
-@click.option("--overwrite", is_flag=True, help="Redo inputs already done, and replace files that exist at output names.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo inputs already done, and replace files that exist at output names.")
 def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, method: str, weights: Path | None,
         device: str, max_faces: int | None, as_json: bool, strip: bool, gif: bool, mp4: bool, crop: bool, no_eval: bool,
         overwrite: bool) -> None:
