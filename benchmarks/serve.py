@@ -25,10 +25,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.md"
-EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "faceage" / "assets" / "example.jpg"
+EXAMPLE = EXAMPLE_PHOTO
 
 
 _TOKENS: dict[str, str] = {}

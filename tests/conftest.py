@@ -9,6 +9,36 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The quick loop, `make test-fast` (pytest -m "not slow"), leaves out the tests that train networks,
+# export graphs, drive whole commands or the web server, or load the dlib and ONNX evaluators: in
+# `make test`'s --durations they take about 90 % of the suite's time. A new slow test carries
+# @pytest.mark.slow where it stands; these files, and these single tests, are slow as a whole.
+SLOW_FILES = {
+    "data/test_prepare.py", "eval/test_aging_bench.py", "eval/test_fid.py", "eval/test_identity.py",
+    "export/test_onnx_export.py", "methods/test_age_command.py", "methods/test_engine.py",
+    "methods/test_every_method.py", "methods/test_shipped_ipcgan.py", "models/test_official_stylegan2.py",
+    "serve/test_serve_app.py", "serve/test_serve_browser.py", "test_cli.py", "training/test_age_training.py",
+    "training/test_commands.py", "training/test_distributed.py", "training/test_gan.py",
+    "training/test_ipcgan_training.py",
+}
+SLOW_TESTS = {
+    "data/test_datasets.py::test_full_label_lists_scan_without_decoding",
+    "data/test_split.py::test_real_split_is_stratified_with_2000_test_faces",
+    "faces/test_imageio.py::test_large_camera_photo_loads",
+    "models/test_ipcgan_networks.py::test_alexnet_conv5_separates_people_more_than_small_changes",
+    "models/test_model_layers.py::test_compiles_without_graph_breaks",
+    "training/test_dataset.py::test_loader_with_workers_is_deterministic",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = item.path.resolve().relative_to(tests).as_posix()
+        if path in SLOW_FILES or f"{path}::{item.name.split('[')[0]}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 # faces per split of the session-wide tiny prepared folder (fixture tiny_data)
 TINY_SPLITS = {"train": 40, "val": 12, "test": 12}
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -28,8 +28,15 @@ def _limit(max_bytes: int):
 def run_limited(code: str, max_bytes: int, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python -c code args...`` with files limited to ``max_bytes``; returns the finished process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", code, *args], preexec_fn=_limit(max_bytes), env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        preexec_fn=_limit(max_bytes),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @contextlib.contextmanager

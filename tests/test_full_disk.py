@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from fault_helpers import run_limited
 
 from faceage.imageio import load_image
+from fault_helpers import run_limited
 
 # A 150 x 150 noise JPEG at quality 95 is about 56 kB: past the 40 kB limit, but not by a whole write,
 # so Pillow's JPEG encoder used to see a short write, not an error, and leave 40 000 bytes behind.

@@ -54,7 +54,7 @@ def temp_target(name: str) -> str | None:
     return target if dot and target else None
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on an in-memory binary buffer whose content atomically becomes ``path``.
 
     Parent folders are created. The new file gets the usual ``0o666 & ~umask`` mode (mkstemp's

@@ -75,8 +75,8 @@ try:  # littlecms is part of Pillow's wheels, but it is an optional feature of P
 
     _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 except (ImportError, OSError):  # pragma: no cover - depends on how Pillow was built
-    ImageCms = None
-    _SRGB_PROFILE = None
+    ImageCms = None  # type: ignore[assignment]
+    _SRGB_PROFILE = None  # type: ignore[assignment]
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -117,8 +117,9 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
         if not stat.S_ISREG(mode):
-            raise ImageReadError(f"{path.name or path}: not a regular file (a pipe, device or socket); "
-                                 "refusing to read it")
+            raise ImageReadError(
+                f"{path.name or path}: not a regular file (a pipe, device or socket); refusing to read it"
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -167,8 +168,7 @@ def _check_header(im: Image.Image, name: str, max_pixels: int, size: int | None)
         raise ImageReadError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-            f"{max_pixels / 1e6:.1f} MP"
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP"
         )
     per_byte = MAX_PIXELS_PER_BYTE.get(str(im.format))
     if per_byte and size and width * height > 1_000_000 and width * height > per_byte * size:
@@ -398,8 +398,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     except PermissionError:
         raise ImageReadError(f"{path.name}: permission denied") from None
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{path.name}: the header declares a size far beyond any photo "
-                             "(corrupt, or a decompression bomb); not read") from None
+        raise ImageReadError(
+            f"{path.name}: the header declares a size far beyond any photo (corrupt, or a decompression bomb); not read"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path.name}: cannot read metadata ({_one_line(exc)})") from None
     meta = _parse_xmp(xmp) if xmp else {}
@@ -499,7 +500,7 @@ def _parse_xmp(packet: str | bytes) -> dict[str, str]:
     return meta
 
 
-def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+def check_rgb(rgb: object, what: str = "image") -> np.ndarray:
     """Return ``rgb`` as a C-contiguous (H, W, 3) uint8 array, or raise ValueError saying what it got."""
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"{what}: expected an (H, W, 3) uint8 numpy array, got {type(rgb).__name__}")

@@ -158,7 +158,7 @@ def test_bad_input(detector: FaceDetector, astronaut: np.ndarray) -> None:
         detector.detect(astronaut.astype(np.float32))
     with pytest.raises(ValueError, match="shape"):
         detector.detect(astronaut[:, :, 0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"score_threshold must be in \[0, 1\], got 1.5"):
         FaceDetector(score_threshold=1.5)
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
-from fault_helpers import SRC, run_limited, tiny_tmpfs
 from PIL import Image
 
+from cli_helpers import run_cli
 from faceage.cli import EXAMPLE_PHOTO
 from faceage.imageio import load_image, read_metadata, save_image
 from faceage.methods.commands import collect_jobs
+from fault_helpers import SRC, run_limited, tiny_tmpfs
 
 RECORD_NAME = ".faceage-batch.jsonl"  # the batch record (faceage.methods.commands.RECORD_NAME)
 
@@ -161,8 +161,9 @@ def test_summary_is_complete_after_a_kill_and_a_resume(capsys, tmp_path, tiny_we
     assert first and len(first) < 8 and first[:2] == [("a.jpg", "30.0"), ("a.jpg", "60.0")]
     code, _, err = run_cli(capsys, *age_args(tiny_weights, src, "--to", "30,60", "-o", out))  # resume
     assert code == 0, err
-    assert summary_rows(out / "summary.csv") == [(n, a) for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")
-                                                 for a in ("30.0", "60.0")]
+    assert summary_rows(out / "summary.csv") == [
+        (n, a) for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg") for a in ("30.0", "60.0")
+    ]
 
 
 def test_a_folder_scan_says_what_it_passed_over(tmp_path, face_rgb):
@@ -239,8 +240,9 @@ def test_an_unreadable_folder_is_listed_as_skipped(tmp_path, face_rgb):
         command = ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *command]
     (src / "locked").chmod(0)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": str(SRC)})
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)}
+        )
     finally:
         (src / "locked").chmod(0o755)
     assert done.returncode == 0, done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 
 import faceage
+from faceage.age_groups import check_target_age
 from faceage.errors import FaceageError, NoFaceError
 from faceage.faces.align import invert_affine, warp_face
 from faceage.methods.base import Edit
-from faceage.methods.engine import Ager, AgingResult, check_target_age
+from faceage.methods.engine import Ager, AgingResult
 from faceage.methods.ipcgan import IPCGANMethod
 
 
@@ -86,9 +88,21 @@ def test_targets_outside_the_method_range_are_clamped_with_a_warning(quick_ager,
     assert (young.requested_age, young.target_age) == (0, 5) and old.faces[0].target_age == 78
 
 
-@pytest.mark.parametrize("bad", [-1, 120.5, math.nan, math.inf, "70", True, None, []])
-def test_bad_targets_are_refused(quick_ager, example_rgb, bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (-1, "between 0 and 120 years, got -1"),
+        (120.5, "between 0 and 120 years, got 120.5"),
+        (math.nan, "finite number of years, got nan"),
+        (math.inf, "finite number of years, got inf"),
+        ("70", "a number of years, got '70'"),
+        (True, "a number of years, got True"),
+        (None, "a number of years, got None"),
+        ([], "at least one target age"),
+    ],
+)
+def test_bad_targets_are_refused(quick_ager, example_rgb, bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         quick_ager.age(example_rgb, to=bad)
 
 

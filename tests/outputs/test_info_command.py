@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from cli_helpers import run_cli
 from faceage.imageio import save_image
 from faceage.outputs.progression import save_gif
 from faceage.outputs.provenance import provenance_metadata
@@ -21,7 +21,7 @@ from faceage.outputs.provenance import provenance_metadata
 def outputs(tmp_path: Path) -> dict[str, Path]:
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     meta = provenance_metadata({"method": "ipcgan", "sha256": "ab" * 32}, [34.2], 60,
-                               created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+                               created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
     files = {
         "aged.jpg": save_image(tmp_path / "aged.jpg", rgb, metadata=meta),
         "aged.png": save_image(tmp_path / "aged.png", rgb, metadata=meta),

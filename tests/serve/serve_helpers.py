@@ -8,7 +8,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-
 _TOKENS: dict[str, str] = {}
 
 
@@ -21,8 +20,13 @@ def page_token(base: str) -> str:
     return _TOKENS[base]
 
 
-def request(url: str, data: bytes | None = None, method: str | None = None, timeout: float = 120,
-            headers: dict[str, str] | None = None):
+def request(
+    url: str,
+    data: bytes | None = None,
+    method: str | None = None,
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
+):
     """(status, headers, body bytes) of one request; HTTP errors are returned, not raised. A POST
     carries the page's token, as the page's own requests do, unless ``headers`` give one."""
     method = method or ("POST" if data is not None else "GET")

@@ -49,9 +49,13 @@ def test_a_cross_site_text_plain_post_runs_nothing(server_url, example_bytes):
         status, reply_headers, body = raw(server_url, "POST", "/api/age?to=70", headers, example_bytes)
         assert status == 403, (headers, body)
         assert reply_headers["X-Content-Type-Options"] == "nosniff" and json.loads(body)["error"]
-    status, _, body = raw(server_url, "POST", "/api/age?to=70",
-                          {"Host": host, "Origin": server_url, "X-Faceage-Token": page_token(server_url)},
-                          example_bytes)
+    status, _, body = raw(
+        server_url,
+        "POST",
+        "/api/age?to=70",
+        {"Host": host, "Origin": server_url, "X-Faceage-Token": page_token(server_url)},
+        example_bytes,
+    )
     assert status == 200, body  # the page's own request
 
 
@@ -215,8 +219,12 @@ def test_a_chunked_body_is_never_read_as_a_next_request(fake_server):
     smuggled = b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     sock = connect(url)
     with sock:
-        sock.sendall(b"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + f"{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n")
+        sock.sendall(
+            b"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{len(smuggled):x}\r\n".encode()
+            + smuggled
+            + b"\r\n0\r\n\r\n"
+        )
         answers = responses(read_all(sock))
     assert [status for status, _, _ in answers] == [411]  # one answer, then the connection closed
     assert answers[0][1]["Connection"] == "close" and "Content-Length" in json.loads(answers[0][2])["error"]
@@ -238,8 +246,11 @@ def test_a_stalled_upload_gets_408(fake_server, example_bytes):
     _, url, _, _ = fake_server
     sock = connect(url)
     with sock:
-        sock.sendall(f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
-                     f"Content-Length: {len(example_bytes)}\r\n\r\n".encode() + example_bytes[:1000])
+        sock.sendall(
+            f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
+            f"Content-Length: {len(example_bytes)}\r\n\r\n".encode()
+            + example_bytes[:1000]
+        )
         answers = responses(read_all(sock))  # and then nothing more is sent
     assert [status for status, _, _ in answers] == [408]
     assert "stalled" in json.loads(answers[0][2])["error"]
@@ -273,7 +284,7 @@ def test_the_library_errors_are_json_with_the_security_headers(fake_server):
         sock = connect(url)
         with sock:
             sock.sendall(request_line + b"\r\nHost: 127.0.0.1\r\n\r\n")
-            (status, headers, body), = responses(read_all(sock))
+            ((status, headers, body),) = responses(read_all(sock))
         assert status in (400, 501, 505), request_line
         assert json.loads(body)["error"].startswith(str(status))
         assert headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in headers
@@ -291,8 +302,11 @@ def test_a_photo_whose_client_left_is_not_aged(fake_server, example_bytes):
     first.start()
     assert backend.started.acquire(timeout=30)  # the worker is busy with the first photo
     sock = connect(url)
-    sock.sendall(f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
-                 f"Content-Length: {len(example_bytes)}\r\n\r\n".encode() + example_bytes)
+    sock.sendall(
+        f"POST /api/age?to=70 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Faceage-Token: {page_token(url)}\r\n"
+        f"Content-Length: {len(example_bytes)}\r\n\r\n".encode()
+        + example_bytes
+    )
     for _ in range(300):  # until the second photo waits in the queue
         if server.app.queue.pending() == 2:
             break

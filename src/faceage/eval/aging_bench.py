@@ -25,7 +25,7 @@ import numpy as np
 from faceage.methods.base import AgingMethod
 
 TARGET_GROUPS = {0: 5.0, 10: 15.0, 20: 25.0, 30: 35.0, 50: 55.0}  # decade -> centre (the ideal mean)
-# GLS-Age (seed 000, Tables 1 and 2) on the same target groups, for reference in the report.
+# GLS-Age (*Face aging by global–local co-embedding and semantic-mask-driven editing*, Tables 1 and 2) on the same target groups, for reference in the report.
 ANCHOR_AGE = {0: (7.01, 2.01), 10: (15.22, 3.04), 20: (23.33, 2.74), 30: (33.29, 3.17), 50: (56.25, 7.10)}
 ANCHOR_IDENTITY = {0: 75.5, 10: 87.8, 20: 98.6, 30: 98.8, 50: 97.2}
 

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from faceage.methods.registry import DEFAULT_METHOD, method_names
+
 
 @click.command("aging", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--method", "method_name", default="ipcgan", help="Aging method (faceage.methods.registry).")
+@click.option("--method", "method_name", type=click.Choice(method_names()), default=DEFAULT_METHOD, help="Aging method.")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Weights file instead of the shipped ones.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,

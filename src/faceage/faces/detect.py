@@ -125,7 +125,7 @@ class FaceDetector:
             starts = list(range(0, long_side - tile, step)) + [long_side - tile]
             rows = []
             for start in starts:
-                part = rgb[:, start:start + tile] if w > h else rgb[start:start + tile]
+                part = rgb[:, start : start + tile] if w > h else rgb[start : start + tile]
                 found = self._detect_rows(np.ascontiguousarray(part))
                 if w > h:
                     found[:, [0, 2, 4, 6, 8, 10, 12]] += start
@@ -186,8 +186,9 @@ class FaceDetector:
         (x0, y0, x1, y1, 10 point coordinates, score) in photo pixel coordinates."""
         h, w = image.shape[:2]
         if h < MIN_VIEW or w < MIN_VIEW:  # YuNet answers garbage for tiny inputs: pad right and bottom
-            image = cv2.copyMakeBorder(image, 0, max(0, MIN_VIEW - h), 0, max(0, MIN_VIEW - w),
-                                       cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            image = cv2.copyMakeBorder(
+                image, 0, max(0, MIN_VIEW - h), 0, max(0, MIN_VIEW - w), cv2.BORDER_CONSTANT, value=(0, 0, 0)
+            )
             h, w = image.shape[:2]
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         with self._lock:

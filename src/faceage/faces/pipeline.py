@@ -82,7 +82,7 @@ class FacePipeline:
             return [self.align_detected(rgb, face) for face in faces[:max_faces]]
         # A detection the dense landmarker cannot fit is not a face we can age (a texture, a blob
         # of background); dropping it keeps such "faces" from being aged and pasted into a photo.
-        aligned = []
+        aligned: list[AlignedFace] = []
         for face in faces:
             if max_faces is not None and len(aligned) >= max_faces:
                 break

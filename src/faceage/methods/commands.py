@@ -36,8 +36,10 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import FileFailure, report_failures
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.methods.registry import DEFAULT_METHOD, method_names
+from faceage.outputs.results import age_label, progression_frames, result_provenance
 
 # what a folder scan picks up (anything else in the folder is ignored, not reported)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -53,7 +55,7 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     """``--to``: '60' or '10,30,50,70' -> (60.0,) / (10.0, 30.0, 50.0, 70.0); each in 0..120, each once."""
     if value is None or isinstance(value, tuple):  # tuple: already parsed (ctx.invoke)
         return value
-    from faceage.methods.engine import check_target_age  # here: numpy is not needed for --help
+    from faceage.age_groups import check_target_age  # here: numpy is not needed for --help
 
     example = "an age or comma-separated ages such as 60 or 10,30,50,70"
     ages = []
@@ -68,11 +70,6 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     if len(set(ages)) != len(ages):
         raise click.BadParameter(f"each age once, got {value}")
     return tuple(ages)
-
-
-def age_label(age: float) -> str:
-    """70.0 -> '70', 42.5 -> '42.5' (for file names and labels)."""
-    return f"{age:g}"
 
 
 @dataclass(frozen=True)
@@ -253,11 +250,9 @@ def _unique_names(jobs: list[Job]) -> list[Job]:
     return named
 
 
-def _provenance(method_info: dict, source_ages: list[float], target_age, source: Path | None = None) -> dict:
-    from faceage.outputs.provenance import provenance_metadata
-
-    extra = {"source": source.name} if source is not None else None
-    return provenance_metadata(method_info, source_ages, target_age, extra)
+def _provenance(info: dict, results, job: Job) -> dict:
+    """``result_provenance`` plus the input's file name (what lets a rerun tell its own outputs)."""
+    return {**result_provenance(info, results), "faceage:source": job.source.name}
 
 
 def _sha256(path: Path) -> str:
@@ -328,7 +323,7 @@ class _Record:
                         for p in outputs},
             "rows": rows,
         }
-        self.entries[entry["input"]] = entry
+        self.entries[str(job.source.resolve())] = entry
         if self.path is not None:
             _append(self.path, json.dumps(entry, ensure_ascii=False) + "\n")
 
@@ -421,37 +416,31 @@ def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     from faceage.imageio import load_image
 
     writer.images[str(job.source)] = opts.expected(job)
-    for path in opts.expected(job):  # refuse before the work, not after the first output
-        writer.check(path, job)
+    for expected in opts.expected(job):  # refuse before the work, not after the first output
+        writer.check(expected, job)
     rgb = load_image(job.source)
     results = ager.age(rgb, to=list(opts.ages))
     info = ager.method.describe()
-    source_ages = [face.source_age for face in results[0].faces]
-    outputs, ages, rows = [], [], []
+    outputs: list[str] = []
+    ages, rows = [], []
     for result in results:
-        path = writer.image(job.age_path(result.requested_age), job, result.image,
-                            _provenance(info, source_ages, result.target_age, job.source))
+        path = writer.image(job.age_path(result.requested_age), job, result.image, _provenance(info, [result], job))
         outputs.append(path)
         ages.append({"output": path, **result.to_dict()})
         rows += [{"file": str(job.source), **_row(face)} for face in result.faces]
     if opts.progression:
-        outputs += _progressions(job, rgb, results, opts, writer, info, source_ages)
+        outputs += _progressions(job, rgb, results, opts, writer, info)
     return FileResult(str(job.source), outputs, ages, rows)
 
 
-def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict, source_ages) -> list[str]:
+def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict) -> list[str]:
     from faceage.outputs.progression import progression_strip
 
-    ages = [age_label(r.target_age) for r in results]  # what was aimed at, after clamping
-    metadata = _provenance(info, source_ages, [r.target_age for r in results], job.source)
-    if opts.crop:  # one progression per face, of its aligned crop
-        series = [(i, [results[0].source_crops[i], *[r.aged_crops[i] for r in results]], [source_ages[i]])
-                  for i in range(len(source_ages))]
-    else:
-        series = [(None, [rgb, *[r.image for r in results]], source_ages)]
+    metadata = _provenance(info, results, job)
     written = []
-    for face, frames, sources in series:
-        labels = [f"{sources[0]:.0f} (photo)" if len(sources) == 1 else "photo", *ages]
+    # with --crop one progression per face, of its aligned crop
+    for face in range(len(results[0].faces)) if opts.crop else [None]:
+        frames, labels = progression_frames(results, rgb, face)
         if opts.strip:
             strip = progression_strip(frames, labels)
             written.append(writer.image(job.strip_path(face), job, strip, metadata))
@@ -548,8 +537,6 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     """
     from tqdm import tqdm
 
-    from faceage.cli import report_failures  # here: faceage.cli imports this module
-
     if crop and not (strip or gif or mp4):
         raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
     folders = [str(p) for p in paths if p.is_dir()]
@@ -562,6 +549,7 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
         raise click.UsageError(_nothing_found(folders, out_dir, scan_skips))
     summary = record = None
     if folders:
+        assert out_dir is not None  # checked above: folder inputs need -o
         summary, record = out_dir / SUMMARY_NAME, _Record(out_dir / RECORD_NAME)
         if not _summary_is_ours(summary):
             raise click.UsageError(f"{summary} exists and is not a faceage summary; move it away or choose another -o")
@@ -576,7 +564,6 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
         else:
             todo.append(job)
 
-    from faceage.cli import FileFailure
     from faceage.methods.engine import Ager
     from faceage.methods.registry import load_method
 

@@ -1,8 +1,11 @@
-"""Aging methods by name: the one place the CLI, the Python API and the demo learn which exist.
+"""Aging methods by name: the one place that says which methods exist.
 
-Each entry names a loader and the shipped weight files it needs. Loaders import their method
-lazily, so listing the names (``faceage --help``, ``click.Choice``) never imports torch. Adding a
-method is one loader function and one line in ``METHODS``.
+The CLI (``--method`` choices of ``faceage age``, ``serve`` and ``bench aging``), the Python API
+(``faceage.load``), the web app, the demo and the README's method table (checked by a test) all
+read ``METHODS``. Each entry names a loader, the shipped weight files it needs, what it does and
+the paper it follows. Loaders import their method lazily, so listing the names (``faceage --help``,
+``click.Choice``) never imports torch. Adding a method is one module, one loader function and one
+entry in ``METHODS`` (docs/ARCHITECTURE.md, "Adding an aging method").
 """
 
 from __future__ import annotations
@@ -10,35 +13,91 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faceage.errors import FaceageError, ModelFileError
 
+if TYPE_CHECKING:  # the names stay importable without numpy for ``faceage --help``
+    from faceage.methods.base import AgingMethod
+
 # the method `faceage age` and `faceage.load()` use when none is named
-DEFAULT_METHOD = "ipcgan"
+DEFAULT_METHOD = "prototype"
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """How to build one method.
 
-    loader   ``loader(weights, device) -> AgingMethod``; ``weights`` None means the shipped files.
-    shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry).
-    summary  one line for help texts.
+    loader   ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the
+             shipped files; ``options`` are the method's own settings (``--set KEY=VALUE``).
+    shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry);
+             empty for a method that needs no weights of its own.
+    summary  what the method does, in a few words, for help texts, the web page and the README.
+    paper    the title of the publication it follows.
     """
 
-    loader: Callable[..., object]
+    loader: Callable[..., AgingMethod]
     shipped: tuple[str, ...]
     summary: str
+    paper: str = ""
 
 
-def _ipcgan(weights: str | Path | None, device: str):
+def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.ipcgan import IPCGANMethod
 
+    _no_options("ipcgan", options)
     return IPCGANMethod.from_weights(weights, device=device)
 
 
+def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
+    from faceage.methods.prototype import PrototypeMethod
+
+    known: dict[str, Callable[[object], object]] = {
+        "strength": _number, "non_age": _flag, "hair": _flag, "calibrated": _flag,
+    }
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise FaceageError(f"method 'prototype' has no option {', '.join(unknown)}; options: {', '.join(known)}")
+    try:
+        settings = {k: known[k](v) for k, v in options.items()}
+        return PrototypeMethod.from_weights(weights, device=device, **settings)
+    except ValueError as e:
+        raise FaceageError(f"method 'prototype': {e}") from None
+
+
+def _number(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]  # str or number; ValueError names the value
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on/off, got {value!r}")
+
+
+def _no_options(name: str, options: dict) -> None:
+    if options:
+        raise FaceageError(f"method {name!r} takes no options, got {', '.join(sorted(options))}")
+
+
 METHODS: dict[str, MethodSpec] = {
-    "ipcgan": MethodSpec(_ipcgan, ("ipcgan_generator.safetensors",), "conditional age GAN (seed 003)"),
+    "prototype": MethodSpec(
+        _prototype,
+        ("prototypes.safetensors", "prototypes.json"),
+        "age prototypes: landmark shape warp, relit colour and band-energy texture",
+        "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
+    ),
+    "ipcgan": MethodSpec(
+        _ipcgan,
+        ("ipcgan_generator.safetensors",),
+        "conditional GAN over age groups, with identity and age losses",
+        "Face Aging with Identity-Preserved Conditional Generative Adversarial Networks (Wang et al., CVPR 2018)",
+    ),
 }
 
 
@@ -59,7 +118,7 @@ def available_methods() -> list[str]:
     return [name for name, spec in METHODS.items() if _installed(spec)]
 
 
-def load_method(name: str, device: str = "cpu", weights: str | Path | None = None):
+def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options) -> AgingMethod:
     """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
 
     Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
@@ -76,4 +135,4 @@ def load_method(name: str, device: str = "cpu", weights: str | Path | None = Non
             f"method {name!r} has no weights installed ({', '.join(spec.shipped)} missing from faceage/weights "
             "or its manifest); train them first, or pass a weights file (--weights)"
         )
-    return spec.loader(weights, device)
+    return spec.loader(weights, device, **options)

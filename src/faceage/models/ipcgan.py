@@ -1,4 +1,4 @@
-"""IPCGAN networks (seed 003): a conditional generator and an (image, age group) discriminator.
+"""IPCGAN networks (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*): a conditional generator and an (image, age group) discriminator.
 
 Generator: the aligned face (B, 3, S, S) concatenated with G one-hot condition maps (B, G, S, S)
 goes through an encoder (7x7 conv, two stride-2 convs), residual blocks at 1/4 resolution and a
@@ -129,7 +129,7 @@ class IPCGANGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(c1, 3, 7, 1, 3, padding_mode="reflect")
         if c.residual:  # start as the identity: the change is exactly zero at step 0
             nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
+            nn.init.zeros_(self.to_rgb.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def forward(self, images: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         c = self.cfg

@@ -152,7 +152,7 @@ def _write_mp4(path: Path, pictures: list[np.ndarray], fps: float, even: tuple[i
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         tmp = tmp_dir / path.name
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))  # type: ignore[attr-defined]
         try:
             if not writer.isOpened():
                 raise ImageWriteError(
@@ -189,7 +189,7 @@ def _count_frames(path: Path) -> int:
 
 
 def _int_in(value: object, low: int, high: float = math.inf) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and low <= value <= high
+    return bool(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and low <= value <= high)
 
 
 def _check_path(path: str | os.PathLike[str], suffix: str) -> Path:

@@ -42,14 +42,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from faceage import __version__
+from faceage.age_groups import check_target_age
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError, NoFaceError
 from faceage.serve.worker import BusyError, WorkQueue
+from faceage.version import __version__
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EXAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "example.jpg"
 
 # The page and its two files are the only static files: a fixed table, so no request path is
 # ever joined onto a folder.
@@ -138,6 +139,12 @@ class Rendering:
     report: dict
     strip: np.ndarray | None = None
     strip_metadata: Mapping[str, str] | None = None
+
+
+class Headers(Protocol):
+    """A request's headers, looked up case-insensitively (``email.message.Message``, a dict in tests)."""
+
+    def get(self, name: str, default: None = None) -> str | None: ...
 
 
 class Backend(Protocol):
@@ -335,7 +342,7 @@ class ServeApp:
         with self._tokens_lock:
             return token in self._tokens
 
-    def check_origin(self, verb: str, headers: Mapping[str, str]) -> None:
+    def check_origin(self, verb: str, headers: Headers) -> None:
         """Refuse (HTTP 403) a request not addressed to this server, or anything but a GET that another
         site's page sent or that lacks a page token."""
         allowed = self.config.allowed_hosts
@@ -360,7 +367,7 @@ class ServeApp:
         return self.queue.close(timeout, cancel_waiting=True)
 
     def handle(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes], headers: Mapping[str, str] | None = None,
+               read_body: Callable[[int], bytes], headers: Headers | None = None,
                still_wanted: Callable[[], bool] | None = None) -> Response:
         """Answer one request; never raises. ``headers``: the request's (Host, Origin, token...);
         None only for in-process callers, which are not checked. ``still_wanted()`` says whether the
@@ -422,7 +429,7 @@ class ServeApp:
             values = params.get(key)
             return values[-1] if values else default
 
-        name = one("method", next(iter(self._methods)))
+        name = one("method", next(iter(self._methods))) or ""
         method = self._methods.get(name)
         if method is None:
             raise HTTPError(400, f"unknown method {name[:40]!r}; choose from {', '.join(self._methods)}")
@@ -434,9 +441,12 @@ class ServeApp:
         strip = [_number(t.strip(), "progression age") for t in strip_text.split(",") if t.strip()]
         if len(strip) > self.config.max_strip_ages:
             raise HTTPError(400, f"at most {self.config.max_strip_ages} progression ages, got {len(strip)}")
-        for age in [target, *strip]:
-            if not 0 <= age <= 120:
-                raise HTTPError(400, f"ages must be between 0 and 120 years, got {age:g}")
+        try:
+            check_target_age(target)
+            for age in strip:
+                check_target_age(age, "progression age")
+        except ValueError as error:
+            raise HTTPError(400, str(error)) from None
         return method, target, strip, _clean_name(one("name"))
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
@@ -507,7 +517,7 @@ class ServeApp:
         age_label = f"{report['target_age']:g}"
         images = {"result": (rendering.image, rendering.metadata)}
         if rendering.strip is not None:
-            images["strip"] = (rendering.strip, rendering.strip_metadata)
+            images["strip"] = (rendering.strip, rendering.strip_metadata or {})
         token = self.results.put(images)
         base = f"/api/result/{token}"
         height, width = rendering.image.shape[:2]

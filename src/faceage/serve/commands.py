@@ -67,7 +67,7 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach this computer can use the app", err=True)
     click.echo(f"methods: {', '.join(backend.agers)}")
-    click.echo(f"faceage web app: http://{bound_host}:{bound_port}/  (Ctrl-C stops it)")
+    click.echo(f"faceage web app: http://{bound_host!s}:{bound_port}/  (Ctrl-C stops it)")
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop ends it like Ctrl-C
     try:
         server.serve_forever()

@@ -116,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
                     chunks.append(data)
                     read += len(data)
                     n -= len(data)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close_connection = broken = True
                 raise HTTPError(408, "the upload stalled; send it again") from None
             except OSError:
@@ -252,7 +252,7 @@ class _Server(ThreadingHTTPServer):
 
     @property
     def app(self) -> ServeApp:
-        return self.RequestHandlerClass.app
+        return self.RequestHandlerClass.app  # type: ignore[attr-defined]  # the subclass make_server builds
 
 
 def _cut(sock: socket.socket) -> None:
@@ -265,9 +265,14 @@ def _cut(sock: socket.socket) -> None:
 def _refuse(sock: socket.socket, message: str) -> None:
     """A 503 written straight to a connection that will not get a thread, then closed."""
     body = json_response(503, {"error": message}).body
-    head = ["HTTP/1.1 503 Service Unavailable", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", "Connection: close", "Retry-After: 5",
-            *[f"{key}: {value}" for key, value in SECURITY_HEADERS.items()]]
+    head = [
+        "HTTP/1.1 503 Service Unavailable",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Retry-After: 5",
+        *[f"{key}: {value}" for key, value in SECURITY_HEADERS.items()],
+    ]
     try:
         sock.settimeout(1.0)
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
@@ -293,4 +298,4 @@ def serve_in_thread(app: ServeApp, host: str = "127.0.0.1", port: int = 0) -> tu
     server = make_server(app, host, port)
     threading.Thread(target=server.serve_forever, name="faceage-http", daemon=True).start()
     bound_host, bound_port = server.server_address[:2]
-    return server, f"http://{bound_host}:{bound_port}"
+    return server, f"http://{bound_host!s}:{bound_port}"

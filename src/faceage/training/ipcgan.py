@@ -1,16 +1,16 @@
-"""Trainer for IPCGAN (seed 003) on prepared face shards, on CPU or GPU, resumable.
+"""Trainer for IPCGAN (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*) on prepared face shards, on CPU or GPU, resumable.
 
 Each step draws B source faces (decade-balanced, so children and the elderly are sources as often
 as adults), a target group per face (uniform over the grouping), and B real faces *of those target
 groups* for the discriminator. With ``fake = G(source, target)``:
 
-- D (LSGAN, seed eq. L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
-  and, as the seed's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
+- D (LSGAN, the paper's L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
+  and, as the paper's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
   so D judges the *pair* and G must produce the group's look, not just any face.
 - G: ``lambda_gan * L_G + lambda_id * L_identity + lambda_age * L_age`` where L_G is the LSGAN
   generator term, L_identity the mean squared difference of AlexNet conv5 features of the source
   and the fake (``faceage.models.alexnet``: the shift-tolerant ImageNet AlexNet bundled with
-  stlpips-pytorch, the closest to the seed's AlexNet conv5 that can be had here), and L_age the
+  stlpips-pytorch, the closest to the paper's AlexNet conv5 that can be had here), and L_age the
   softmax loss of the target group under our own age regressor's group probabilities
   (``group_log_probs``; frozen, eval mode; never the evaluator).
 
@@ -40,23 +40,15 @@ import torch.nn.functional as F
 
 from faceage.age_groups import get_grouping
 from faceage.errors import DatasetError
-from faceage.models.age_regressor import count_parameters, group_log_probs, load_age_regressor
+from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.alexnet import load_alexnet
-from faceage.models.io import load_flat, save_flat
+from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANDiscriminator, IPCGANGenerator
-from faceage.training.age import (
-    append_jsonl,
-    balanced_weights,
-    check_run_folder,
-    load_split,
-    step_seed,
-    to_tensor,
-)
+from faceage.training.age import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
-OPTIONS_NAME = "options.json"
-METRICS_NAME = "metrics.jsonl"
 _RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "steps", "init_from", "sample_every",
                 "checkpoint_every", "device"}
 
@@ -180,7 +172,7 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
 
     G.train(), D.train()
     fake = G(source, target)
-    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (seed's L_D, LSGAN)
+    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (the paper's L_D, LSGAN)
     d_real = D(real, target)
     d_fake = D(fake.detach(), target)
     d_wrong = D(real, wrong)
@@ -260,6 +252,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
     from faceage.training.checkpoint import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
+    stop = StopFlag(opts.max_minutes)
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -313,6 +306,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
         save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step, extra))
 
     last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
+    stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
     while step < opts.steps:
         source, target, real, wrong = sampler.draw(step, opts.batch)
         batch = {"source": to_tensor(train.images[source]).to(device), "real": to_tensor(train.images[real]).to(device),
@@ -327,7 +321,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
             log(f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
                 f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s")
-        over_time = opts.max_minutes is not None and time.perf_counter() - t0 > 60 * opts.max_minutes
+        over_time = bool(stop.reason())
         interrupted = stop_after_steps is not None and step >= stop_after_steps
         if step % opts.sample_every == 0 or step == opts.steps:
             G_ema.eval()
@@ -339,6 +333,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             checkpoint()
         if over_time or interrupted:
             break
+    stop.restore()
     summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
     if not summary["finished"]:
         log(f"stopped at step {step} of {opts.steps}; continue with --resume")
