@@ -76,7 +76,8 @@ def age_photo(base: str, query: str, data: bytes) -> dict:
 
 
 def start_server(weights: Path | None, queue: int) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--queue", str(queue)]
+    # the IPCGAN method explicitly: the weights below (shipped or tiny) are IPCGAN generators, whatever the default
+    command = [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--method", "ipcgan", "--queue", str(queue)]
     if weights is not None:
         command += ["--weights", str(weights)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
