@@ -21,7 +21,9 @@ DEFAULT_METHOD = "ipcgan"
 class MethodSpec:
     """How to build one method.
 
-    loader   ``loader(weights, device) -> AgingMethod``; ``weights`` None means the shipped files.
+    loader   ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the shipped
+             files; ``options`` come from ``--set KEY=VALUE`` (strings) or Python callers, and a loader
+             raises ``FaceageError`` naming any option it does not know (``method_options``).
     shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry).
     summary  one line for help texts.
     """
@@ -31,10 +33,31 @@ class MethodSpec:
     summary: str
 
 
-def _ipcgan(weights: str | Path | None, device: str):
+def method_options(name: str, options: dict, known: dict[str, Callable[[object], object]]) -> dict:
+    """Convert ``options`` with ``known`` (option -> type, e.g. ``int``); ``FaceageError`` naming an
+    unknown option or a value its type rejects."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise FaceageError(f"method {name!r} has no option {unknown[0]!r} (its options: {allowed})")
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = known[key](value)
+        except (TypeError, ValueError) as error:
+            raise FaceageError(f"method {name!r}: bad value {value!r} for option {key!r} ({error})") from error
+    return out
+
+
+def _ipcgan(weights: str | Path | None, device: str, **options):
     from faceage.methods.ipcgan import IPCGANMethod
 
-    return IPCGANMethod.from_weights(weights, device=device)
+    method = IPCGANMethod.from_weights(weights, device=device)
+    for key, value in method_options("ipcgan", options, {"batch": int}).items():
+        if key == "batch" and value < 1:
+            raise FaceageError(f"method 'ipcgan': option 'batch' must be >= 1, got {value}")
+        setattr(method, key, value)
+    return method
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -59,11 +82,12 @@ def available_methods() -> list[str]:
     return [name for name, spec in METHODS.items() if _installed(spec)]
 
 
-def load_method(name: str, device: str = "cpu", weights: str | Path | None = None):
-    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
+def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options):
+    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files,
+    with method-specific ``options`` (keyword values, or strings from ``--set KEY=VALUE``).
 
-    Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
-    or do not match the network.
+    Raises ``FaceageError`` for an unknown name or option and ``ModelFileError`` when the weights
+    are missing or do not match the network.
     """
     spec = METHODS.get(name)
     if spec is None:
@@ -76,4 +100,4 @@ def load_method(name: str, device: str = "cpu", weights: str | Path | None = Non
             f"method {name!r} has no weights installed ({', '.join(spec.shipped)} missing from faceage/weights "
             "or its manifest); train them first, or pass a weights file (--weights)"
         )
-    return spec.loader(weights, device)
+    return spec.loader(weights, device, **options)
