@@ -136,7 +136,8 @@ def guard_verdicts(result: dict) -> dict:
 
 def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "test", limit: int | None = 500,
                         seed: int = 0, batch: int = 32, log: Callable[[str], None] = print,
-                        gray_faces: int = 32, realism: bool = True, reference_cap: int = 1000) -> dict:
+                        gray_faces: int = 32, realism: bool = True, reference_cap: int = 1000,
+                        extractor=None) -> dict:
     """Run the benchmark with its guards; returns a JSON-able dict (see ``format_report``).
 
     The method sees the faces at ``method.face_size`` (the split's faces resized, same framing);
@@ -161,11 +162,11 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     energy_in = chroma_detail_energy(inputs)
     log(f"{len(stored)} {split} faces; independent source age MAE vs labels "
         f"{np.abs(source_ages - faces['ages']).mean():.2f}")
-    extractor = references = None
+    references = None
     if realism:
         from faceage.eval.fid import FeatureExtractor
 
-        extractor = FeatureExtractor("cpu")
+        extractor = extractor or FeatureExtractor("cpu")
         features_in = face_features(inputs, extractor)
         references = reference_features(data, split, set(faces["keys"]), list(TARGET_GROUPS.values()),
                                         method.face_size, extractor, reference_cap, seed)
