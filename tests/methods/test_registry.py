@@ -42,3 +42,11 @@ def test_unknown_names_and_missing_files_are_one_line_errors(tmp_path):
         load_method("direktion")
     with pytest.raises(ModelFileError, match="not found"):
         load_method("ipcgan", weights=tmp_path / "missing.safetensors")
+
+
+def test_options_reach_the_loader_and_unknown_ones_are_named(tiny_weights):
+    assert load_method("ipcgan", weights=tiny_weights, batch="3").batch == 3  # strings, as from --set
+    with pytest.raises(FaceageError, match=r"method 'ipcgan' has no option 'truncation' \(its options: batch\)"):
+        load_method("ipcgan", weights=tiny_weights, truncation="0.7")
+    with pytest.raises(FaceageError, match=r"bad value 'many' for option 'batch'"):
+        load_method("ipcgan", weights=tiny_weights, batch="many")
