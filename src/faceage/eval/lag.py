@@ -7,7 +7,7 @@ person (first young and first old photo):
 
 - both photos are upscaled x4 (the detector needs more than 100 px), aligned like every faceage
   face, and their ages read by the independent estimator;
-- young -> aged to the old photo's estimated age; old -> aged to the young photo's;
+- young -> aged to the old photo's estimated age (whole years); old -> aged to the young photo's;
 - SFace similarity of the result to the REAL photo of the other age, beside the unedited photo's
   similarity: the gain, and whether it exceeds a margin;
 - the margin is calibrated on null edits (JPEG q=90, 1-px blur), so that each moves at most 5 % of
@@ -82,9 +82,17 @@ def align_people(people, size: int, pipeline=None) -> tuple[list[str], np.ndarra
 
 
 def _edit_each(method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each face aged to its own target, rounded to whole years so that faces sharing a target go
+    through the method as one batch (half a year is far below the estimator's error)."""
     lo, hi = method.supported_ages()
-    return np.concatenate([method.edit(faces[i : i + 1], sources[i : i + 1], float(min(max(targets[i], lo), hi))).edited
-                           for i in range(len(faces))]) if len(faces) else faces.copy()
+    aimed = np.clip(np.round(np.asarray(targets, np.float64)), lo, hi)
+    out = np.array(faces, copy=True)
+    for age in np.unique(aimed):
+        rows = np.flatnonzero(aimed == age)
+        for start in range(0, len(rows), 32):
+            chunk = rows[start : start + 32]
+            out[chunk] = method.edit(faces[chunk], sources[chunk], float(age)).edited
+    return out
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
