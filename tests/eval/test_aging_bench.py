@@ -73,6 +73,14 @@ def test_bench_command_writes_guards_lag_and_grid(tiny_data, tmp_path, capsys, s
     text = out.read_text()
     assert "Guards (" in text and "| young -> old |" in text and "grid_ipcgan.png" in text
 
+    code, _, err = run_cli(capsys, *args[:-6], "--lag-limit", "1", "--lag-only", "--out", out)
+    assert code == 0, err
+    again = json.loads((tmp_path / "res" / "aging-ipcgan.json").read_text())
+    assert again["lag"]["people"] == 1 and again["lag_command"] and again["groups"] == result["groups"]
+    assert "LAG command (added" in out.read_text() and out.read_text().count("## ipcgan") == 1
+    code, _, err = run_cli(capsys, *args[:-6], "--lag-only", "--out", tmp_path / "none" / "aging.md")
+    assert code != 0 and "run the bench first" in err
+
     code, _, err = run_cli(capsys, *args[:-4], "--set", "nonsense", "--out", out)
     assert code != 0 and "KEY=VALUE" in err
     code, _, err = run_cli(capsys, *args[:-4], "--set", "depth=3", "--out", out)

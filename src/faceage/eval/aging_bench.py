@@ -11,7 +11,14 @@ input, exactly as ``faceage age`` does on a photo.
 
 The faces are a seeded random sample of the split (``limit``), so reruns are comparable; all are
 already aligned by ``faceage data prepare``, so detection and paste-back are not part of these
-numbers (their cost is in ``benchmarks/pipeline.py``).
+numbers (their cost is in ``benchmarks/pipeline.py``). A method of another face size gets the
+faces resized to its size (same FFHQ framing); targets are clamped to its supported ages.
+
+Both judges can be fooled: the estimator reads coloured streaks as age and the verifier forgives
+them. So every run also measures the guards of ``faceage.eval.guards`` (fine chroma detail out/in,
+gray stays gray, FD/KID against real faces of the target group, a second age opinion from
+faceage's own regressor) and, in ``faceage bench aging``, the real-person protocol of
+``faceage.eval.lag`` and a 16-face picture grid.
 """
 
 from __future__ import annotations
@@ -146,8 +153,8 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     faces check that gray stays gray (0 skips); ``realism`` False skips FD/KID (no feature net).
     """
     from faceage.eval.age import AgeEstimator
-    from faceage.eval.guards import channel_spread, chroma_detail_energy, face_features, gray_copies, realism_scores
-    from faceage.eval.guards import CHROMA_EPS
+    from faceage.eval.guards import (CHROMA_EPS, channel_spread, chroma_detail_energy, face_features, gray_copies,
+                                     realism_scores)
     from faceage.eval.identity import IdentityVerifier
     from faceage.models.age_regressor import load_age_regressor
 
@@ -167,9 +174,9 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         from faceage.eval.fid import FeatureExtractor
 
         extractor = extractor or FeatureExtractor("cpu")
-        features_in = face_features(inputs, extractor)
         references = reference_features(data, split, set(faces["keys"]), list(TARGET_GROUPS.values()),
                                         method.face_size, extractor, reference_cap, seed)
+        features_in = face_features(inputs[: max(len(r) // 2 for r in references.values())], extractor)
         log("real reference faces per target group: " + ", ".join(f"{c:g}: {len(f)}" for c, f in references.items()))
     gray = gray_copies(inputs[:gray_faces]) if gray_faces else None
     gray_ages = estimator.estimate_aligned(gray_copies(stored[:gray_faces])) if gray_faces else None
@@ -202,7 +209,8 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         if references is not None:
             ref = references[centre]
             half = len(ref) // 2
-            row["realism"] = realism_scores(face_features(edited, extractor), features_in, ref[:half], ref[half:])
+            n = min(len(edited), half)  # realism_scores compares n faces per side: embed no more
+            row["realism"] = realism_scores(face_features(edited[:n], extractor), features_in[:n], ref[:half], ref[half:])
         row["ethnicity"] = {e: _summary(pred[m], accepted[m], similarity[m])
                             for e in sorted(set(faces["ethnicities"])) if (m := faces["ethnicities"] == e).any()}
         groups[str(decade)] = row
@@ -250,6 +258,8 @@ def format_report(result: dict, command: str, machine: str) -> str:
         from faceage.eval.lag import format_lag
 
         lines += format_lag(result["lag"])
+        if result.get("lag_command"):
+            lines += ["", f"LAG command (added to the results above): `{result['lag_command']}`"]
     ethnicities = sorted({e for row in result["groups"].values() for e in row["ethnicity"]})
     lines += ["", "Per ethnicity (predicted age mean ± std / identity verified):", "",
               "| ethnicity | n | " + " | ".join(f"{d}s" for d in result["groups"]) + " |",

@@ -43,12 +43,14 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Picture grid PNG [default: grid_METHOD.png beside --out].")
 @click.option("--no-grid", is_flag=True, help="Do not write the picture grid.")
+@click.option("--lag-only", is_flag=True,
+              help="Run only the LAG protocol and add it to this method's existing results (JSON beside --out).")
 @click.option("--device", default="cpu")
 @click.option("--threads", type=click.IntRange(1, 256), default=2)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/results/aging.md"),
               help="Markdown results file (one section per method); the JSON goes beside it.")
 def aging_command(method_name, weights, sets, data, split, limit, seed, gray_faces, realism, lag_root, lag_limit,
-                  grid, no_grid, device, threads, out) -> None:
+                  grid, no_grid, lag_only, device, threads, out) -> None:
     """Predicted age (independent estimator) and identity (SFace) per target group 0/10/20/30/50, the
     guards (chroma detail, gray kept, realism, second age opinion) and the LAG real-person protocol."""
     import json
@@ -64,8 +66,26 @@ def aging_command(method_name, weights, sets, data, split, limit, seed, gray_fac
     options = _parse_sets(sets)
     if lag_limit != 0 and not (lag_root / "images").is_dir():
         raise DatasetError(f"LAG folder not found: {lag_root} (pass --lag PATH, or --lag-limit 0 to skip)")
+    json_path = out.with_name(f"{out.stem}-{method_name}.json")
+    command = "faceage " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceage bench aging"
+    if lag_only:
+        if lag_limit == 0:
+            raise click.BadParameter("--lag-only with --lag-limit 0 has nothing to run", param_hint="--lag-only")
+        if not json_path.is_file():
+            raise DatasetError(f"--lag-only adds to existing results, but {json_path} does not exist (run the bench first)")
+        previous = json.loads(json_path.read_text(encoding="utf-8"))
     torch.set_num_threads(threads)
     method = load_method(method_name, device=device, weights=weights, **options)
+    if lag_only:
+        from faceage.eval.lag import run_lag
+
+        result = previous
+        result["lag"] = run_lag(method, lag_root, lag_limit, log=click.echo)
+        result["lag_command"] = command
+        update_results_file(out, format_report(result, result.get("command", "?"), result.get("machine", "?")))
+        write_text_atomic(json_path, json.dumps(result, indent=1) + "\n")
+        click.echo(f"wrote {out}")
+        return
     result = run_aging_benchmark(method, data, split=split, limit=limit, seed=seed, log=click.echo,
                                  gray_faces=gray_faces, realism=realism)
     if lag_limit != 0:
@@ -81,9 +101,8 @@ def aging_command(method_name, weights, sets, data, split, limit, seed, gray_fac
         write_png(grid, render_grid(method, faces, AgeEstimator().estimate_aligned(faces)))
         result["grid"], result["grid_targets"] = grid.name, list(GRID_TARGETS)
         click.echo(f"wrote {grid}")
-    result["options"] = options
-    command = "faceage " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "faceage bench aging"
     machine = f"{device_name(device)}, {torch.get_num_threads()} torch threads, device {device}"
+    result["options"], result["command"], result["machine"] = options, command, machine
     update_results_file(out, format_report(result, command, machine))
-    write_text_atomic(out.with_name(f"{out.stem}-{method_name}.json"), json.dumps(result, indent=1) + "\n")
+    write_text_atomic(json_path, json.dumps(result, indent=1) + "\n")
     click.echo(f"wrote {out}")
