@@ -64,6 +64,10 @@ def test_reached_age_is_measured_on_the_output_photo(ager, example_rgb):
                                     ager.verifier.embed_aligned(view[None])[0])
     assert result.faces[0].identity == pytest.approx(expected.score, abs=1e-5)
     assert result.faces[0].same_person == expected.accepted
+    from faceage.eval.guards import chroma_ratio
+
+    assert result.faces[0].chroma_detail == pytest.approx(float(chroma_ratio(face.image[None], view[None])[0]))
+    assert result.to_dict()["faces"][0]["chroma_detail"] == round(result.faces[0].chroma_detail, 3)
 
 
 def test_several_ages_give_one_result_each_and_match_single_calls(ager, example_rgb):
@@ -122,7 +126,7 @@ def test_without_evaluation_the_photo_is_the_same_and_the_measures_are_empty(age
     fast, full = quick_ager.age(example_rgb, to=60), ager.age(example_rgb, to=60)
     assert np.array_equal(fast.image, full.image)
     face = fast.faces[0]
-    assert face.reached_age is face.identity is face.same_person is None
+    assert face.reached_age is face.identity is face.same_person is face.chroma_detail is None
     assert face.source_age == full.faces[0].source_age
     assert fast.to_dict()["faces"][0]["reached_age"] is None
 

@@ -39,6 +39,9 @@ class FaceReport:
     same_person   identity at the verifier's standard threshold; None if not evaluated.
     ms            edit (this face's share of the batch) + paste-back time in milliseconds.
     warning       what the method could not do for this face (e.g. a skipped step), or None.
+    chroma_detail fine colour detail in the face, output over input (``faceage.eval.guards``): far
+                  above 1 means streaks or colour noise the age estimator may read as age; None if
+                  not evaluated.
     """
 
     index: int
@@ -50,6 +53,7 @@ class FaceReport:
     same_person: bool | None
     ms: float
     warning: str | None = None
+    chroma_detail: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready, rounded for reading."""
@@ -58,8 +62,9 @@ class FaceReport:
         for key in ("source_age", "target_age", "reached_age", "ms"):
             if d[key] is not None:
                 d[key] = round(d[key], 1)
-        if d["identity"] is not None:
-            d["identity"] = round(d["identity"], 3)
+        for key in ("identity", "chroma_detail"):
+            if d[key] is not None:
+                d[key] = round(d[key], 3)
         return d
 
 
@@ -206,7 +211,11 @@ class Ager:
         reached: list[float | None] = [None] * n
         identity: list[float | None] = [None] * n
         same: list[bool | None] = [None] * n
+        chroma: list[float | None] = [None] * n
         if self.evaluate:
+            from faceage.eval.guards import chroma_ratio
+
+            chroma = [float(r) for r in chroma_ratio(crops, views)]
             reached = [float(a) for a in self.estimator.estimate_aligned(views)]
             check = self.verifier.verify(source_emb, self.verifier.embed_aligned(views))
             identity = [float(s) for s in np.atleast_1d(check.score)]
@@ -222,6 +231,7 @@ class Ager:
                 same_person=same[i],
                 ms=ms[i],
                 warning=edit.warnings[i] if i < len(edit.warnings) else None,
+                chroma_detail=chroma[i],
             )
             for i, face in enumerate(faces)
         ]

@@ -28,8 +28,9 @@ DEFAULT_METHOD = "prototype"
 class MethodSpec:
     """How to build one method.
 
-    loader   ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the
-             shipped files; ``options`` are the method's own settings (``--set KEY=VALUE``).
+    loader   ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the shipped
+             files; ``options`` come from ``--set KEY=VALUE`` (strings) or Python callers, and a loader
+             raises ``FaceageError`` naming any option it does not know (``method_options``).
     shipped  file names in ``faceage/weights`` the shipped method needs (all with a manifest entry);
              empty for a method that needs no weights of its own.
     summary  what the method does, in a few words, for help texts, the web page and the README.
@@ -42,11 +43,31 @@ class MethodSpec:
     paper: str = ""
 
 
+def method_options(name: str, options: dict, known: dict[str, Callable[[object], object]]) -> dict:
+    """Convert ``options`` with ``known`` (option -> type, e.g. ``int``); ``FaceageError`` naming an
+    unknown option or a value its type rejects."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise FaceageError(f"method {name!r} has no option {unknown[0]!r} (its options: {allowed})")
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = known[key](value)
+        except (TypeError, ValueError) as error:
+            raise FaceageError(f"method {name!r}: bad value {value!r} for option {key!r} ({error})") from error
+    return out
+
+
 def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.ipcgan import IPCGANMethod
 
-    _no_options("ipcgan", options)
-    return IPCGANMethod.from_weights(weights, device=device)
+    method = IPCGANMethod.from_weights(weights, device=device)
+    for key, value in method_options("ipcgan", options, {"batch": int}).items():
+        if key == "batch" and value < 1:
+            raise FaceageError(f"method 'ipcgan': option 'batch' must be >= 1, got {value}")
+        setattr(method, key, value)
+    return method
 
 
 def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
@@ -55,11 +76,8 @@ def _prototype(weights: str | Path | None, device: str, **options) -> AgingMetho
     known: dict[str, Callable[[object], object]] = {
         "strength": _number, "non_age": _flag, "hair": _flag, "calibrated": _flag,
     }
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise FaceageError(f"method 'prototype' has no option {', '.join(unknown)}; options: {', '.join(known)}")
+    settings = method_options("prototype", options, known)
     try:
-        settings = {k: known[k](v) for k, v in options.items()}
         return PrototypeMethod.from_weights(weights, device=device, **settings)
     except ValueError as e:
         raise FaceageError(f"method 'prototype': {e}") from None
@@ -78,11 +96,6 @@ def _flag(value: object) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected on/off, got {value!r}")
-
-
-def _no_options(name: str, options: dict) -> None:
-    if options:
-        raise FaceageError(f"method {name!r} takes no options, got {', '.join(sorted(options))}")
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -119,10 +132,11 @@ def available_methods() -> list[str]:
 
 
 def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options) -> AgingMethod:
-    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
+    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files,
+    with method-specific ``options`` (keyword values, or strings from ``--set KEY=VALUE``).
 
-    Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
-    or do not match the network.
+    Raises ``FaceageError`` for an unknown name or option and ``ModelFileError`` when the weights
+    are missing or do not match the network.
     """
     spec = METHODS.get(name)
     if spec is None:
