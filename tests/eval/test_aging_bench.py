@@ -61,8 +61,8 @@ def test_bench_command_writes_guards_lag_and_grid(tiny_data, tmp_path, capsys, s
     g = IPCGANGenerator(IPCGANConfig(resolution=64, g_channels=4, g_blocks=1, residual=True))
     weights = save_flat(g, tmp_path / "g.safetensors", {"grouping": "lifespan"})
     out = tmp_path / "res" / "aging.md"
-    args = ["bench", "aging", "--weights", weights, "--data", tiny_data, "--split", "train", "--limit", "3",
-            "--gray-faces", "2", "--no-realism", "--lag", shared_datasets / "lag", "--lag-limit", "2",
+    args = ["bench", "aging", "--method", "ipcgan", "--weights", weights, "--data", tiny_data, "--split", "train",
+            "--limit", "3", "--gray-faces", "2", "--no-realism", "--lag", shared_datasets / "lag", "--lag-limit", "2",
             "--set", "batch=2", "--threads", "1", "--out", out]
     code, stdout, err = run_cli(capsys, *args)
     assert code == 0, err

@@ -93,6 +93,7 @@ def reference_features(data: str | Path, split: str, exclude: set[str], centres:
     for key, image, labels in ShardReader(data, split=split):
         if key in exclude:
             continue
+        assert isinstance(image, np.ndarray)  # ShardReader decodes by default: pixels, not JPEG bytes
         age = float(labels["age"])
         for c in centres:
             if abs(age - c) < 5 or age == c - 5:
@@ -153,10 +154,16 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     faces check that gray stays gray (0 skips); ``realism`` False skips FD/KID (no feature net).
     """
     from faceage.eval.age import AgeEstimator
-    from faceage.eval.guards import (CHROMA_EPS, channel_spread, chroma_detail_energy, face_features, gray_copies,
-                                     realism_scores)
+    from faceage.eval.guards import (
+        CHROMA_EPS,
+        channel_spread,
+        chroma_detail_energy,
+        face_features,
+        gray_copies,
+        realism_scores,
+    )
     from faceage.eval.identity import IdentityVerifier
-    from faceage.models.age_regressor import load_age_regressor
+    from faceage.models.io import load_age_regressor
 
     faces = read_faces(data, split, limit, seed)
     stored = faces["images"]
@@ -183,13 +190,12 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     groups, method_seconds = {}, 0.0
     for decade, centre in TARGET_GROUPS.items():
         aimed = _aimed(method, centre)
-        edited = []
+        parts = []
         for i in range(0, len(inputs), batch):
             t0 = time.perf_counter()
-            out = method.edit(inputs[i : i + batch], source_ages[i : i + batch], aimed).edited
+            parts.append(method.edit(inputs[i : i + batch], source_ages[i : i + batch], aimed).edited)
             method_seconds += time.perf_counter() - t0
-            edited.append(out)
-        edited = np.concatenate(edited)
+        edited = np.concatenate(parts)
         judged = _resize(edited, stored.shape[1])
         pred = estimator.estimate_aligned(judged)
         result = verifier.verify(source_emb, verifier.embed_aligned(judged))
@@ -201,7 +207,7 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         row["age_disagreement"] = float(np.abs(own - pred).mean())
         ratio = (chroma_detail_energy(edited) + CHROMA_EPS) / (energy_in + CHROMA_EPS)
         row["chroma_median"], row["chroma_p90"] = float(np.median(ratio)), float(np.percentile(ratio, 90))
-        if gray is not None:
+        if gray is not None and gray_ages is not None:
             gray_out = np.concatenate([method.edit(gray[i : i + batch], gray_ages[i : i + batch], aimed).edited
                                        for i in range(0, len(gray), batch)])
             spread = channel_spread(gray_out)

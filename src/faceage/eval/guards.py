@@ -185,7 +185,8 @@ class Unchanged(AgingMethod):
     def __init__(self, face_size: int = 128) -> None:
         self.face_size = int(face_size)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         return Edit(np.array(faces, np.uint8, copy=True))
 
 
@@ -198,11 +199,15 @@ class JpegReencode(Unchanged):
         super().__init__(face_size)
         self.quality = int(quality)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         out = []
         for face in _check(faces):
             ok, data = cv2.imencode(".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            out.append(cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+            decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+            if decoded is None:
+                raise RuntimeError(f"OpenCV could not JPEG re-encode a {face.shape} face at quality {self.quality}")
+            out.append(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
         return Edit(np.stack(out) if out else np.array(faces, copy=True))
 
 
@@ -215,7 +220,8 @@ class GaussianBlur(Unchanged):
         super().__init__(face_size)
         self.sigma = float(sigma)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         out = [cv2.GaussianBlur(f, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT) for f in _check(faces)]
         return Edit(np.stack(out) if out else np.array(faces, copy=True))
 

@@ -151,12 +151,11 @@ def run_lag(method: AgingMethod, root: str | Path = DEFAULT_LAG, limit: int | No
         raise DatasetError(f"LAG: no face found in the first {len(people)} people's photos")
     young_ages, old_ages = estimator.estimate_aligned(young), estimator.estimate_aligned(old)
     nulls = null_edits(method.face_size)
+    directions = {"young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
+                  "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier)}
     result = {"people": len(people), "aligned": len(names), "skipped": skipped, "upscale": UPSCALE,
-              "young_age_mean": float(young_ages.mean()), "old_age_mean": float(old_ages.mean()),
-              "young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
-              "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier)}
-    for key in ("young_to_old", "old_to_young"):
-        d = result[key]
+              "young_age_mean": float(young_ages.mean()), "old_age_mean": float(old_ages.mean()), **directions}
+    for key, d in directions.items():
         log(f"LAG {key}: similarity {d['similarity_unedited']:.3f} -> {d['similarity_edited']:.3f} "
             f"(gain {d['gain_mean']:+.3f}), closer by > {d['margin']:.3f}: {d['share_closer']:.1f} %, "
             f"age error {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f}")

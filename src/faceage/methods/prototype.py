@@ -382,7 +382,9 @@ class PrototypeMethod(AgingMethod):
         nonage = np.zeros(shape, bool)
         if self.non_age or self.hair:
             masks = self._face_masks(warped, landmarks)
-            hair = _feather(masks["hair"].astype(np.float32), s / 128.0)
+            # grown a little: the segmenter's edge leaves a rim of coloured hair otherwise
+            grown = cv2.dilate(masks["hair"].astype(np.uint8), np.ones((5, 5), np.uint8)) & ~masks["background"]
+            hair = _feather(grown.astype(np.float32), s / 128.0)
             nonage = masks["hair"] | masks["background"]
         if self.non_age:
             oval = _fill(shape, region_polygons(landmarks, "face_oval"))
@@ -413,7 +415,7 @@ class PrototypeMethod(AgingMethod):
 
 
 def calibrate(method: PrototypeMethod, faces: np.ndarray, landmarks: np.ndarray, source_ages: np.ndarray,
-              targets: tuple[float, ...], gains: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5),
+              targets: tuple[float, ...], gains: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Per target age, the strength gain whose results faceage's *own* age regressor reads closest
     to the target (never the independent estimator, which only judges). Returns (targets, gains,

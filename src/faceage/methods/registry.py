@@ -10,10 +10,10 @@ entry in ``METHODS`` (docs/ARCHITECTURE.md, "Adding an aging method").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faceage.errors import FaceageError, ModelFileError
 
@@ -43,7 +43,7 @@ class MethodSpec:
     paper: str = ""
 
 
-def method_options(name: str, options: dict, known: dict[str, Callable[[object], object]]) -> dict:
+def method_options(name: str, options: dict, known: Mapping[str, Callable[[Any], object]]) -> dict:
     """Convert ``options`` with ``known`` (option -> type, e.g. ``int``); ``FaceageError`` naming an
     unknown option or a value its type rejects."""
     unknown = sorted(set(options) - set(known))

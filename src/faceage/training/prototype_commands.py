@@ -10,7 +10,7 @@ import click
 
 from faceage.cli_options import CONTEXT_SETTINGS
 
-CALIBRATION_TARGETS = (2.0, 5.0, 8.0, 12.0, 17.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0, 85.0)
+CALIBRATION_TARGETS = (2.0, 5.0, 10.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0, 85.0)
 
 
 @click.command("prototypes", context_settings=CONTEXT_SETTINGS)
@@ -23,23 +23,32 @@ CALIBRATION_TARGETS = (2.0, 5.0, 8.0, 12.0, 17.0, 25.0, 35.0, 45.0, 55.0, 65.0, 
               help="Faces an ethnicity cell needs; fewer: the pooled cell of that age and gender is used.")
 @click.option("--calibration-faces", type=click.IntRange(0), default=48,
               help="Validation faces for the strength calibration with faceage's own age regressor (0: none).")
+@click.option("--recalibrate", is_flag=True,
+              help="Do not build: load --out/prototypes.safetensors and only fit the strength calibration again.")
 @click.option("--ship", is_flag=True, help="Copy the result into faceage/weights and update the manifest.")
-def prototypes_command(data: Path, out: Path, size: int, min_cell: int, calibration_faces: int, ship: bool) -> None:
+def prototypes_command(data: Path, out: Path, size: int, min_cell: int, calibration_faces: int, recalibrate: bool,
+                       ship: bool) -> None:
     """Build the age prototypes (shape, relit colour, band energies per age bin x gender x ethnicity).
 
     Resumable: per-shard statistics are cached in --out, so a rerun after an interruption only
     does the shards that were not finished.
     """
+    from faceage.models.prototypes import PrototypeSet
     from faceage.training.prototypes import BuildOptions, build
 
     started = time.monotonic()
-    protos = build(data, out, BuildOptions(size=size, min_cell=min_cell))
+    if recalibrate:
+        protos = PrototypeSet.load(out / "prototypes.safetensors")
+    else:
+        protos = build(data, out, BuildOptions(size=size, min_cell=min_cell))
+        protos.info["build_s"] = round(time.monotonic() - started, 1)
     if calibration_faces:
+        t0 = time.monotonic()
         protos = _calibrate(protos, data, calibration_faces)
-    protos.info["build_s"] = round(time.monotonic() - started, 1)
+        protos.info["calibration"]["seconds"] = round(time.monotonic() - t0, 1)
     path = protos.save(out / "prototypes.safetensors")
     click.echo(f"prototypes: {len(protos.info['cells'])} cells from {protos.info['faces']} faces -> {path} "
-               f"({path.stat().st_size / 2**20:.1f} MiB, {protos.info['build_s'] / 60:.1f} min)")
+               f"({path.stat().st_size / 2**20:.1f} MiB, built in {protos.info['build_s'] / 60:.1f} min)")
     if protos.info.get("calibration"):
         gains = ", ".join(f"{t:g}: {g:g}" for t, g in zip(protos.calib_targets, protos.calib_gains))
         click.echo(f"calibrated strength gains per target: {gains}")
