@@ -39,22 +39,44 @@ ANCHOR_IDENTITY = {0: 75.5, 10: 87.8, 20: 98.6, 30: 98.8, 50: 97.2}
 
 def read_faces(data: str | Path, split: str, limit: int | None, seed: int) -> dict:
     """A seeded random sample of a split: images (N, S, S, 3) uint8, ages, ethnicities, keys."""
-    from faceage.data.shards import ShardReader
+    from faceage.data.shards import ShardReader, decode_landmarks
     from faceage.errors import DatasetError
 
-    keys, images, ages, ethnicities = [], [], [], []
+    keys, images, ages, ethnicities, points = [], [], [], [], []
+    missing = np.full((478, 2), np.nan, np.float32)
     for key, image, labels in ShardReader(data, split=split):
         keys.append(key)
         images.append(image)
         ages.append(float(labels["age"]))
         ethnicities.append(str(labels.get("ethnicity", "unknown")))
+        lm = decode_landmarks(labels)
+        points.append(missing if lm is None or lm.shape != (478, 2) else lm)
     if not keys:
         raise DatasetError(f"split '{split}' of {data} holds no faces")
     order = np.random.default_rng(seed).permutation(len(keys))
     if limit is not None:
         order = np.sort(order[:limit])
     return {"keys": [keys[i] for i in order], "images": np.stack([images[i] for i in order]),
-            "ages": np.asarray(ages, np.float32)[order], "ethnicities": np.asarray(ethnicities)[order]}
+            "ages": np.asarray(ages, np.float32)[order], "ethnicities": np.asarray(ethnicities)[order],
+            "landmarks": np.stack(points)[order]}
+
+
+def faces_for(method, faces: dict) -> dict:  # noqa: ANN001 - an AgingMethod
+    """``faces`` as ``method`` needs them: only faces with landmarks for methods that use them."""
+    if not method.uses_landmarks:
+        return faces
+    keep = np.isfinite(faces["landmarks"]).all(axis=(1, 2))
+    if not keep.any():
+        from faceage.errors import DatasetError
+
+        raise DatasetError(f"method {method.name!r} needs landmarks, and the prepared faces carry none "
+                           "(prepare them again with this faceage version)")
+    return {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]) for k, v in faces.items()}
+
+
+def scale_landmarks(points: np.ndarray, stored: int, size: int) -> np.ndarray:
+    """Landmarks of ``stored`` px faces on the same faces resized to ``size`` px (pixel centres kept)."""
+    return ((points + 0.5) * (size / stored) - 0.5).astype(np.float32)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -163,11 +185,13 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         realism_scores,
     )
     from faceage.eval.identity import IdentityVerifier
+    from faceage.methods.base import run_edit
     from faceage.models.io import load_age_regressor
 
-    faces = read_faces(data, split, limit, seed)
+    faces = faces_for(method, read_faces(data, split, limit, seed))
     stored = faces["images"]
     inputs = _resize(stored, method.face_size)
+    points = scale_landmarks(faces["landmarks"], stored.shape[1], method.face_size)
     estimator, verifier = AgeEstimator(), IdentityVerifier("sface")
     regressor = load_age_regressor().requires_grad_(False)
     source_ages = estimator.estimate_aligned(stored)
@@ -193,7 +217,8 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         parts = []
         for i in range(0, len(inputs), batch):
             t0 = time.perf_counter()
-            parts.append(method.edit(inputs[i : i + batch], source_ages[i : i + batch], aimed).edited)
+            parts.append(run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed,
+                                  points[i : i + batch]).edited)
             method_seconds += time.perf_counter() - t0
         edited = np.concatenate(parts)
         judged = _resize(edited, stored.shape[1])
@@ -208,7 +233,8 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         ratio = (chroma_detail_energy(edited) + CHROMA_EPS) / (energy_in + CHROMA_EPS)
         row["chroma_median"], row["chroma_p90"] = float(np.median(ratio)), float(np.percentile(ratio, 90))
         if gray is not None and gray_ages is not None:
-            gray_out = np.concatenate([method.edit(gray[i : i + batch], gray_ages[i : i + batch], aimed).edited
+            gray_out = np.concatenate([run_edit(method, gray[i : i + batch], gray_ages[i : i + batch], aimed,
+                                                points[i : i + batch]).edited
                                        for i in range(0, len(gray), batch)])
             spread = channel_spread(gray_out)
             row["gray_spread_max"], row["gray_spread_mean"] = int(spread.max()), float(spread.mean())
@@ -234,11 +260,15 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     return out
 
 
-def grid_faces(data: str | Path, split: str, seed: int, size: int) -> np.ndarray:
-    """The grid's faces: 16 drawn with the benchmark's seed (the first 16 its sample draws), at ``size`` px."""
+def grid_faces(data: str | Path, split: str, seed: int, method) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The grid's faces and their landmarks: 16 drawn with the benchmark's seed (the first 16 its
+    sample draws, among the faces the method can take), at the method's size."""
     from faceage.eval.guards import GRID_FACES
 
-    return _resize(read_faces(data, split, GRID_FACES, seed)["images"], size)
+    faces = faces_for(method, read_faces(data, split, GRID_FACES * 2, seed))
+    stored = faces["images"][:GRID_FACES]
+    size = method.face_size
+    return _resize(stored, size), scale_landmarks(faces["landmarks"][:GRID_FACES], stored.shape[1], size)
 
 
 def format_report(result: dict, command: str, machine: str) -> str:

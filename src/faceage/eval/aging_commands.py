@@ -97,8 +97,8 @@ def aging_command(method_name, weights, sets, data, split, limit, seed, gray_fac
         from faceage.eval.guards import GRID_TARGETS, render_grid, write_png
 
         grid = grid or out.with_name(f"grid_{method_name}.png")
-        faces = grid_faces(data, split, seed, method.face_size)
-        write_png(grid, render_grid(method, faces, AgeEstimator().estimate_aligned(faces)))
+        faces, points = grid_faces(data, split, seed, method)
+        write_png(grid, render_grid(method, faces, AgeEstimator().estimate_aligned(faces), landmarks=points))
         result["grid"], result["grid_targets"] = grid.name, list(GRID_TARGETS)
         click.echo(f"wrote {grid}")
     machine = f"{device_name(device)}, {torch.get_num_threads()} torch threads, device {device}"

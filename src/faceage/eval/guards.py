@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceage.methods.base import AgingMethod, Edit
+from faceage.methods.base import AgingMethod, Edit, run_edit
 
 # The face inside an FFHQ-aligned crop as an ellipse (centre x, y, semi-axes x, y; fractions of the
 # side). It is inscribed in the box dlib's HOG detector finds on such crops
@@ -239,14 +239,16 @@ GRID_TILE = 128
 
 
 def render_grid(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray,
-                targets: Sequence[float] = GRID_TARGETS, tile: int = GRID_TILE) -> np.ndarray:
+                targets: Sequence[float] = GRID_TARGETS, tile: int = GRID_TILE,
+                landmarks: np.ndarray | None = None) -> np.ndarray:
     """(rows, cols) picture: one face per row, the input then each target age, with a label strip."""
     faces = _check(faces)[:GRID_FACES]
     source_ages = np.asarray(source_ages, np.float64)[: len(faces)]
     lo, hi = method.supported_ages()
     columns = [faces]
     for t in targets:
-        columns.append(method.edit(faces, source_ages, float(min(max(t, lo), hi))).edited)
+        points = None if landmarks is None else landmarks[: len(faces)]
+        columns.append(run_edit(method, faces, source_ages, float(min(max(t, lo), hi)), points).edited)
     interp = cv2.INTER_AREA if faces.shape[1] > tile else cv2.INTER_CUBIC
     header = 20
     canvas = np.full((header + tile * len(faces), tile * len(columns), 3), 255, np.uint8)

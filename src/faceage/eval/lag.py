@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceage.methods.base import AgingMethod
+from faceage.methods.base import AgingMethod, run_edit
 
 DEFAULT_LAG = Path("../shared/datasets/lag")  # relative to the repository root, where CI keeps it
 UPSCALE = 4
@@ -58,30 +58,42 @@ def _load(path: Path) -> np.ndarray:
     return cv2.resize(rgb, (rgb.shape[1] * UPSCALE, rgb.shape[0] * UPSCALE), interpolation=cv2.INTER_CUBIC)
 
 
-def align_people(people, size: int, pipeline=None) -> tuple[list[str], np.ndarray, np.ndarray, int]:
-    """Aligned young and old faces (P, size, size, 3) of the people whose both photos show a face."""
+def align_people(people, size: int, pipeline=None) -> tuple[list[str], dict, dict, int]:
+    """Aligned young and old faces of the people whose both photos show a face with landmarks:
+    for each of young/old, ``{"images": (P, size, size, 3) uint8, "landmarks": (P, 478, 2)}``."""
     from faceage.errors import NoFaceError
 
     if pipeline is None:
         from faceage.faces.pipeline import FacePipeline
 
         pipeline = FacePipeline(size=size)
-    names, young, old, skipped = [], [], [], 0
+    names, young, old, young_lm, old_lm, skipped = [], [], [], [], [], 0
     for name, young_path, old_path in people:
         try:
-            y = pipeline.align_one(_load(young_path), str(young_path)).image
-            o = pipeline.align_one(_load(old_path), str(old_path)).image
+            y = pipeline.align_one(_load(young_path), str(young_path))
+            o = pipeline.align_one(_load(old_path), str(old_path))
         except NoFaceError:
             skipped += 1
             continue
+        if y.landmarks is None or o.landmarks is None:
+            skipped += 1
+            continue
         names.append(name)
-        young.append(y)
-        old.append(o)
-    empty = np.zeros((0, size, size, 3), np.uint8)
-    return names, (np.stack(young) if young else empty), (np.stack(old) if old else empty), skipped
+        young.append(y.image)
+        old.append(o.image)
+        young_lm.append(y.landmarks)
+        old_lm.append(o.landmarks)
+
+    def pack(images: list, points: list) -> dict:
+        if not images:
+            return {"images": np.zeros((0, size, size, 3), np.uint8), "landmarks": np.zeros((0, 478, 2), np.float32)}
+        return {"images": np.stack(images), "landmarks": np.stack(points).astype(np.float32)}
+
+    return names, pack(young, young_lm), pack(old, old_lm), skipped
 
 
-def _edit_each(method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _edit_each(method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targets: np.ndarray,
+               landmarks: np.ndarray) -> np.ndarray:
     """Each face aged to its own target, rounded to whole years so that faces sharing a target go
     through the method as one batch (half a year is far below the estimator's error)."""
     lo, hi = method.supported_ages()
@@ -91,7 +103,7 @@ def _edit_each(method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targ
         rows = np.flatnonzero(aimed == age)
         for start in range(0, len(rows), 32):
             chunk = rows[start : start + 32]
-            out[chunk] = method.edit(faces[chunk], sources[chunk], float(age)).edited
+            out[chunk] = run_edit(method, faces[chunk], sources[chunk], float(age), landmarks[chunk]).edited
     return out
 
 
@@ -99,18 +111,26 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def direction(method: AgingMethod, nulls: list[AgingMethod], inputs: np.ndarray, others: np.ndarray,
+def direction(method: AgingMethod, nulls: list[AgingMethod], inputs: dict, others: dict,
               source_ages: np.ndarray, other_ages: np.ndarray, estimator, verifier) -> dict:
-    """One direction (inputs aged towards ``others``' ages), with its null-edit margin."""
+    """One direction (``inputs`` aged towards ``others``' ages), with its null-edit margin; both
+    are ``align_people`` packs (images and landmarks)."""
+    points = inputs["landmarks"]
+    return _direction(method, nulls, inputs["images"], others["images"], points, source_ages, other_ages,
+                      estimator, verifier)
+
+
+def _direction(method: AgingMethod, nulls: list[AgingMethod], inputs: np.ndarray, others: np.ndarray,
+               points: np.ndarray, source_ages: np.ndarray, other_ages: np.ndarray, estimator, verifier) -> dict:
     other_emb = verifier.embed_aligned(others)
     base = _cosine(verifier.embed_aligned(inputs), other_emb)
     null_gains, null_names = [], []
     for null in nulls:
-        out = _edit_each(null, inputs, source_ages, other_ages)
+        out = _edit_each(null, inputs, source_ages, other_ages, points)
         null_gains.append(_cosine(verifier.embed_aligned(out), other_emb) - base)
         null_names.append(null.name)
     margin = _margin(null_gains)
-    edited = _edit_each(method, inputs, source_ages, other_ages)
+    edited = _edit_each(method, inputs, source_ages, other_ages, points)
     sim = _cosine(verifier.embed_aligned(edited), other_emb)
     gain = sim - base
     reached = estimator.estimate_aligned(edited)
@@ -149,7 +169,7 @@ def run_lag(method: AgingMethod, root: str | Path = DEFAULT_LAG, limit: int | No
         from faceage.errors import DatasetError
 
         raise DatasetError(f"LAG: no face found in the first {len(people)} people's photos")
-    young_ages, old_ages = estimator.estimate_aligned(young), estimator.estimate_aligned(old)
+    young_ages, old_ages = estimator.estimate_aligned(young["images"]), estimator.estimate_aligned(old["images"])
     nulls = null_edits(method.face_size)
     directions = {"young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
                   "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier)}

@@ -61,3 +61,14 @@ class AgingMethod(abc.ABC):
     def supported_ages(self) -> tuple[float, float]:
         """The (lowest, highest) target age this method can aim for."""
         return (0.0, 100.0)
+
+
+def run_edit(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
+    """``method.edit``, handing over ``landmarks`` only to methods that use them (so methods written
+    before landmarks existed keep their three-argument ``edit``)."""
+    if method.uses_landmarks:
+        if landmarks is None:
+            raise ValueError(f"method {method.name!r} needs each face's landmarks")
+        return method.edit(faces, source_ages, target_age, landmarks=landmarks)
+    return method.edit(faces, source_ages, target_age)

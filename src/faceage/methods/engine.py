@@ -23,7 +23,7 @@ import numpy as np
 from faceage.age_groups import check_target_age
 from faceage.errors import NoFaceError
 from faceage.imageio import check_rgb
-from faceage.methods.base import AgingMethod, Edit
+from faceage.methods.base import AgingMethod, Edit, run_edit
 
 
 @dataclass(frozen=True)
@@ -181,13 +181,12 @@ class Ager:
             warning = (f"target age {requested:g} is outside what {self.method.name} can aim for "
                        f"({lo:g}-{hi:g}); aimed at {aimed:g}")
         start = time.perf_counter()
-        if getattr(self.method, "uses_landmarks", False):
+        points = None
+        if self.method.uses_landmarks:
             if any(face.landmarks is None for face in faces):
                 raise ValueError(f"method {self.method.name!r} needs dense landmarks; the face pipeline gave none")
             points = np.stack([face.landmarks for face in faces]).astype(np.float32)
-            edit = self.method.edit(crops, source, aimed, landmarks=points)
-        else:
-            edit = self.method.edit(crops, source, aimed)
+        edit = run_edit(self.method, crops, source, aimed, points)
         _check_edit(edit, crops.shape, self.method.name)
         edit_ms = (time.perf_counter() - start) * 1000.0 / len(faces)
 
