@@ -1,11 +1,12 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
+# `make test-fast` is the quick loop (no slow end-to-end tests); `make lint` is what CI checks first.
 # The venv is rebuilt only when a requirements file or pyproject.toml changes.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test test-fast lint bench clean
 
 $(STAMP): requirements.txt requirements-models.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,16 @@ browser:
 	else echo "warning: no chromium/chromedriver and no root for apt-get: the browser test will skip"; fi
 
 test: install browser
-	$(BIN)/python -m pytest -rs
+	$(BIN)/python -m pytest -rs --durations=15
+
+# The edit-test loop: everything but the tests marked slow (real models end to end, training runs).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/pipeline.py

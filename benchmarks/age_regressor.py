@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _timing import median_ms
 import torch
+
+from _timing import median_ms
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO / "src" / "faceage" / "weights" / "age_regressor.safetensors"
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    from faceage.models.age_regressor import count_parameters, load_age_regressor, read_age_regressor_config
+    from faceage.models.age_regressor import count_parameters
+    from faceage.models.io import load_age_regressor, read_age_regressor_config
     from faceage.training.age import AgeTrainOptions, evaluate_weights, format_decade_report
 
     torch.set_num_threads(args.threads)

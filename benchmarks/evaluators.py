@@ -32,7 +32,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -69,7 +69,8 @@ def utkface_sample(datasets: Path, n: int) -> tuple[list[tuple[Path, int]], str]
     ethnicity, byte-identical duplicates removed), so these are the faces the prepared test split
     holds. Within a decade, photos are taken in split-rank order. Returns (sample, description).
     """
-    from faceage.data import datasets as scan, split
+    from faceage.data import datasets as scan
+    from faceage.data import split
 
     records, rejects = scan.scan_utkface(datasets / "utkface" / "images")
     kept, _ = scan.find_duplicates(records)
@@ -189,10 +190,10 @@ def speed(datasets: Path, threads: int) -> list[dict]:
         reps1 = 8 if "dlib" in name else 32
         rows.append({
             "evaluator": name,
-            "photo + box, batch 1": ms_per_face(lambda: on_photo(photos[0], boxes[0]), 1, reps1),
-            "photo + boxes, batch 32": ms_per_face(lambda: on_photo(group, group_boxes), 32, 3),
-            "aligned 128, batch 1": ms_per_face(lambda: on_crops(crops[:1]), 1, reps1),
-            "aligned 128, batch 32": ms_per_face(lambda: on_crops(crops), 32, 3),
+            "photo + box, batch 1": ms_per_face(lambda f=on_photo: f(photos[0], boxes[0]), 1, reps1),
+            "photo + boxes, batch 32": ms_per_face(lambda f=on_photo: f(group, group_boxes), 32, 3),
+            "aligned 128, batch 1": ms_per_face(lambda f=on_crops: f(crops[:1]), 1, reps1),
+            "aligned 128, batch 32": ms_per_face(lambda f=on_crops: f(crops), 32, 3),
         })
     rows.append({
         "evaluator": "dlib HOG detection (per photo)",
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {"meta": {
         "command": "python " + " ".join([os.path.relpath(__file__, REPO)] + (argv if argv is not None else sys.argv[1:])),
-        "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "threads": args.threads,
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),

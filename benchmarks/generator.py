@@ -1,4 +1,4 @@
-"""Generator speed per sub-model (patent S4: pick the (resolution, channel ratio) that meets a time budget).
+"""Generator speed per sub-model (step S4 of *A StyleGAN-based face age editing method for mobile terminals*: pick the (resolution, channel ratio) that meets a time budget).
 
 For every (resolution, ratio) of a generator config: parameters the sub-generator reads (synthesis
 only; the 8-layer mapping is shared and listed once), multiply-adds of one image (counted by

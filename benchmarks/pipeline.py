@@ -15,8 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _timing import median_ms
 
+from _timing import median_ms
 from faceage.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.md"
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    from faceage.cli import EXAMPLE_PHOTO
+    from faceage.assets import EXAMPLE_PHOTO
     from faceage.imageio import load_image
 
     example = load_image(EXAMPLE_PHOTO)

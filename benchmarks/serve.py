@@ -25,15 +25,32 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.atomic import write_text_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.md"
-EXAMPLE = Path(__file__).resolve().parents[1] / "src" / "faceage" / "assets" / "example.jpg"
+EXAMPLE = EXAMPLE_PHOTO
+
+
+_TOKENS: dict[str, str] = {}
+
+
+def page_token(base: str) -> str:
+    """The upload token the page carries (the server refuses POSTs without one, as the page's script sends)."""
+    if base not in _TOKENS:
+        with urllib.request.urlopen(base + "/", timeout=60) as response:
+            page = response.read().decode("utf-8")
+        _TOKENS[base] = re.search(r'<meta name="faceage-token" content="([^"]+)">', page).group(1)
+    return _TOKENS[base]
 
 
 def fetch(url: str, data: bytes | None = None) -> tuple[int, bytes]:
+    headers = {}
+    if data is not None:
+        base = re.match(r"https?://[^/]+", url).group(0)
+        headers["X-Faceage-Token"] = page_token(base)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=600) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=600) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -59,7 +76,8 @@ def age_photo(base: str, query: str, data: bytes) -> dict:
 
 
 def start_server(weights: Path | None, queue: int) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--queue", str(queue)]
+    # the IPCGAN method explicitly: the weights below (shipped or tiny) are IPCGAN generators, whatever the default
+    command = [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--method", "ipcgan", "--queue", str(queue)]
     if weights is not None:
         command += ["--weights", str(weights)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

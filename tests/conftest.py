@@ -9,6 +9,36 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The quick loop, `make test-fast` (pytest -m "not slow"), leaves out the tests that train networks,
+# export graphs, drive whole commands or the web server, or load the dlib and ONNX evaluators: in
+# `make test`'s --durations they take about 90 % of the suite's time. A new slow test carries
+# @pytest.mark.slow where it stands; these files, and these single tests, are slow as a whole.
+SLOW_FILES = {
+    "data/test_prepare.py", "eval/test_aging_bench.py", "eval/test_fid.py", "eval/test_identity.py",
+    "export/test_onnx_export.py", "methods/test_age_command.py", "methods/test_engine.py",
+    "methods/test_every_method.py", "methods/test_shipped_ipcgan.py", "models/test_official_stylegan2.py",
+    "serve/test_serve_app.py", "serve/test_serve_browser.py", "test_cli.py", "training/test_age_training.py",
+    "training/test_commands.py", "training/test_distributed.py", "training/test_gan.py",
+    "training/test_ipcgan_training.py",
+}
+SLOW_TESTS = {
+    "data/test_datasets.py::test_full_label_lists_scan_without_decoding",
+    "data/test_split.py::test_real_split_is_stratified_with_2000_test_faces",
+    "faces/test_imageio.py::test_large_camera_photo_loads",
+    "models/test_ipcgan_networks.py::test_alexnet_conv5_separates_people_more_than_small_changes",
+    "models/test_model_layers.py::test_compiles_without_graph_breaks",
+    "training/test_dataset.py::test_loader_with_workers_is_deterministic",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = item.path.resolve().relative_to(tests).as_posix()
+        if path in SLOW_FILES or f"{path}::{item.name.split('[')[0]}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 # faces per split of the session-wide tiny prepared folder (fixture tiny_data)
 TINY_SPLITS = {"train": 40, "val": 12, "test": 12}
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +102,52 @@ def tiny_data(tmp_path_factory, shared_datasets) -> Path:
 def tiny_splits() -> dict[str, int]:
     """How many faces each split of ``tiny_data`` holds."""
     return dict(TINY_SPLITS)
+
+
+@pytest.fixture(scope="session")
+def tiny_faces256(tmp_path_factory, shared_datasets) -> Path:
+    """A prepared folder of 48 real UTKFace faces aligned at 256 px by the real face pipeline, with
+    their 478 landmarks, ages spread over 1..90 and both genders (the ``data prepare`` format)."""
+    from faceage.data.datasets import ETHNICITIES
+    from faceage.data.shards import FORMAT, MANIFEST, ShardWriter, encode_landmarks
+    from faceage.faces.pipeline import FacePipeline
+    from faceage.imageio import load_image
+
+    images = shared_datasets / "utkface" / "images"
+    files = sorted(p for p in images.iterdir() if p.name.count("_") >= 3)
+    by_key: dict[tuple[int, int], list[Path]] = {}
+    for p in files:
+        age, gender = (int(v) for v in p.name.split("_")[:2])
+        by_key.setdefault((age, gender), []).append(p)
+    pipeline = FacePipeline(size=256)
+    folder = tmp_path_factory.mktemp("faces256")
+    splits = ["train"] * 4 + ["val"]
+    with ShardWriter(folder) as writer:
+        n = 0
+        for i, age in enumerate(np.linspace(1, 90, 30).round().astype(int)):
+            for gender in (0, 1):
+                near = min((k for k in by_key if k[1] == gender), key=lambda k: (abs(k[0] - age), k))
+                path = by_key[near][i % len(by_key[near])]
+                try:
+                    face = pipeline.align_one(load_image(path))
+                except Exception:  # noqa: BLE001 - a crop the detector misses is simply not used
+                    continue
+                if face.landmarks is None:
+                    continue
+                a, g, race = (int(v) for v in path.name.split("_")[:3])
+                labels = {"age": a, "gender": g, "ethnicity": ETHNICITIES[race], "source": "utkface",
+                          "file": path.name, "landmarks": encode_landmarks(face.landmarks)}
+                writer.write_image(f"utk_{n:03d}", splits[n % len(splits)], face.image, labels)
+                n += 1
+    shards = [s.to_dict() for s in writer.shards]
+    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "size": 256, "shards": shards}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_prototypes(tiny_faces256, tmp_path_factory):
+    """Prototypes built by the real builder from ``tiny_faces256`` (bins without faces borrowed)."""
+    from faceage.training.prototypes import BuildOptions, build
+
+    return build(tiny_faces256, tmp_path_factory.mktemp("protorun"), BuildOptions(min_cell=1000, pca=16),
+                 progress=False)

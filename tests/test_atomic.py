@@ -64,13 +64,12 @@ def test_creates_parent_folders(tmp_path):
 
 
 def test_temp_target_names_the_destination_of_a_leftover_temp(tmp_path):
-    path = tmp_path / "manifest.json"
+    import tempfile
 
-    def write(f):
-        (name,) = [p.name for p in tmp_path.iterdir()]
-        assert temp_target(name) == "manifest.json"
-
-    atomic_write(path, write)
+    # the name a temp file of atomic_write gets (content goes to memory first, so name one the same way)
+    fd, name = tempfile.mkstemp(prefix=".manifest.json.", suffix=".tmp", dir=tmp_path)
+    os.close(fd)
+    assert temp_target(os.path.basename(name)) == "manifest.json"
     assert temp_target("manifest.json") is None
     assert temp_target("shard-000.tar.tmp") is None
     assert temp_target(".tmp") is None

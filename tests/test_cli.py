@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-from cli_helpers import run_cli
 from PIL import Image
 
-from faceage.cli import EXAMPLE_PHOTO
+from cli_helpers import run_cli
+from faceage.assets import EXAMPLE_PHOTO
 
 
 def test_estimate_gives_a_plausible_age_for_the_example(capsys):
@@ -76,3 +76,11 @@ def test_installed_command_runs_without_traceback(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_help_loads_no_numerical_or_model_library():
+    """``faceage --help`` and option parsing stay instant: every command imports its heavy modules lazily."""
+    code = ("import sys, faceage.cli; heavy = {'numpy', 'cv2', 'PIL', 'torch', 'onnxruntime', 'dlib'} & set(sys.modules); "
+            "assert not heavy, sorted(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -4,7 +4,7 @@ A grouping is a list of ascending lower edges: group 0 is every age below ``edge
 holds ``edges[i-1] <= age < edges[i]``, the last group is open-ended. ``centre`` is the age a
 group stands for when a user asks for a group by age (``--to 70``) or a result is compared with it.
 
-- ``ipcgan5``: the seed's five groups (<= 20, 21-30, 31-40, 41-50, 51+), trained on CACD adults.
+- ``ipcgan5``: the IPCGAN paper's five groups (<= 20, 21-30, 31-40, 41-50, 51+), trained on CACD adults.
 - ``lifespan``: decades from childhood to old age (0-9, 10-19, ..., 60-69, 70+), so the
   conditional method covers the same target groups as the benchmark (0, 10, 20, 30, 50) and the
   elderly, which is what faceage is for.
@@ -12,9 +12,28 @@ group stands for when a user asks for a group by age (``--to 70``) or a result i
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+# The oldest target accepted at all; ages between a method's own range and this are clamped.
+MAX_TARGET_AGE = 120.0
+
+
+def check_target_age(age: object, what: str = "target age") -> float:
+    """``age`` as float years, or ``ValueError`` naming ``what`` and the value: the one check of a
+    target age, for the command line, the web app, the engine and the methods."""
+    if isinstance(age, bool) or not isinstance(age, numbers.Real):
+        raise ValueError(f"{what} must be a number of years, got {age!r}")
+    value = float(age)
+    shown = f"{value:g}" if isinstance(age, float) else repr(age)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number of years, got {shown}")
+    if not 0.0 <= value <= MAX_TARGET_AGE:
+        raise ValueError(f"{what} must be between 0 and {MAX_TARGET_AGE:g} years, got {shown}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,16 @@ when a package is missing.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
+from faceage.checksum import sha256_file
 from faceage.errors import ModelFileError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# the public-domain portrait that `faceage demo`, the web app and the tests start from
+EXAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "example.jpg"
 
 # name -> (package that carries it, path inside that package, what it is)
 _PACKAGED: dict[str, tuple[str, str, str]] = {
@@ -66,14 +68,6 @@ def read_manifest() -> dict[str, dict]:
     return json.loads((WEIGHTS_DIR / "manifest.json").read_text())
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_shipped(name: str) -> Path:
     """Return a shipped weight file's path after checking it against its manifest sha256."""
     manifest = read_manifest()
@@ -82,7 +76,7 @@ def verify_shipped(name: str) -> Path:
     path = WEIGHTS_DIR / name
     if not path.is_file():
         raise ModelFileError(f"shipped weights '{name}' are missing from {WEIGHTS_DIR}")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != manifest[name]["sha256"]:
         raise ModelFileError(f"shipped weights '{name}' are corrupt: sha256 {actual[:12]}... does not match the manifest")
     return path

@@ -2,12 +2,16 @@
 
 Every writer goes through a temporary file in the destination folder (same file system, so the
 final ``os.replace`` is atomic), named ``.<name>.<random>.tmp`` so it is hidden and easy to spot.
-The data is flushed and fsynced before the rename; on any failure, KeyboardInterrupt included,
-the temporary file is removed and the destination is left as it was.
+The content is first produced in memory, then written with every byte counted (an encoder writing
+straight to a file descriptor can lose a short write on a nearly full disk and report success), the
+file's size checked, fsynced, and only then renamed; on any failure, KeyboardInterrupt included, the
+temporary file is removed and the destination is left as it was.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -50,21 +54,34 @@ def temp_target(name: str) -> str | None:
     return target if dot and target else None
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(f)`` on a binary file that atomically becomes ``path`` once ``write`` returns.
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(f)`` on an in-memory binary buffer whose content atomically becomes ``path``.
 
     Parent folders are created. The new file gets the usual ``0o666 & ~umask`` mode (mkstemp's
-    0600 is not kept). Exceptions from ``write`` propagate unchanged. Returns ``path`` as a Path.
+    0600 is not kept). Exceptions from ``write`` propagate unchanged; a disk error (full disk,
+    read-only folder, a short write) raises OSError and leaves nothing behind. Returns ``path``.
     """
+    buffer = io.BytesIO()
+    write(buffer)
+    return write_bytes_atomic(path, buffer.getbuffer())
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Atomically replace ``path`` with ``data``: complete or not there at all (see the module doc)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    view = memoryview(data).cast("B")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), default_file_mode())
-            os.fsync(f.fileno())
+        try:
+            _write_all(fd, view)
+            size = os.fstat(fd).st_size
+            if size != len(view):
+                raise OSError(errno.EIO, f"wrote {size} of {len(view)} bytes")
+            os.fchmod(fd, default_file_mode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,9 +89,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     return path
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Atomically replace ``path`` with ``data``."""
-    return atomic_write(path, lambda f: f.write(data))
+def _write_all(fd: int, view: memoryview) -> None:
+    """``os.write`` until every byte is written; a write that makes no progress is an error."""
+    done = 0
+    while done < len(view):
+        n = os.write(fd, view[done:done + (1 << 24)])
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:

@@ -10,49 +10,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
-from faceage import __version__
+from faceage.assets import EXAMPLE_PHOTO
+from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file
 from faceage.errors import FaceageError
-
-EXAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "example.jpg"
-
-
-@dataclass
-class FileFailure:
-    path: str
-    reason: str
+from faceage.version import __version__
 
 
-def run_per_file(paths: Iterable[str], job: Callable[[str], Any]) -> tuple[list[Any], list[FileFailure]]:
-    """Run ``job`` on each path, collecting results and per-file failures (FaceageError only)."""
-    results, failures = [], []
-    for path in paths:
-        try:
-            results.append(job(path))
-        except FaceageError as error:
-            failures.append(FileFailure(path, str(error)))
-    return results, failures
-
-
-def report_failures(failures: list[FileFailure], total: int) -> None:
-    """Print each failed input on stderr; exit 1 when nothing succeeded."""
-    for failure in failures:
-        # most reasons already start with the file's name; don't print it twice
-        named = Path(failure.path).name in failure.reason
-        click.echo(f"error: {failure.reason}" if named else f"error: {failure.path}: {failure.reason}", err=True)
-    if failures and len(failures) == total:
-        raise SystemExit(1)
-    if failures:
-        click.echo(f"{len(failures)} of {total} inputs failed (listed above)", err=True)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="faceage")
 def cli() -> None:
     """Show a face at another age, offline. Every result reports the age reached and identity kept."""
@@ -160,12 +128,13 @@ def demo(out_dir: Path) -> None:
     ctx.invoke(estimate, photos=(str(EXAMPLE_PHOTO),), as_json=False)
     ctx.invoke(masks, photos=(str(EXAMPLE_PHOTO),), out_dir=out_dir, size="256")
     from faceage.methods.commands import age
-    from faceage.methods.registry import METHODS, available_methods
+    from faceage.methods.registry import DEFAULT_METHOD, METHODS, available_methods
 
     methods = available_methods()
     if methods:
-        click.echo(f"aging method: {methods[0]} ({METHODS[methods[0]].label()})")
-        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=methods[0], strip=True)
+        method = DEFAULT_METHOD if DEFAULT_METHOD in methods else methods[0]
+        click.echo(f"aging method: {method} ({METHODS[method].label()})")
+        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=method, strip=True)
     else:
         click.echo("no aging weights are installed in faceage/weights: skipping the aging step")
     click.echo(f"outputs are in {out_dir.resolve()}")
@@ -179,12 +148,8 @@ def _register_groups() -> None:
     from faceage.methods.commands import age
     from faceage.outputs.commands import info
     from faceage.serve.commands import serve
-    from faceage.training.age_commands import age_command
     from faceage.training.commands import bench, train
-    from faceage.training.ipcgan_commands import ipcgan_command
 
-    train.add_command(age_command)
-    train.add_command(ipcgan_command)
     bench.add_command(aging_command)
     for command in (age, info, serve, data, train, bench, export):
         cli.add_command(command)

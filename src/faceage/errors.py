@@ -33,3 +33,8 @@ class DatasetError(FaceageError):
 
 class ImageWriteError(FaceageError):
     """An output image could not be written (unknown format, protected input, disk error)."""
+
+
+class OutputUnwritableError(ImageWriteError):
+    """No output can be written at all (disk full, read-only or forbidden folder): a batch stops here
+    instead of failing every remaining file the same way."""

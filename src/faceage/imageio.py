@@ -18,6 +18,7 @@ also go into a standard XMP packet (JPEG APP1 ``http://ns.adobe.com/xap/1.0/``, 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -32,11 +33,19 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from faceage.atomic import atomic_write, fsync_dir
-from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError
+from faceage.errors import ImageReadError, ImageTooLargeError, ImageWriteError, OutputUnwritableError
 
 # 120 MP: well above any camera (a 100 MP medium-format frame fits), far below what would exhaust
 # memory once decoded (120 MP RGB = 360 MB, plus a few working copies).
 DEFAULT_MAX_PIXELS = 120_000_000
+
+# Most pixels one byte of a genuine file can describe, per format, from each codec's best case (a flat
+# image): JPEG codes at least about one bit per 8x8 block (a few hundred pixels a byte; 4x margin here),
+# deflate (PNG, TIFF) at most 1032:1 on 1-bit rows (8256), GIF's LZW a few thousand, BMP's RLE 510.
+# A header declaring more pixels than that is corrupt or a decompression bomb (a 631-byte "7000x7000"
+# JPEG would be decoded into 147 MB). Applies above a megapixel; formats not listed (lossless WebP can
+# describe a flat image in almost nothing) are bounded by the pixel limits alone.
+MAX_PIXELS_PER_BYTE = {"JPEG": 2_000, "MPO": 2_000, "PNG": 16_000, "TIFF": 16_000, "GIF": 8_000, "BMP": 1_000}
 
 SAVE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 
@@ -66,8 +75,8 @@ try:  # littlecms is part of Pillow's wheels, but it is an optional feature of P
 
     _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 except (ImportError, OSError):  # pragma: no cover - depends on how Pillow was built
-    ImageCms = None
-    _SRGB_PROFILE = None
+    ImageCms = None  # type: ignore[assignment]
+    _SRGB_PROFILE = None  # type: ignore[assignment]
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -82,7 +91,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     path = Path(path)
     name = path.name or str(path)
     try:
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp:
             if os.fstat(fp.fileno()).st_size == 0:
                 raise ImageReadError(f"{name}: file is empty")
             return _decode(fp, name, max_pixels)
@@ -96,11 +105,77 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise ImageReadError(f"{name}: cannot read file ({exc.strerror or exc})") from None
 
 
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file; ``ImageReadError`` for a FIFO, device or
+    socket (opened without blocking: a FIFO with no writer would otherwise hang the caller forever)."""
+    import stat
+
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(
+                f"{path.name or path}: not a regular file (a pipe, device or socket); refusing to read it"
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def decode_image_bytes(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Same as ``load_image`` for an image held in memory (an upload); ``name`` is used in errors."""
     if not data:
         raise ImageReadError(f"{name}: file is empty")
     return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def image_header(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int, str]:
+    """(width, height, format) of an image held in memory, from its header alone (nothing decoded).
+
+    Raises like ``decode_image_bytes`` for what the header shows: not an image, a corrupt header, more
+    than ``max_pixels`` pixels (``ImageTooLargeError``), or more pixels than the file's bytes could
+    genuinely describe (``ImageReadError``: corrupt, or a decompression bomb).
+    """
+    if not data:
+        raise ImageReadError(f"{name}: file is empty")
+    with _open_image(io.BytesIO(data), name) as im:
+        _check_header(im, name, max_pixels, len(data))
+        return im.size[0], im.size[1], str(im.format)
+
+
+def _open_image(fp: BinaryIO, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own bomb limit (89 MP); ours is max_pixels, checked by the caller.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
+
+
+def _check_header(im: Image.Image, name: str, max_pixels: int, size: int | None) -> None:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP"
+        )
+    per_byte = MAX_PIXELS_PER_BYTE.get(str(im.format))
+    if per_byte and size and width * height > 1_000_000 and width * height > per_byte * size:
+        raise ImageReadError(
+            f"{name}: the header declares {width}x{height} pixels but the file has only {size} bytes; "
+            "corrupt (or a decompression bomb), not decoded"
+        )
 
 
 def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
@@ -111,27 +186,9 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
             f"{name}: refusing to read while PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on "
             "(truncated files could not be detected)"
         )
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own bomb limit (89 MP); ours is max_pixels, checked below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
-
+    im = _open_image(fp, name)
     with im:
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageReadError(f"{name}: image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"{name}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-                f"{max_pixels / 1e6:.1f} MP"
-            )
+        _check_header(im, name, max_pixels, _stream_size(fp))
         try:
             im.load()  # full decode now: a truncated file raises here instead of giving grey rows
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
@@ -144,6 +201,16 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
         except ValueError as exc:
             raise ImageReadError(f"{name}: {exc}") from None
     return rgb
+
+
+def _stream_size(fp: BinaryIO) -> int | None:
+    """Bytes in a file or BytesIO (None when unknown)."""
+    if isinstance(fp, io.BytesIO):
+        return len(fp.getbuffer())
+    try:
+        return os.fstat(fp.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -284,9 +351,25 @@ def save_image(
             exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(meta, ensure_ascii=True, sort_keys=True)
             options["exif"] = exif.tobytes()
 
-    atomic_write(path, lambda fp: Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options))
-    fsync_dir(path.parent)
+    try:
+        atomic_write(path, lambda fp: Image.fromarray(rgb, mode="RGB").save(fp, format=fmt, **options))
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     return path
+
+
+# errors after which no other output can be written either: the folder or the disk is the problem
+_FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> ImageWriteError:
+    """The one-line ``ImageWriteError`` for a failed write of ``path``; ``OutputUnwritableError`` when
+    every other write would fail the same way (no space, read-only or forbidden folder)."""
+    reason = exc.strerror or _one_line(exc)
+    if exc.errno in _FATAL_WRITE_ERRNOS:
+        return OutputUnwritableError(f"cannot write {path} ({reason})")
+    return ImageWriteError(f"{Path(path).name}: cannot write the output ({reason})")
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -298,7 +381,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with open_regular(path) as fp, _bomb_warnings_off(), Image.open(fp) as im:
             xmp = im.info.get("xmp")
             if im.format == "PNG":
                 own = {str(k): str(v) for k, v in getattr(im, "text", {}).items() if k != _PNG_XMP_KEY}
@@ -312,11 +395,27 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         raise ImageReadError(f"{path.name}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{path.name}: not an image, or a format that cannot be read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except PermissionError:
+        raise ImageReadError(f"{path.name}: permission denied") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(
+            f"{path.name}: the header declares a size far beyond any photo (corrupt, or a decompression bomb); not read"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{path.name}: cannot read metadata ({_one_line(exc)})") from None
     meta = _parse_xmp(xmp) if xmp else {}
     meta.update(own)
     return meta
+
+
+def _bomb_warnings_off():
+    """Reading metadata decodes no pixels, so a huge declared size is no reason to warn."""
+    import contextlib
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    return stack
 
 
 def _json_dict(text: str | bytes | None) -> dict[str, str]:
@@ -401,7 +500,7 @@ def _parse_xmp(packet: str | bytes) -> dict[str, str]:
     return meta
 
 
-def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+def check_rgb(rgb: object, what: str = "image") -> np.ndarray:
     """Return ``rgb`` as a C-contiguous (H, W, 3) uint8 array, or raise ValueError saying what it got."""
     if not isinstance(rgb, np.ndarray):
         raise ValueError(f"{what}: expected an (H, W, 3) uint8 numpy array, got {type(rgb).__name__}")

@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from faceage.data.shards import (
-    FORMAT, ShardReader, ShardWriter, encode_jpeg, iter_shard, read_index, write_json_atomic,
+    FORMAT,
+    ShardReader,
+    ShardWriter,
+    encode_jpeg,
+    iter_shard,
+    read_index,
+    write_json_atomic,
 )
 from faceage.errors import DatasetError
 

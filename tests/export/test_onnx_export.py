@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from faceage.cli import main
 from faceage.export.onnx import (
     MANIFEST_NAME,

@@ -158,5 +158,44 @@ def test_bad_input(detector: FaceDetector, astronaut: np.ndarray) -> None:
         detector.detect(astronaut.astype(np.float32))
     with pytest.raises(ValueError, match="shape"):
         detector.detect(astronaut[:, :, 0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"score_threshold must be in \[0, 1\], got 1.5"):
         FaceDetector(score_threshold=1.5)
+
+
+def test_tiny_views_never_reach_yunet_unpadded(detector: FaceDetector) -> None:
+    """OpenCV's YuNet answers inputs at most 32 px high with a row of uninitialised memory (score 1.0,
+    coordinates that change between calls): the phantom faces of a 6000x200 banner."""
+    for shape in [(21, 640), (7, 640), (32, 640), (640, 21)]:
+        rows = detector._run(np.full((*shape, 3), 255, np.uint8), 1.0, 1.0, 0)
+        assert len(rows) == 0, shape
+
+
+def test_a_face_on_a_wide_banner_is_found_the_same_way_every_time(detector: FaceDetector) -> None:
+    from faceage.cli import EXAMPLE_PHOTO
+
+    face = cv2.resize(load_image(EXAMPLE_PHOTO), (200, 200), interpolation=cv2.INTER_AREA)
+    banner = np.full((200, 6000, 3), 255, np.uint8)
+    banner[:, 4100:4300] = face  # 40 px from a tile border: whole in the overlapping tile
+    tall = np.full((6000, 200, 3), 255, np.uint8)
+    tall[4100:4300] = face
+    results = []
+    for _ in range(4):
+        results.append([f.box.round(2).tolist() for f in detector.detect(banner)])
+        detector.detect(face)  # other input sizes in between must not change the answer
+    assert len(results[0]) == 1 and all(r == results[0] for r in results)
+    (alone,) = detector.detect(face)  # where the face is on its own
+    assert np.allclose(results[0][0], alone.box + [4100, 0, 4100, 0], atol=3)
+    (upright,) = detector.detect(tall)  # a tall strip is tiled the same way
+    assert np.allclose(upright.box, alone.box + [0, 4100, 0, 4100], atol=3)
+    assert detector.detect(np.full((200, 6000, 3), 255, np.uint8)) == []  # empty background: nothing
+
+
+def test_detections_the_landmark_fit_rejects_are_dropped() -> None:
+    from skimage import data
+
+    from faceage.faces.pipeline import FacePipeline
+
+    eager = FaceDetector(score_threshold=0.05)  # low enough to take a cat's face for a person's
+    cat = data.chelsea()
+    assert len(eager.detect(cat)) >= 1
+    assert FacePipeline(detector=eager).process(cat) == []

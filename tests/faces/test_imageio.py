@@ -281,7 +281,7 @@ def test_failed_write_leaves_old_file_and_no_temp(
         raise OSError("No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(ImageWriteError, match="No space"):
         save_image(target, np.zeros_like(astronaut))
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
@@ -295,3 +295,12 @@ def test_save_rejects_bad_input(tmp_path: Path, astronaut: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shape"):
         save_image(tmp_path / "x.png", astronaut[:, :, 0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # nobody writes: a plain open() would block forever
+    with pytest.raises(ImageReadError, match="photo.jpg: not a regular file"):
+        load_image(fifo)

@@ -195,7 +195,7 @@ def test_paste_delta_keeps_a_grayscale_photo_grayscale(astronaut: np.ndarray, al
     gray = np.repeat(astronaut.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
     brighter = np.clip(face.astype(int) + 90, 0, 255).astype(np.uint8)
     lum = np.repeat(brighter.mean(-1, keepdims=True).astype(np.uint8), 3, -1)  # a gray (luma-only) change
-    out = paste_delta(gray, lum, np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1), matrix)
+    out = paste_delta(gray, lum, np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1), matrix, keep_gamut=True)
     assert not np.array_equal(out, gray)
     spread = out.max(-1).astype(int) - out.min(-1)
     assert spread.max() <= 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from faceage.age_groups import get_grouping
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
 from faceage.methods.ipcgan import IPCGANMethod
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
@@ -118,13 +118,13 @@ def installed(shipped_dir, tiny_weights) -> Path:
     import json
     import shutil
 
-    from faceage.assets import sha256_of
+    from faceage.checksum import sha256_file
     from faceage.methods.ipcgan import SHIPPED_NAME
 
     target = shipped_dir / SHIPPED_NAME
     shutil.copy(tiny_weights, target)
     shutil.copy(tiny_weights.with_suffix(".json"), target.with_suffix(".json"))
     manifest = json.loads((shipped_dir / "manifest.json").read_text())
-    manifest[SHIPPED_NAME] = {"sha256": sha256_of(target)}
+    manifest[SHIPPED_NAME] = {"sha256": sha256_file(target)}
     (shipped_dir / "manifest.json").write_text(json.dumps(manifest))
     return target

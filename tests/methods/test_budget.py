@@ -1,4 +1,4 @@
-"""The patent's S4 latency budget: sub-models timed once (on a real tiny generator) and cached,
+"""The S4 latency budget of *A StyleGAN-based face age editing method for mobile terminals*: sub-models timed once (on a real tiny generator) and cached,
 the choice monotone in the budget, a corrupt cache ignored and rewritten."""
 
 from __future__ import annotations

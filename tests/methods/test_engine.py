@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 
 import faceage
+from faceage.age_groups import check_target_age
 from faceage.errors import FaceageError, NoFaceError
 from faceage.faces.align import invert_affine, warp_face
 from faceage.methods.base import Edit
-from faceage.methods.engine import Ager, AgingResult, check_target_age
+from faceage.methods.engine import Ager, AgingResult
 from faceage.methods.ipcgan import IPCGANMethod
 
 
@@ -62,6 +64,10 @@ def test_reached_age_is_measured_on_the_output_photo(ager, example_rgb):
                                     ager.verifier.embed_aligned(view[None])[0])
     assert result.faces[0].identity == pytest.approx(expected.score, abs=1e-5)
     assert result.faces[0].same_person == expected.accepted
+    from faceage.eval.guards import chroma_ratio
+
+    assert result.faces[0].chroma_detail == pytest.approx(float(chroma_ratio(face.image[None], view[None])[0]))
+    assert result.to_dict()["faces"][0]["chroma_detail"] == round(result.faces[0].chroma_detail, 3)
 
 
 def test_several_ages_give_one_result_each_and_match_single_calls(ager, example_rgb):
@@ -86,9 +92,21 @@ def test_targets_outside_the_method_range_are_clamped_with_a_warning(quick_ager,
     assert (young.requested_age, young.target_age) == (0, 5) and old.faces[0].target_age == 78
 
 
-@pytest.mark.parametrize("bad", [-1, 120.5, math.nan, math.inf, "70", True, None, []])
-def test_bad_targets_are_refused(quick_ager, example_rgb, bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (-1, "between 0 and 120 years, got -1"),
+        (120.5, "between 0 and 120 years, got 120.5"),
+        (math.nan, "finite number of years, got nan"),
+        (math.inf, "finite number of years, got inf"),
+        ("70", "a number of years, got '70'"),
+        (True, "a number of years, got True"),
+        (None, "a number of years, got None"),
+        ([], "at least one target age"),
+    ],
+)
+def test_bad_targets_are_refused(quick_ager, example_rgb, bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         quick_ager.age(example_rgb, to=bad)
 
 
@@ -108,7 +126,7 @@ def test_without_evaluation_the_photo_is_the_same_and_the_measures_are_empty(age
     fast, full = quick_ager.age(example_rgb, to=60), ager.age(example_rgb, to=60)
     assert np.array_equal(fast.image, full.image)
     face = fast.faces[0]
-    assert face.reached_age is face.identity is face.same_person is None
+    assert face.reached_age is face.identity is face.same_person is face.chroma_detail is None
     assert face.source_age == full.faces[0].source_age
     assert fast.to_dict()["faces"][0]["reached_age"] is None
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import faceage
-from faceage.assets import verify_shipped
-from faceage.cli import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO, verify_shipped
 from faceage.eval.colour import channel_spread, highfreq_colour_ratio
 from faceage.imageio import load_image
 from faceage.methods.registry import available_methods

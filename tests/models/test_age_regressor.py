@@ -14,14 +14,13 @@ from faceage.models.age_regressor import (
     AgeRegressor,
     AgeRegressorConfig,
     age_loss,
-    config_path_for,
     count_parameters,
     expected_age,
     gaussian_age_targets,
     group_log_probs,
-    load_age_regressor,
-    save_age_regressor,
 )
+from faceage.models.io import flat_config_path as config_path_for
+from faceage.models.io import load_age_regressor, save_age_regressor
 
 # Narrow and shallow: the same code paths as the shipped config at a fraction of the cost.
 TINY = AgeRegressorConfig(input_size=64, stem_channels=8, channels=(8, 16), blocks=(1, 1), max_age=100)
@@ -211,13 +210,14 @@ def test_load_is_strict_about_keys_shapes_and_files(tmp_path):
 
 def test_shipped_weights_are_checked_against_the_manifest(tmp_path, monkeypatch):
     from faceage import assets
+    from faceage.checksum import sha256_file
 
     monkeypatch.setattr(assets, "WEIGHTS_DIR", tmp_path)
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(ModelFileError, match="no entry"):
         load_age_regressor()
     model, path = _trained_ish(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({path.name: {"sha256": assets.sha256_of(path)}}))
+    (tmp_path / "manifest.json").write_text(json.dumps({path.name: {"sha256": sha256_file(path)}}))
     assert load_age_regressor().cfg == model.cfg
 
 
@@ -250,7 +250,7 @@ def test_shipped_weights_age_real_aligned_test_faces(shared_datasets):
     from faceage.assets import WEIGHTS_DIR
     from faceage.faces.pipeline import FacePipeline
     from faceage.imageio import load_image
-    from faceage.models.age_regressor import SHIPPED_NAME
+    from faceage.models.io import AGE_REGRESSOR_SHIPPED as SHIPPED_NAME
 
     model = load_age_regressor(WEIGHTS_DIR / SHIPPED_NAME)
     pipeline = FacePipeline(size=128)

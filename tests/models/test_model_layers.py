@@ -28,7 +28,7 @@ def test_channels_for_ratio():
     assert channels_for_ratio(10, 0.7) == 7  # 0.7 * 10 = 7.000000000000001 must not round up
     assert channels_for_ratio(3, 0.5) == 2
     assert channels_for_ratio(5, 0.01) == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"channel ratio must be in \(0, 1\], got 1.5"):
         channels_for_ratio(5, 1.5)
 
 

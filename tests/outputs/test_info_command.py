@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from cli_helpers import run_cli
 from faceage.imageio import save_image
 from faceage.outputs.progression import save_gif
 from faceage.outputs.provenance import provenance_metadata
@@ -21,7 +21,7 @@ from faceage.outputs.provenance import provenance_metadata
 def outputs(tmp_path: Path) -> dict[str, Path]:
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     meta = provenance_metadata({"method": "ipcgan", "sha256": "ab" * 32}, [34.2], 60,
-                               created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+                               created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
     files = {
         "aged.jpg": save_image(tmp_path / "aged.jpg", rgb, metadata=meta),
         "aged.png": save_image(tmp_path / "aged.png", rgb, metadata=meta),
@@ -74,3 +74,30 @@ def test_info_errors_are_one_line_each(capsys, outputs, tmp_path) -> None:
     assert lines[1].startswith("error: missing.png: file not found")
     code, _, err = run_cli(capsys, "info")
     assert code == 2 and "Missing argument" in err
+
+
+def huge_header_jpeg(path: Path, side: int) -> Path:
+    """A few hundred bytes of JPEG whose frame header declares ``side`` x ``side`` pixels."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (120, 80, 60)).save(buffer, "JPEG", quality=50)
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, start + 5, side, side)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_huge_declared_size_and_a_fifo_fail_alone(capsys, tmp_path, outputs):
+    import os
+
+    huge = huge_header_jpeg(tmp_path / "huge.jpg", 20000)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # no writer: opening it the usual way would block forever
+    code, stdout, err = run_cli(capsys, "info", huge, fifo, outputs["aged.png"])
+    assert code == 0
+    assert "aged.png: synthetic (AI-altered) image" in stdout  # the valid file given after them
+    assert "huge.jpg: the header declares a size far beyond any photo" in err
+    assert "pipe.png: not a regular file" in err and "Traceback" not in err

@@ -146,7 +146,7 @@ def test_writes_replace_an_existing_file_only_on_success(tmp_path: Path, frames:
 
     with monkeypatch.context() as patch:
         patch.setattr(Image.Image, "save", broken_save)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(ImageWriteError, match="disk full"):
             save_gif(gif, frames)
     with monkeypatch.context() as patch:
         patch.setattr(progression.cv2, "VideoWriter", ClosedWriter)

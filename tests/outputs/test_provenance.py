@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -18,7 +18,7 @@ from faceage.imageio import load_image, read_metadata, save_image
 from faceage.outputs.provenance import DIGITAL_SOURCE_TYPE, provenance_metadata, read_provenance
 
 METHOD = {"method": "ipcgan", "weights": "ipcgan.safetensors", "sha256": "0123abcd" * 8, "kimg": 120}
-WHEN = datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+WHEN = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 
 def _meta(**kwargs) -> dict[str, str]:
@@ -48,8 +48,8 @@ def test_metadata_options() -> None:
     assert "faceage:weights_sha256" not in meta
     assert meta["faceage:target_age"] == "5, 15.5, 75" and meta["faceage:source_ages"] == "40"
     assert meta["faceage:face_crop"] == "True" and meta["dc:title"] == "Zoë at 75"
-    created = datetime.strptime(meta["xmp:CreateDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert abs(datetime.now(timezone.utc) - created) < timedelta(minutes=1)
+    created = datetime.strptime(meta["xmp:CreateDate"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=1)
     # another time zone is converted to UTC; a naive time is taken as UTC
     local = datetime(2025, 3, 4, 7, 6, 7, tzinfo=timezone(timedelta(hours=2)))
     assert _meta(created=local)["xmp:CreateDate"] == "2025-03-04T05:06:07Z"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from faceage.serve.app import EXAMPLE_PHOTO, ServeApp, ServeConfig
+from faceage.assets import EXAMPLE_PHOTO
+from faceage.serve.app import ServeApp, ServeConfig
 
 # small limits, so that "too large" needs only a small upload
 TEST_CONFIG = ServeConfig(max_upload_bytes=1024 * 1024, max_pixels=4_000_000, max_waiting=4)

@@ -3,14 +3,38 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
 
+_TOKENS: dict[str, str] = {}
 
-def request(url: str, data: bytes | None = None, method: str | None = None, timeout: float = 120):
-    """(status, headers, body bytes) of one request; HTTP errors are returned, not raised."""
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+
+def page_token(base: str) -> str:
+    """The token the page at ``base`` carries (what its script sends with each upload)."""
+    if base not in _TOKENS:
+        with urllib.request.urlopen(base + "/", timeout=60) as response:
+            page = response.read().decode("utf-8")
+        _TOKENS[base] = re.search(r'<meta name="faceage-token" content="([^"]+)">', page).group(1)
+    return _TOKENS[base]
+
+
+def request(
+    url: str,
+    data: bytes | None = None,
+    method: str | None = None,
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
+):
+    """(status, headers, body bytes) of one request; HTTP errors are returned, not raised. A POST
+    carries the page's token, as the page's own requests do, unless ``headers`` give one."""
+    method = method or ("POST" if data is not None else "GET")
+    headers = dict(headers or {})
+    if method == "POST" and "X-Faceage-Token" not in headers:
+        parts = urllib.parse.urlsplit(url)
+        headers["X-Faceage-Token"] = page_token(f"{parts.scheme}://{parts.netloc}")
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.headers, response.read()

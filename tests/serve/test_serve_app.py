@@ -20,7 +20,7 @@ from serve_helpers import post_photo, request
 
 import faceage
 from faceage.outputs.provenance import read_provenance
-from faceage.serve.app import MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
+from faceage.serve.app import EXAMPLE_PHOTO, MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
 from faceage.serve.server import serve_in_thread
 
 SERVER_SECRETS = ("Traceback", "site-packages", str(Path(faceage.__file__).resolve().parents[2]), "/tmp/")
@@ -274,7 +274,8 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
 def test_serve_command_starts_answers_and_stops_on_sigterm(tiny_weights):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "faceage.cli", "serve", "--method", "ipcgan", "--port", "0", "--weights", str(tiny_weights)],
+        [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--method", "ipcgan",
+         "--weights", str(tiny_weights)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -287,8 +288,24 @@ def test_serve_command_starts_answers_and_stops_on_sigterm(tiny_weights):
         assert url, process.stderr.read() if process.poll() is not None else "no address printed"
         status, _, body = request(f"{url}/api/info")
         assert status == 200 and json.loads(body)["methods"][0]["name"] == "ipcgan"
+        # photos in flight when the service manager stops it: each gets an answer, the exit is clean
+        answers: list[int] = []
+        first = threading.Event()
+
+        def upload() -> None:
+            answers.append(post_photo(url, EXAMPLE_PHOTO.read_bytes(), strip="10,30,50,70")[0])
+            first.set()
+
+        clients = [threading.Thread(target=upload) for _ in range(6)]
+        for client in clients:
+            client.start()
+        assert first.wait(120)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=120) == 0
+        for client in clients:
+            client.join(60)
+        assert len(answers) == 6 and set(answers) <= {200, 503}, answers
+        assert "terminate called" not in process.stderr.read()  # torch left mid-run by a daemon thread
     finally:
         if process.poll() is None:
             process.kill()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faceage.serve.app import EXAMPLE_PHOTO
+from faceage.assets import EXAMPLE_PHOTO
 
 WAIT_S = 60
 

@@ -8,7 +8,6 @@ import pytest
 from gan_fixtures import make_shards
 
 
-
 @pytest.fixture(scope="session")
 def face_shards(tmp_path_factory) -> Path:
     """16 real UTKFace faces at 32 px in one faceage shard (with manifest)."""

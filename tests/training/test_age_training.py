@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
-from faceage.data.shards import FORMAT, MANIFEST, ShardWriter
-from faceage.models.age_regressor import load_age_regressor
+from faceage.models.io import load_age_regressor
 from faceage.training.age import (
     DECADES,
     AgeTrainOptions,
-    TrainingError,
     balanced_weights,
     decade_index,
     decade_mae,
@@ -30,6 +27,7 @@ from faceage.training.age import (
 )
 from faceage.training.age_commands import age_command
 from faceage.training.checkpoint import load_checkpoint
+from faceage.training.run import TrainingError
 
 # A narrow net keeps each trainer test to seconds on a shared 2-core CPU; the mechanics are the same.
 TINY_NET = dict(stem_channels=8, channels=(8, 16, 32), blocks=(1, 1, 1))

@@ -69,7 +69,36 @@ def test_train_resume_export_bench(face_shards, tmp_path):
     assert list((tmp_path / "cache").glob("fdstats-*.npz"))
 
 
-@pytest.mark.parametrize("bad", [["--resume", "/nonexistent/x"], ["--ratios", "0,1"]])
-def test_bad_options_fail_cleanly(face_shards, tmp_path, bad):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--resume", "/nonexistent/x"], "/nonexistent/x does not exist"),
+        (["--ratios", "0,1"], "channel ratios must be in (0, 1]"),
+        (["--device", "tpu"], "'tpu' is not one of 'auto', 'cpu', 'cuda'"),
+        (["--max-minutes", "0"], "0.0 is not in the range x>0"),
+    ],
+)
+def test_bad_options_fail_cleanly(face_shards, tmp_path, bad, message):
     res = CliRunner().invoke(train, ["gan", "--data", str(face_shards), "--out", str(tmp_path), *TINY, *bad])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+@pytest.mark.parametrize("spelling", ["--max-minutes", "--minutes"])
+def test_every_trainer_takes_the_same_run_options(tmp_path, spelling):
+    """--max-minutes (old spelling --minutes, hidden), --resume alone meaning auto, --device auto|cpu|cuda."""
+    res = CliRunner().invoke(train, ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--dry-run",
+                                     spelling, "7", "--device", "cpu", "--resume"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["run"]["max_minutes"] == "7.0" and out["resume"] == "auto" and out["run"]["device"] == "cpu"
+    for name in ("gan", "age", "ipcgan"):
+        text = CliRunner().invoke(train, [name, "--help"]).output
+        assert all(option in text for option in ("--device [auto|cpu|cuda]", "--max-minutes", "--resume [auto|PATH]"))
+        assert "--minutes" not in text.replace("--max-minutes", "")
+
+
+def test_a_trainer_that_resumes_in_place_refuses_another_folder(face_shards, tmp_path):
+    res = CliRunner().invoke(train, ["age", "--data", str(face_shards), "--out", str(tmp_path / "a"), "--device", "cpu",
+                                     "--resume", str(tmp_path / "elsewhere")])
     assert res.exit_code != 0
+    assert "continues the run in --out" in str(res.exception) + res.output

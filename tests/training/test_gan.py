@@ -125,7 +125,7 @@ def test_export_and_weights_only_resume(face_shards, tmp_path):
 
 def test_time_limit_stops_with_a_checkpoint(face_shards, tmp_path):
     cfg = tiny_config()
-    opts = RunOptions(data=face_shards, out=tmp_path, kimg=1e9, minutes=0.0, device="cpu", workers=0,
+    opts = RunOptions(data=face_shards, out=tmp_path, kimg=1e9, max_minutes=0.0, device="cpu", workers=0,
                       ckpt_kimg=0, fd_kimg=0, grid_seeds=2)
     path = train(cfg, opts, echo=lambda s: None)
     assert path is not None and list_checkpoints(tmp_path)

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from faceage.methods.ipcgan import IPCGANMethod
 from faceage.models.io import read_flat_config
-from faceage.training.age import TrainingError
 from faceage.training.checkpoint import load_checkpoint
 from faceage.training.ipcgan import WEIGHTS_NAME, IPCGANTrainOptions, Sampler, train_ipcgan
 from faceage.training.ipcgan_commands import ipcgan_command
+from faceage.training.run import TrainingError
 
 TINY = dict(size=64, batch=4, g_channels=4, g_blocks=1, d_channels=8, d_layers=3, identity_size=64,
             log_every=1, checkpoint_every=2, sample_every=3, threads=1)

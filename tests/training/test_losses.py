@@ -42,7 +42,7 @@ def test_box_downsample_is_block_mean():
     assert y.shape == (2, 3, 2, 2)
     assert torch.allclose(y[1, 2, 1, 0], x[1, 2, 4:8, 0:4].mean())
     assert box_downsample(x, 8) is x
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot box-downsample 8 px images to a larger size 16"):
         box_downsample(x, 16)
 
 

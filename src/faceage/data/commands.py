@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-
 _FOLDER = click.Path(file_okay=False, path_type=Path)
 
 

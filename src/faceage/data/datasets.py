@@ -197,8 +197,8 @@ def scan_aaf(folder: str | Path) -> tuple[list[Record], list[Reject]]:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"file", "age", "gender"} <= set(reader.fieldnames):
             raise DatasetError(f"AAF labels.csv lacks the columns file, age, gender: {labels_csv}")
-        for row in reader:
-            rows.setdefault((row.get("file") or "").strip(), row)
+        for entry in reader:
+            rows.setdefault((entry.get("file") or "").strip(), entry)
     split_genders = _read_aaf_split_genders(folder / "splits")
 
     records: list[Record] = []

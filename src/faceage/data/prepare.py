@@ -30,20 +30,33 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from faceage import __version__
 from faceage.atomic import temp_target, write_json_atomic, write_text_atomic
-from faceage.data import datasets, split as splitting
+from faceage.data import datasets
+from faceage.data import split as splitting
 from faceage.data.datasets import Record, Reject
 from faceage.data.shards import (
-    DEFAULT_MAX_BYTES, FORMAT, JPEG_QUALITY, LABELS_CSV, MANIFEST, SHARD_NAME, ShardInfo,
-    ShardWriter, encode_jpeg, iter_shard, read_manifest, sha256_file,
+    DEFAULT_MAX_BYTES,
+    FORMAT,
+    JPEG_QUALITY,
+    LABELS_CSV,
+    LANDMARKS_KEY,
+    MANIFEST,
+    SHARD_NAME,
+    ShardInfo,
+    ShardWriter,
+    encode_jpeg,
+    encode_landmarks,
+    iter_shard,
+    read_manifest,
+    sha256_file,
 )
 from faceage.errors import FaceageError, ImageReadError, NoFaceError
+from faceage.version import __version__
 
 REJECTS_CSV = "rejects.csv"
 PROGRESS = "progress.jsonl"
@@ -148,11 +161,15 @@ def _align(task: tuple[int, str, int]) -> tuple[int, bytes | None, dict]:
     image = face.image
     if image.shape != (size, size, 3) or image.dtype.name != "uint8":
         return index, None, {"reason": datasets.PIPELINE_ERROR, "detail": f"aligned face is {image.shape} {image.dtype}"}
-    info = {"score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4)}
+    info: dict[str, float | str] = {
+        "score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4),
+    }
+    if face.landmarks is not None:
+        info[LANDMARKS_KEY] = encode_landmarks(face.landmarks)
     return index, encode_jpeg(image), info
 
 
-def _run_tasks(tasks: list[tuple[int, str, int]], size: int, workers: int) -> Iterator[tuple]:
+def _run_tasks(tasks: list[tuple[int, str, int]], size: int, workers: int) -> Generator[tuple, None, None]:
     """Yield _align results in task order, from a pool of spawned workers (or in-process if 1)."""
     if not tasks:
         return
@@ -207,10 +224,9 @@ def _code_version() -> dict:
 
 
 def _pipeline_settings(size: int) -> dict:
-    from faceage import assets
-
     import inspect
 
+    import faceage.assets as assets
     from faceage.faces.pipeline import FacePipeline
 
     settings: dict = {"call": "faceage.faces.pipeline.FacePipeline(size).align_one (largest face)", "size": size}
@@ -446,7 +462,7 @@ def _manifest(settings: dict, provenance: dict, scanned: dict, rows: list[dict],
               shards: list[ShardInfo], elapsed: float, resumed: int) -> dict:
     return {
         "format": FORMAT,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": provenance["code_version"],
         "size": settings["size"],
         "pipeline": provenance["pipeline"],

@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from faceage.assets import model_path
+from faceage.imageio import check_rgb
 
 __all__ = [
     "AGE_BIN_VALUES",
@@ -63,15 +64,6 @@ _MAX_BATCH = 256
 # once finds 40 px faces but is 4x slower and adds false positives (one on skimage's astronaut);
 # pass YuNet boxes for small faces.
 _HOG_UPSAMPLE = 0
-
-
-def check_rgb(rgb: object, name: str = "rgb") -> np.ndarray:
-    """Return ``rgb`` as a C-contiguous (H, W, 3) uint8 array; raise ValueError naming what it got."""
-    if not isinstance(rgb, np.ndarray):
-        raise ValueError(f"{name} must be a numpy (H, W, 3) uint8 RGB array, got {type(rgb).__name__}")
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"{name} must be a (H, W, 3) uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}")
-    return np.ascontiguousarray(rgb)
 
 
 def check_boxes(boxes: object) -> np.ndarray:

@@ -11,7 +11,14 @@ input, exactly as ``faceage age`` does on a photo.
 
 The faces are a seeded random sample of the split (``limit``), so reruns are comparable; all are
 already aligned by ``faceage data prepare``, so detection and paste-back are not part of these
-numbers (their cost is in ``benchmarks/pipeline.py``).
+numbers (their cost is in ``benchmarks/pipeline.py``). A method of another face size gets the
+faces resized to its size (same FFHQ framing); targets are clamped to its supported ages.
+
+Both judges can be fooled: the estimator reads coloured streaks as age and the verifier forgives
+them. So every run also measures the guards of ``faceage.eval.guards`` (fine chroma detail out/in,
+gray stays gray, FD/KID against real faces of the target group, a second age opinion from
+faceage's own regressor) and, in ``faceage bench aging``, the real-person protocol of
+``faceage.eval.lag`` and a 16-face picture grid.
 """
 
 from __future__ import annotations
@@ -25,29 +32,51 @@ import numpy as np
 from faceage.methods.base import AgingMethod
 
 TARGET_GROUPS = {0: 5.0, 10: 15.0, 20: 25.0, 30: 35.0, 50: 55.0}  # decade -> centre (the ideal mean)
-# GLS-Age (seed 000, Tables 1 and 2) on the same target groups, for reference in the report.
+# GLS-Age (*Face aging by global–local co-embedding and semantic-mask-driven editing*, Tables 1 and 2) on the same target groups, for reference in the report.
 ANCHOR_AGE = {0: (7.01, 2.01), 10: (15.22, 3.04), 20: (23.33, 2.74), 30: (33.29, 3.17), 50: (56.25, 7.10)}
 ANCHOR_IDENTITY = {0: 75.5, 10: 87.8, 20: 98.6, 30: 98.8, 50: 97.2}
 
 
 def read_faces(data: str | Path, split: str, limit: int | None, seed: int) -> dict:
     """A seeded random sample of a split: images (N, S, S, 3) uint8, ages, ethnicities, keys."""
-    from faceage.data.shards import ShardReader
+    from faceage.data.shards import ShardReader, decode_landmarks
     from faceage.errors import DatasetError
 
-    keys, images, ages, ethnicities = [], [], [], []
+    keys, images, ages, ethnicities, points = [], [], [], [], []
+    missing = np.full((478, 2), np.nan, np.float32)
     for key, image, labels in ShardReader(data, split=split):
         keys.append(key)
         images.append(image)
         ages.append(float(labels["age"]))
         ethnicities.append(str(labels.get("ethnicity", "unknown")))
+        lm = decode_landmarks(labels)
+        points.append(missing if lm is None or lm.shape != (478, 2) else lm)
     if not keys:
         raise DatasetError(f"split '{split}' of {data} holds no faces")
     order = np.random.default_rng(seed).permutation(len(keys))
     if limit is not None:
         order = np.sort(order[:limit])
     return {"keys": [keys[i] for i in order], "images": np.stack([images[i] for i in order]),
-            "ages": np.asarray(ages, np.float32)[order], "ethnicities": np.asarray(ethnicities)[order]}
+            "ages": np.asarray(ages, np.float32)[order], "ethnicities": np.asarray(ethnicities)[order],
+            "landmarks": np.stack(points)[order]}
+
+
+def faces_for(method, faces: dict) -> dict:  # noqa: ANN001 - an AgingMethod
+    """``faces`` as ``method`` needs them: only faces with landmarks for methods that use them."""
+    if not method.uses_landmarks:
+        return faces
+    keep = np.isfinite(faces["landmarks"]).all(axis=(1, 2))
+    if not keep.any():
+        from faceage.errors import DatasetError
+
+        raise DatasetError(f"method {method.name!r} needs landmarks, and the prepared faces carry none "
+                           "(prepare them again with this faceage version)")
+    return {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]) for k, v in faces.items()}
+
+
+def scale_landmarks(points: np.ndarray, stored: int, size: int) -> np.ndarray:
+    """Landmarks of ``stored`` px faces on the same faces resized to ``size`` px (pixel centres kept)."""
+    return ((points + 0.5) * (size / stored) - 0.5).astype(np.float32)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -64,42 +93,182 @@ def _summary(pred: np.ndarray, accepted: np.ndarray, similarity: np.ndarray) -> 
             "identity_rate": float(accepted.mean() * 100), "similarity_mean": float(similarity.mean())}
 
 
-def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "test", limit: int | None = 500,
-                        seed: int = 0, batch: int = 32, log: Callable[[str], None] = print) -> dict:
-    """Run the benchmark; returns a JSON-able dict (see ``format_report``)."""
-    from faceage.eval.age import AgeEstimator
-    from faceage.eval.identity import IdentityVerifier
+def reference_features(data: str | Path, split: str, exclude: set[str], centres: list[float], size: int,
+                       extractor, cap: int, seed: int) -> dict[float, np.ndarray]:
+    """Features of REAL faces of each target group (label age in centre - 5 .. centre + 4), at
+    ``size`` px, from the split's faces not in ``exclude``; at most ``cap`` per group, seeded order.
 
-    faces = read_faces(data, split, limit, seed)
+    Features are computed as faces stream by, so a large split never sits in memory as pixels.
+    """
+    from faceage.data.shards import ShardReader
+    from faceage.eval.guards import face_features
+
+    pending: dict[float, list[np.ndarray]] = {c: [] for c in centres}
+    done: dict[float, list[np.ndarray]] = {c: [] for c in centres}
+    counts = dict.fromkeys(centres, 0)
+
+    def flush(c: float) -> None:
+        if pending[c]:
+            done[c].append(face_features(_resize(np.stack(pending[c]), size), extractor))
+            pending[c] = []
+
+    for key, image, labels in ShardReader(data, split=split):
+        if key in exclude:
+            continue
+        assert isinstance(image, np.ndarray)  # ShardReader decodes by default: pixels, not JPEG bytes
+        age = float(labels["age"])
+        for c in centres:
+            if abs(age - c) < 5 or age == c - 5:
+                if counts[c] < cap:
+                    pending[c].append(image)
+                    counts[c] += 1
+                    if len(pending[c]) >= 64:
+                        flush(c)
+    out = {}
+    for c in centres:
+        flush(c)
+        feats = np.concatenate(done[c]) if done[c] else np.zeros((0, 1280), np.float32)
+        out[c] = feats[np.random.default_rng(seed).permutation(len(feats))]
+    return out
+
+
+def _own_ages(regressor, faces: np.ndarray, batch: int = 64) -> np.ndarray:
+    """faceage's own age regressor (the second opinion) on uint8 faces."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(faces), batch):
+            x = torch.from_numpy(np.ascontiguousarray(faces[i : i + batch])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            out.append(regressor(x).age.numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def _aimed(method: AgingMethod, age: float) -> float:
+    lo, hi = method.supported_ages()
+    return float(min(max(age, lo), hi))
+
+
+def guard_verdicts(result: dict) -> dict:
+    """Pass/fail of each guard from a benchmark result (thresholds in ``faceage.eval.guards``)."""
+    from faceage.eval.guards import CHROMA_MEDIAN_MAX, CHROMA_P90_MAX, GRAY_SPREAD_MAX
+
+    rows = list(result["groups"].values())
+    chroma = all(r["chroma_median"] <= CHROMA_MEDIAN_MAX and r["chroma_p90"] <= CHROMA_P90_MAX for r in rows)
+    gray = all(r["gray_spread_max"] <= GRAY_SPREAD_MAX for r in rows if r.get("gray_spread_max") is not None)
+    scored = [r["realism"] for r in rows if r.get("realism", {}).get("fd") is not None]
+    # Edited faces may not sit further from real faces of the target age than the unedited inputs,
+    # on average over the targets: a method must not trade realism for the estimator's age.
+    realism = (not scored) or (np.mean([s["fd"] for s in scored]) <= np.mean([s["fd_unedited"] for s in scored]))
+    return {"chroma": bool(chroma), "gray": bool(gray), "realism": bool(realism),
+            "passed": bool(chroma and gray and realism)}
+
+
+def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "test", limit: int | None = 500,
+                        seed: int = 0, batch: int = 32, log: Callable[[str], None] = print,
+                        gray_faces: int = 32, realism: bool = True, reference_cap: int = 1000,
+                        extractor=None) -> dict:
+    """Run the benchmark with its guards; returns a JSON-able dict (see ``format_report``).
+
+    The method sees the faces at ``method.face_size`` (the split's faces resized, same framing);
+    the independent judges see its output resized back to the stored size, like the inputs. The
+    guards are measured at the method's size. ``gray_faces`` gray copies of the first sampled
+    faces check that gray stays gray (0 skips); ``realism`` False skips FD/KID (no feature net).
+    """
+    from faceage.eval.age import AgeEstimator
+    from faceage.eval.guards import (
+        CHROMA_EPS,
+        channel_spread,
+        chroma_detail_energy,
+        face_features,
+        gray_copies,
+        realism_scores,
+    )
+    from faceage.eval.identity import IdentityVerifier
+    from faceage.methods.base import run_edit
+    from faceage.models.io import load_age_regressor
+
+    faces = faces_for(method, read_faces(data, split, limit, seed))
     stored = faces["images"]
     inputs = _resize(stored, method.face_size)
+    points = scale_landmarks(faces["landmarks"], stored.shape[1], method.face_size)
     estimator, verifier = AgeEstimator(), IdentityVerifier("sface")
+    regressor = load_age_regressor().requires_grad_(False)
     source_ages = estimator.estimate_aligned(stored)
     source_emb = verifier.embed_aligned(stored)
+    source_own = _own_ages(regressor, inputs)
+    energy_in = chroma_detail_energy(inputs)
     log(f"{len(stored)} {split} faces; independent source age MAE vs labels "
         f"{np.abs(source_ages - faces['ages']).mean():.2f}")
+    references = None
+    if realism:
+        from faceage.eval.fid import FeatureExtractor
+
+        extractor = extractor or FeatureExtractor("cpu")
+        references = reference_features(data, split, set(faces["keys"]), list(TARGET_GROUPS.values()),
+                                        method.face_size, extractor, reference_cap, seed)
+        features_in = face_features(inputs[: max(len(r) // 2 for r in references.values())], extractor)
+        log("real reference faces per target group: " + ", ".join(f"{c:g}: {len(f)}" for c, f in references.items()))
+    gray = gray_copies(inputs[:gray_faces]) if gray_faces else None
+    gray_ages = estimator.estimate_aligned(gray_copies(stored[:gray_faces])) if gray_faces else None
     groups, method_seconds = {}, 0.0
     for decade, centre in TARGET_GROUPS.items():
-        edited = []
+        aimed = _aimed(method, centre)
+        parts = []
         for i in range(0, len(inputs), batch):
             t0 = time.perf_counter()
-            out = method.edit(inputs[i : i + batch], source_ages[i : i + batch], centre).edited
+            parts.append(run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed,
+                                  points[i : i + batch]).edited)
             method_seconds += time.perf_counter() - t0
-            edited.append(_resize(out, stored.shape[1]))
-        edited = np.concatenate(edited)
-        pred = estimator.estimate_aligned(edited)
-        result = verifier.verify(source_emb, verifier.embed_aligned(edited))
+        edited = np.concatenate(parts)
+        judged = _resize(edited, stored.shape[1])
+        pred = estimator.estimate_aligned(judged)
+        result = verifier.verify(source_emb, verifier.embed_aligned(judged))
         accepted, similarity = np.asarray(result.accepted), np.asarray(result.score)
         row = _summary(pred, accepted, similarity)
-        row["centre"] = centre
+        row["centre"], row["aimed"] = centre, aimed
+        own = _own_ages(regressor, edited)
+        row["own_age_mean"] = float(own.mean())
+        row["age_disagreement"] = float(np.abs(own - pred).mean())
+        ratio = (chroma_detail_energy(edited) + CHROMA_EPS) / (energy_in + CHROMA_EPS)
+        row["chroma_median"], row["chroma_p90"] = float(np.median(ratio)), float(np.percentile(ratio, 90))
+        if gray is not None and gray_ages is not None:
+            gray_out = np.concatenate([run_edit(method, gray[i : i + batch], gray_ages[i : i + batch], aimed,
+                                                points[i : i + batch]).edited
+                                       for i in range(0, len(gray), batch)])
+            spread = channel_spread(gray_out)
+            row["gray_spread_max"], row["gray_spread_mean"] = int(spread.max()), float(spread.mean())
+        if references is not None:
+            ref = references[centre]
+            half = len(ref) // 2
+            n = min(len(edited), half)  # realism_scores compares n faces per side: embed no more
+            row["realism"] = realism_scores(face_features(edited[:n], extractor), features_in[:n], ref[:half], ref[half:])
         row["ethnicity"] = {e: _summary(pred[m], accepted[m], similarity[m])
                             for e in sorted(set(faces["ethnicities"])) if (m := faces["ethnicities"] == e).any()}
         groups[str(decade)] = row
         log(f"target {decade}s (centre {centre:g}): age {row['age_mean']:.2f} ± {row['age_std']:.2f}, "
-            f"identity {row['identity_rate']:.1f} %")
-    return {"method": method.describe(), "split": split, "faces": len(stored), "seed": seed,
-            "source_age_mean": float(source_ages.mean()), "source_age_std": float(source_ages.std()), "groups": groups,
-            "method_ms_per_face": 1000 * method_seconds / (len(inputs) * len(TARGET_GROUPS))}
+            f"identity {row['identity_rate']:.1f} %, chroma detail x{row['chroma_median']:.2f} "
+            f"(p90 x{row['chroma_p90']:.2f})" + (f", gray spread {row['gray_spread_max']}" if gray is not None else ""))
+    out = {"method": method.describe(), "split": split, "faces": len(stored), "seed": seed,
+           "face_size": method.face_size, "stored_size": int(stored.shape[1]),
+           "source_age_mean": float(source_ages.mean()), "source_age_std": float(source_ages.std()),
+           "source_own_age_mean": float(source_own.mean()),
+           "source_age_disagreement": float(np.abs(source_own - source_ages).mean()),
+           "gray_faces": int(0 if gray is None else len(gray)), "groups": groups,
+           "method_ms_per_face": 1000 * method_seconds / (len(inputs) * len(TARGET_GROUPS))}
+    out["guards"] = guard_verdicts(out)
+    return out
+
+
+def grid_faces(data: str | Path, split: str, seed: int, method) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """The grid's faces and their landmarks: 16 drawn with the benchmark's seed (the first 16 its
+    sample draws, among the faces the method can take), at the method's size."""
+    from faceage.eval.guards import GRID_FACES
+
+    faces = faces_for(method, read_faces(data, split, GRID_FACES * 2, seed))
+    stored = faces["images"][:GRID_FACES]
+    size = method.face_size
+    return _resize(stored, size), scale_landmarks(faces["landmarks"][:GRID_FACES], stored.shape[1], size)
 
 
 def format_report(result: dict, command: str, machine: str) -> str:
@@ -119,6 +288,14 @@ def format_report(result: dict, command: str, machine: str) -> str:
         lines.append(f"| {decade}s | {row['centre']:g} | {row['age_mean']:.2f} ± {row['age_std']:.2f} | "
                      f"{row['age_mean'] - row['centre']:+.2f} | {row['identity_rate']:.1f} % | "
                      f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % |")
+    if "guards" in result:
+        lines += _guard_lines(result)
+    if result.get("lag"):
+        from faceage.eval.lag import format_lag
+
+        lines += format_lag(result["lag"])
+        if result.get("lag_command"):
+            lines += ["", f"LAG command (added to the results above): `{result['lag_command']}`"]
     ethnicities = sorted({e for row in result["groups"].values() for e in row["ethnicity"]})
     lines += ["", "Per ethnicity (predicted age mean ± std / identity verified):", "",
               "| ethnicity | n | " + " | ".join(f"{d}s" for d in result["groups"]) + " |",
@@ -131,6 +308,41 @@ def format_report(result: dict, command: str, machine: str) -> str:
             cells.append(f"{s['age_mean']:.1f} ± {s['age_std']:.1f} / {s['identity_rate']:.0f} %" if s else "-")
         lines.append(f"| {e} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
+def _guard_lines(result: dict) -> list[str]:
+    from faceage.eval.guards import CHROMA_MEDIAN_MAX, CHROMA_P90_MAX, GRAY_SPREAD_MAX
+
+    verdict = result["guards"]
+    word = {True: "pass", False: "FAIL"}
+    lines = ["", f"Guards ({'all pass' if verdict['passed'] else 'FAILED'}): chroma detail {word[verdict['chroma']]} "
+             f"(median <= {CHROMA_MEDIAN_MAX:g}, p90 <= {CHROMA_P90_MAX:g}), gray kept {word[verdict['gray']]} "
+             f"({result['gray_faces']} gray faces, spread <= {GRAY_SPREAD_MAX} levels), realism {word[verdict['realism']]} "
+             "(mean FD over targets not above the unedited inputs'). Chroma detail: energy of YCrCb chroma minus its "
+             "Gaussian blur in the face ellipse, output over input. FD / KID: MobileNetV2 features against real test "
+             "faces of the target group (not in the sample), n faces per side; floor = two disjoint real sets. "
+             "Own age: faceage's age regressor, beside the independent estimator.", "",
+             "| target | chroma detail median / p90 | gray spread max (mean) | FD edited / unedited / floor | "
+             "KID x1000 edited / unedited / floor | n (ref) | own age | own vs independent |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| unedited | 1.00 / 1.00 | 0 | | | | {result['source_own_age_mean']:.2f} | "
+             f"{result['source_age_disagreement']:.2f} |"]
+    for decade, row in result["groups"].items():
+        r = row.get("realism") or {}
+        gray = "-" if row.get("gray_spread_max") is None else f"{row['gray_spread_max']} ({row['gray_spread_mean']:.1f})"
+        lines.append(f"| {decade}s | {row['chroma_median']:.2f} / {row['chroma_p90']:.2f} | {gray} | "
+                     f"{_fmt(r.get('fd'))} / {_fmt(r.get('fd_unedited'))} / {_fmt(r.get('fd_floor'))} | "
+                     f"{_fmt(r.get('kid'), '.2f', 1e3)} / {_fmt(r.get('kid_unedited'), '.2f', 1e3)} / "
+                     f"{_fmt(r.get('kid_floor'), '.2f', 1e3)} | {r.get('n', '-')} ({r.get('n_reference', '-')}) | "
+                     f"{row['own_age_mean']:.2f} | {row['age_disagreement']:.2f} |")
+    if result.get("grid"):
+        lines += ["", f"Grid: `{result['grid']}` (16 test faces; columns: input, then targets "
+                  + ", ".join(f"{t:g}" for t in result.get("grid_targets", [])) + ")."]
+    return lines
 
 
 def update_results_file(path: str | Path, section: str, title: str = "# Aging benchmark") -> None:

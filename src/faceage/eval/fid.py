@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from faceage.atomic import atomic_write
+from faceage.models.layers import box_downsample
 from faceage.models.mobilenet import WEIGHTS_ID, MobileNetV2, imagenet_normalize, load_mobilenet_v2
-from faceage.training.losses import box_downsample
 
 FEATURE_SIZE = 224
 
@@ -97,16 +97,16 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     matrix S1^(1/2) S2 S1^(1/2) (same eigenvalues as S1 S2), which needs no scipy and no complex
     arithmetic; tiny negative eigenvalues from round-off are clipped to zero. float64 throughout.
     """
-    mu1, mu2 = (torch.as_tensor(np.asarray(m, np.float64)) for m in (mu1, mu2))
+    m1, m2 = (torch.as_tensor(np.asarray(m, np.float64)) for m in (mu1, mu2))
     s1, s2 = (torch.as_tensor(np.asarray(m, np.float64)) for m in (sigma1, sigma2))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape or tuple(s1.shape) != (mu1.numel(), mu1.numel()):
-        raise ValueError(f"shape mismatch: mu {tuple(mu1.shape)} vs {tuple(mu2.shape)}, "
+    if m1.shape != m2.shape or s1.shape != s2.shape or tuple(s1.shape) != (m1.numel(), m1.numel()):
+        raise ValueError(f"shape mismatch: mu {tuple(m1.shape)} vs {tuple(m2.shape)}, "
                          f"sigma {tuple(s1.shape)} vs {tuple(s2.shape)}")
     w1, v1 = torch.linalg.eigh((s1 + s1.T) / 2)
     sqrt_s1 = (v1 * w1.clamp(min=0).sqrt()) @ v1.T
     m = sqrt_s1 @ s2 @ sqrt_s1
     tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
-    diff = mu1 - mu2
+    diff = m1 - m2
     fd = diff @ diff + torch.trace(s1) + torch.trace(s2) - 2.0 * tr_covmean
     return float(max(fd.item(), 0.0))
 
@@ -150,5 +150,5 @@ def cached_stats(cache_dir: str | Path, options: dict, compute: Callable[[], Fea
             return {k: z[k] for k in ("mu", "sigma", "n")}
     arrays = compute().to_arrays()
     saved = {**arrays, "options": np.array(json.dumps(options, sort_keys=True, default=str))}
-    atomic_write(path, lambda f: np.savez(f, **saved))
+    atomic_write(path, lambda f: np.savez(f, **saved))  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return arrays

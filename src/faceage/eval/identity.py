@@ -307,11 +307,12 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _fields(buf: bytes) -> list[tuple[int, int, object]]:
+def _fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     i, out = 0, []
     while i < len(buf):
         key, i = _read_varint(buf, i)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, i = _read_varint(buf, i)
         elif wire == 1:
@@ -327,21 +328,22 @@ def _fields(buf: bytes) -> list[tuple[int, int, object]]:
     return out
 
 
-def _message(fields: list[tuple[int, int, object]]) -> bytes:
+def _message(fields: list[tuple[int, int, int | bytes]]) -> bytes:
     out = bytearray()
     for number, wire, value in fields:
         out += _varint(number << 3 | wire)
-        if wire == 0:
-            out += _varint(value)  # type: ignore[arg-type]
+        if isinstance(value, int):  # wire type 0
+            out += _varint(value)
         elif wire == 2:
-            out += _varint(len(value)) + value  # type: ignore[arg-type,operator]
+            out += _varint(len(value)) + value
         else:
-            out += value  # type: ignore[operator]
+            out += value
     return bytes(out)
 
 
-def _get(fields: list[tuple[int, int, object]], number: int) -> list[bytes]:
-    return [v for n, _, v in fields if n == number]  # type: ignore[misc]
+def _get(fields: list[tuple[int, int, int | bytes]], number: int) -> list[bytes]:
+    """The length-delimited values of field ``number``."""
+    return [v for n, _, v in fields if n == number and isinstance(v, bytes)]
 
 
 def _edit(buf: bytes, number: int, edit) -> bytes:
@@ -366,12 +368,14 @@ def _sface_graph_for_onnxruntime(model: bytes) -> bytes:
     kept = []
     for number, wire, value in graph:
         if number == 11:
-            name = _get(_fields(value), 1)[0].decode()  # type: ignore[arg-type]
+            assert isinstance(value, bytes)  # field 11 (a graph's value_info) is a message
+            name = _get(_fields(value), 1)[0].decode()
             if name in initializers or name not in read:
                 continue
-            value = _dynamic_batch(value)  # type: ignore[arg-type]
+            value = _dynamic_batch(value)
         elif number == 12:
-            value = _dynamic_batch(value)  # type: ignore[arg-type]
+            assert isinstance(value, bytes)  # field 12 (a graph output) is a message
+            value = _dynamic_batch(value)
         elif number == 13:
             continue
         kept.append((number, wire, value))

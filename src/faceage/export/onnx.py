@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -40,16 +39,20 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from faceage.atomic import write_bytes_atomic, write_json_atomic
+from faceage.checksum import sha256_bytes
 from faceage.errors import FaceageError
 from faceage.machine import cpu_name
 from faceage.models.ipcgan import IPCGANGenerator
 from faceage.models.stylegan2 import Generator
+
+M = TypeVar("M", bound=nn.Module)
 
 MANIFEST_NAME = "onnx_manifest.json"
 MANIFEST_FORMAT = "faceage-onnx"
@@ -145,7 +148,7 @@ class _IPCGAN(nn.Module):
         return self.generator(image, condition)
 
 
-def _cpu_copy(module: nn.Module, cfg) -> nn.Module:
+def _cpu_copy(module: M, cfg) -> M:
     """A float32 CPU copy of ``module`` built from ``cfg``, in eval mode; the caller's model is untouched."""
     copy = type(module)(cfg)
     copy.load_state_dict(module.state_dict())
@@ -163,10 +166,6 @@ def _batched_copy(generator: Generator) -> Generator:
 
 
 # --- export + verification ---------------------------------------------------------------------
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def ort_session(model: bytes | str | os.PathLike, threads: int | None = None):
@@ -253,6 +252,8 @@ def _export_verified(
                 module, tuple(trace_inputs.values()), dynamo=True, input_names=names, output_names=[output_name],
                 dynamic_shapes=dynamic_shapes, opset_version=opset, optimize=True, verbose=False,
             )
+            if program is None:  # only the legacy (dynamo=False) exporter returns nothing
+                raise ExportError(f"the ONNX exporter returned no program for {what}")
             data = _fold_weights(program.model_proto).SerializeToString()
     except Exception as exc:  # the exporter raises many types; the user needs which graph failed
         raise ExportError(f"ONNX export of {what} failed: {type(exc).__name__}: {exc}") from exc
@@ -293,7 +294,7 @@ def _write(out_dir: Path, name: str, kind: str, result, **extra) -> ExportedFile
     data, diff, ms, inputs, outputs = result
     write_bytes_atomic(out_dir / name, data)
     return ExportedFile(
-        file=name, kind=kind, sha256=_sha256(data), bytes=len(data), inputs=inputs, outputs=outputs,
+        file=name, kind=kind, sha256=sha256_bytes(data), bytes=len(data), inputs=inputs, outputs=outputs,
         max_abs_diff=diff, ms_per_image=round(ms, 3), **extra,
     )
 
@@ -442,12 +443,12 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
     """
     import onnxruntime
 
-    from faceage import __version__
+    from faceage.version import __version__
 
     out_dir = Path(out_dir)
     new = {e.file for e in entries}
-    old = read_manifest(out_dir) or {}
-    old_sources = old.get("sources") if isinstance(old.get("sources"), dict) else {}
+    old: dict = read_manifest(out_dir) or {}
+    old_sources: dict = old["sources"] if isinstance(old.get("sources"), dict) else {}
     kept = []
     for entry in old.get("files", []):
         name = entry.get("file") if isinstance(entry, dict) else None
@@ -456,7 +457,7 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
         source = _SOURCE_OF_KIND.get(entry.get("kind"))
         if source in sources and (old_sources.get(source) or {}).get("sha256") != sources[source]["sha256"]:
             continue  # made from other weights than this run's
-        if _sha256((out_dir / name).read_bytes()) == entry.get("sha256"):
+        if sha256_bytes((out_dir / name).read_bytes()) == entry.get("sha256"):
             kept.append(entry)
     used = {_SOURCE_OF_KIND.get(e.get("kind")) for e in kept}
     merged_sources = {k: v for k, v in old_sources.items() if k in used} | sources
@@ -532,14 +533,16 @@ def export_onnx(
     entries: list[ExportedFile] = []
     sources: dict[str, dict] = {}
     if gen is not None:
+        assert generator is not None
         weights = Path(generator) / "model.safetensors"
         # names, not paths: the manifest may travel with the files
-        sources["generator"] = {"name": Path(generator).resolve().name, "sha256": _sha256(weights.read_bytes()),
+        sources["generator"] = {"name": Path(generator).resolve().name, "sha256": sha256_bytes(weights.read_bytes()),
                                 "config": gen.cfg.to_dict()}
         entries += export_generator(gen, out_dir, resolutions, ratios, opset, tolerance,
                                     timing_repeats=timing_repeats, progress=progress)
     if ipc is not None:
-        sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": _sha256(Path(ipcgan).read_bytes()),
+        assert ipcgan is not None
+        sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": sha256_bytes(Path(ipcgan).read_bytes()),
                                        "config": ipc.cfg.to_dict()}
         entry = export_ipcgan(ipc, out_dir, opset, tolerance, timing_repeats=timing_repeats)
         entries.append(entry)

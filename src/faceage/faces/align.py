@@ -23,6 +23,7 @@ Convention (whole module):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,7 +56,7 @@ def eyes_and_mouth(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     n = len(pts)
     if n == 5:
         return pts[0], pts[1], pts[3], pts[4]
-    layout = {68: _DLIB68, 468: _MEDIAPIPE, 478: _MEDIAPIPE}.get(n)
+    layout: dict[str, Any] | None = {68: _DLIB68, 468: _MEDIAPIPE, 478: _MEDIAPIPE}.get(n)
     if layout is None:
         raise ValueError(f"expected 5, 68, 468 or 478 points, got {n}")
     return (

@@ -13,6 +13,13 @@ two scales and merges them:
 
 Detections from both views are mapped back to photo pixels and merged with non-maximum
 suppression. Output is deterministic (same input, same faces in the same order).
+
+Extreme shapes: a photo more than ``MAX_ASPECT`` times longer than wide (a 6000x200 banner) is cut
+into overlapping tiles twice as long as its short side (every face up to the short side lies whole
+in one tile), each detected as above. And no view smaller than ``MIN_VIEW`` px on a side ever
+reaches YuNet: OpenCV's detector returns rows of uninitialised memory for inputs at most 32 px high
+(score 1.0, coordinates that change from call to call), which once gave 3, 0, 3 and 4 phantom
+faces for the same banner; small views are padded, and rows that are not finite are dropped.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ class DetectedFace:
 # upright face); we keep its semantic order rather than sorting by x, so that a rolled face keeps
 # consistent points and aligns upright. (YuNet's points degrade beyond ~30 degrees of roll.)
 _YUNET_TO_OURS = np.array([0, 1, 2, 3, 4])
+MAX_ASPECT = 3.0
+MIN_VIEW = 64
 
 
 class FaceDetector:
@@ -109,6 +118,28 @@ class FaceDetector:
         """All faces in an RGB uint8 photo, largest first (ties: higher score, then left to right)."""
         rgb = check_rgb(rgb)
         h, w = rgb.shape[:2]
+        short, long_side = min(h, w), max(h, w)
+        if long_side > MAX_ASPECT * short:
+            # overlapping tiles along the long side; each face narrower than ``short`` is whole in one
+            tile, step = 2 * short, short
+            starts = list(range(0, long_side - tile, step)) + [long_side - tile]
+            rows = []
+            for start in starts:
+                part = rgb[:, start : start + tile] if w > h else rgb[start : start + tile]
+                found = self._detect_rows(np.ascontiguousarray(part))
+                if w > h:
+                    found[:, [0, 2, 4, 6, 8, 10, 12]] += start
+                else:
+                    found[:, [1, 3, 5, 7, 9, 11, 13]] += start
+                rows.append(found)
+            found = np.concatenate(rows, axis=0)
+        else:
+            found = self._detect_rows(rgb)
+        return self._faces(found, w, h)
+
+    def _detect_rows(self, rgb: np.ndarray) -> np.ndarray:
+        """Detections of both views of ``rgb`` as rows (see ``_run``), in ``rgb``'s pixels."""
+        h, w = rgb.shape[:2]
         long_side = max(h, w)
         rows: list[np.ndarray] = []
 
@@ -127,8 +158,11 @@ class FaceDetector:
         pad = int(round(0.25 * max(small.shape[:2])))
         canvas = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         rows.append(self._run(canvas, cx * src_sx, cy * src_sy, pad))
+        return np.concatenate(rows, axis=0)
 
-        found = np.concatenate(rows, axis=0)
+    def _faces(self, found: np.ndarray, w: int, h: int) -> list[DetectedFace]:
+        found = found[np.isfinite(found).all(axis=1)]
+        found = found[(found[:, 2] > found[:, 0]) & (found[:, 3] > found[:, 1])]
         if len(found) == 0:
             return []
         # Centre inside the photo: drops anything YuNet imagined in the padding.
@@ -151,6 +185,11 @@ class FaceDetector:
         """Detect on ``image`` (the photo resized by 1/sx, 1/sy, then padded by ``pad``); rows
         (x0, y0, x1, y1, 10 point coordinates, score) in photo pixel coordinates."""
         h, w = image.shape[:2]
+        if h < MIN_VIEW or w < MIN_VIEW:  # YuNet answers garbage for tiny inputs: pad right and bottom
+            image = cv2.copyMakeBorder(
+                image, 0, max(0, MIN_VIEW - h), 0, max(0, MIN_VIEW - w), cv2.BORDER_CONSTANT, value=(0, 0, 0)
+            )
+            h, w = image.shape[:2]
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         with self._lock:
             self._net.setInputSize((w, h))

@@ -209,7 +209,7 @@ class LandmarkModel:
         # weakref finalizers) run, so a landmarker still open at exit prints a traceback. Close it
         # from the same early hook the thread pool uses (LIFO: ours runs before the pool's).
         try:
-            threading._register_atexit(self._finalizer)  # noqa: SLF001 - no public hook this early
+            threading._register_atexit(self._finalizer)  # type: ignore[attr-defined]  # no public hook this early
         except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons / late in shutdown
             pass
         self._lock = threading.Lock()

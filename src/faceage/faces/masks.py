@@ -1,6 +1,6 @@
 """Semantic masks of an aligned face, from its 478 MediaPipe landmarks plus a person mask.
 
-No bundled model parses faces (docs/MODELS.md), so the face regions are polygons through
+No bundled model parses faces, so the face regions are polygons through
 landmarks of the MediaPipe face mesh, and hair and background come from the person segmenter.
 
 Classes and how they relate (``face_masks``):
@@ -279,7 +279,7 @@ def non_age_mask(masks: Mapping[str, np.ndarray], grow: int = 0) -> np.ndarray:
 
 
 def inpaint_non_age(image: np.ndarray, mask: np.ndarray, radius: float = 3.0) -> np.ndarray:
-    """Fill ``mask`` from its surroundings with Telea's fast-marching inpainting (GLS-Age, seed 000).
+    """Fill ``mask`` from its surroundings with Telea's fast-marching inpainting (GLS-Age, *Face aging by global–local co-embedding and semantic-mask-driven editing*).
 
     Returns a new (H, W, 3) uint8 RGB image equal to ``image`` outside ``mask``.
     """

@@ -135,6 +135,7 @@ def paste_delta(
     mask: np.ndarray | None = None,
     feather: float | None = None,
     out: np.ndarray | None = None,
+    keep_gamut: bool = False,
 ) -> np.ndarray:
     """Add the model's change (``edited`` − ``reconstructed``, aligned (N, N, 3)) to a copy of
     ``photo``, weighted by the feathered ``mask`` (None: ``default_mask``) and upsampled smoothly.
@@ -142,6 +143,8 @@ def paste_delta(
     ``reconstructed`` is the model's output for the unedited face (its reconstruction of the
     aligned input), so what the model cannot reproduce (fine texture, sharpness) is taken from the
     photo instead of being lost. Returns the new photo (or ``out``, as in ``paste_back``).
+    ``keep_gamut``: add with ``add_in_gamut`` (a pixel's delta shortened as a whole, so its colour
+    is kept) instead of clipping each channel (which keeps more of a large change's strength).
     """
     photo = check_rgb(photo, "photo")
     edited = check_rgb(edited, "edited")
@@ -158,7 +161,10 @@ def paste_delta(
     delta = (edited.astype(np.float32) - reconstructed.astype(np.float32)) * alpha[:, :, None]
     delta, _, inv = _prefilter(delta, alpha, inv)
     warped = _to_region(delta, inv, region, cv2.BORDER_CONSTANT, smooth=True)
-    out[y0:y1, x0:x1] = add_in_gamut(photo[y0:y1, x0:x1], warped)
+    if keep_gamut:
+        out[y0:y1, x0:x1] = add_in_gamut(photo[y0:y1, x0:x1], warped)
+    else:  # saturating, rounding add; a zero delta leaves the photo's value exactly
+        out[y0:y1, x0:x1] = cv2.add(photo[y0:y1, x0:x1], warped, dtype=cv2.CV_8U)
     return out
 
 
@@ -268,3 +274,44 @@ def _prefilter(image: np.ndarray, alpha: np.ndarray, inv: np.ndarray):  # noqa: 
     image = cv2.resize(image, (small, small), interpolation=cv2.INTER_AREA)
     alpha = cv2.resize(alpha, (small, small), interpolation=cv2.INTER_AREA)
     return image, alpha, inv @ np.linalg.inv(_scale_about_centres(f, f))
+
+
+def warp_photo(
+    photo: np.ndarray,
+    flow: np.ndarray,
+    matrix: np.ndarray,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Apply an aligned-space shape change to the photo at the photo's own resolution.
+
+    ``flow`` (N, N, 2) float32 is a backward displacement in aligned pixels: aligned pixel q of
+    the result shows the input's aligned position q + flow[q]. For every photo pixel p near the
+    face: q = M p, and the photo is sampled at M^-1 (q + flow[q]) = p + A^-1 flow[q] (A: M's
+    linear part), bicubic, so the warped face keeps the photo's sharpness. Pixels where the flow
+    is zero (below 1/100 px) are not touched. Returns a new photo (or ``out``).
+    """
+    photo = check_rgb(photo, "photo")
+    flow = np.asarray(flow, np.float32)
+    n = flow.shape[0]
+    if flow.shape != (n, n, 2):
+        raise ValueError(f"flow must be (N, N, 2), got {flow.shape}")
+    moving = (np.abs(flow) > 0.01).any(axis=2).astype(np.float32)
+    region, inv = _region(photo.shape, matrix, moving)
+    out = _output(photo, out)
+    if region is None:
+        return out
+    x0, y0, x1, y1 = region
+    m = _as3x3(_check_matrix(matrix))
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    qx = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]).astype(np.float32)
+    qy = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]).astype(np.float32)
+    fx = cv2.remap(np.ascontiguousarray(flow[..., 0]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    fy = cv2.remap(np.ascontiguousarray(flow[..., 1]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = inv[:2, :2]  # aligned → photo, linear part
+    map_x = (xs + a[0, 0] * fx + a[0, 1] * fy).astype(np.float32)
+    map_y = (ys + a[1, 0] * fx + a[1, 1] * fy).astype(np.float32)
+    warped = cv2.remap(photo, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    still = (np.abs(fx) < 0.01) & (np.abs(fy) < 0.01)
+    warped[still] = photo[y0:y1, x0:x1][still]
+    out[y0:y1, x0:x1] = warped
+    return out

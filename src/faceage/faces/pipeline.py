@@ -72,14 +72,24 @@ class FacePipeline:
             self.landmarks = landmarks if landmarks is not None else LandmarkModel()
 
     def process(self, rgb: np.ndarray, max_faces: int | None = None) -> list[AlignedFace]:
-        """All faces of an RGB uint8 photo (largest first, at most ``max_faces``), aligned."""
+        """All faces of an RGB uint8 photo (largest first, at most ``max_faces``), aligned; with dense
+        landmarks on, detections the landmarker cannot fit are left out."""
         rgb = check_rgb(rgb)
         if max_faces is not None and max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
         faces = self.detector.detect(rgb)
-        if max_faces is not None:
-            faces = faces[:max_faces]
-        return [self.align_detected(rgb, face) for face in faces]
+        if self.landmarks is None:
+            return [self.align_detected(rgb, face) for face in faces[:max_faces]]
+        # A detection the dense landmarker cannot fit is not a face we can age (a texture, a blob
+        # of background); dropping it keeps such "faces" from being aged and pasted into a photo.
+        aligned: list[AlignedFace] = []
+        for face in faces:
+            if max_faces is not None and len(aligned) >= max_faces:
+                break
+            one = self.align_detected(rgb, face)
+            if one.landmarks is not None:
+                aligned.append(one)
+        return aligned
 
     def align_one(self, rgb: np.ndarray, name: str = "image") -> AlignedFace:
         """The largest face of ``rgb`` (a dataset crop), or ``NoFaceError`` naming ``name``."""

@@ -81,15 +81,16 @@ class PersonSegmenter:
         small = cv2.resize(rgb, (MODEL_SIZE, MODEL_SIZE), interpolation=interpolation)
         tensor = (small.astype(np.float32) * (1.0 / 255.0))[None]
         with self._lock:
-            if self._interpreter is None:
+            interpreter = self._interpreter
+            if interpreter is None:
                 with quiet_native_stderr():  # LiteRT announces its XNNPACK delegate on fd 2
-                    self._interpreter = self._load()
-                    self._interpreter.set_tensor(self._input_index, tensor)
-                    self._interpreter.invoke()
+                    interpreter = self._interpreter = self._load()
+                    interpreter.set_tensor(self._input_index, tensor)
+                    interpreter.invoke()
             else:
-                self._interpreter.set_tensor(self._input_index, tensor)
-                self._interpreter.invoke()
-            mask = self._interpreter.get_tensor(self._output_index)[0, :, :, 0].copy()
+                interpreter.set_tensor(self._input_index, tensor)
+                interpreter.invoke()
+            mask = interpreter.get_tensor(self._output_index)[0, :, :, 0].copy()
         if (height, width) != (MODEL_SIZE, MODEL_SIZE):
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.clip(mask, 0.0, 1.0, out=mask)

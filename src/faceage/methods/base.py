@@ -9,7 +9,7 @@ registered by name in ``faceage.methods.registry``.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,22 +23,39 @@ class Edit:
                    When given, the engine pastes only the change (edited - reconstructed) onto the
                    photo (``faceage.faces.paste.paste_delta``), so detail the model cannot render
                    is kept from the photo; when None the edited faces are blended in directly.
+    flow           (N, S, S, 2) float32 or None: a shape change as a backward displacement in aligned
+                   pixels (output pixel q shows the input at q + flow[q]). The engine warps the
+                   photo itself with it, at the photo's resolution, before adding the change;
+                   ``reconstructed`` must then be the input warped the same way.
+    mask           (N, S, S) float32 in [0, 1] or None: where the change may be pasted (None: the
+                   engine's default face ellipse).
+    warnings       one message or None per face (e.g. a step that was skipped), for the report.
     """
 
     edited: np.ndarray
     reconstructed: np.ndarray | None = None
+    flow: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    warnings: tuple[str | None, ...] = ()
 
 
 class AgingMethod(abc.ABC):
-    """One seed's aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
+    """One aging method. Subclasses set ``name`` and ``face_size`` and implement ``edit``."""
 
     name: str = ""
     face_size: int = 128  # side of the aligned faces ``edit`` expects
+    # True: ``edit`` also takes ``landmarks`` (N, 478, 2), the faces' points in aligned pixels
+    uses_landmarks: bool = False
+    # True: the engine pastes the change keeping each pixel's colour (``paste_delta(keep_gamut=True)``)
+    # instead of clipping channels one by one
+    keep_gamut: bool = False
 
     @abc.abstractmethod
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         """Age ``faces`` (N, S, S, 3) uint8 RGB, whose estimated ages are ``source_ages`` (N,)
-        float years, to ``target_age`` years. Deterministic for the same inputs."""
+        float years, to ``target_age`` years. Deterministic for the same inputs. ``landmarks``
+        (N, 478, 2) aligned points are given to methods with ``uses_landmarks``; others ignore them."""
 
     def describe(self) -> dict:
         """What produced the result, for provenance and reports (weights, sha256, version...)."""
@@ -47,3 +64,14 @@ class AgingMethod(abc.ABC):
     def supported_ages(self) -> tuple[float, float]:
         """The (lowest, highest) target age this method can aim for."""
         return (0.0, 100.0)
+
+
+def run_edit(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
+    """``method.edit``, handing over ``landmarks`` only to methods that use them (so methods written
+    before landmarks existed keep their three-argument ``edit``)."""
+    if method.uses_landmarks:
+        if landmarks is None:
+            raise ValueError(f"method {method.name!r} needs each face's landmarks")
+        return method.edit(faces, source_ages, target_age, landmarks=landmarks)
+    return method.edit(faces, source_ages, target_age)

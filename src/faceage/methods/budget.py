@@ -1,11 +1,12 @@
-"""Pick the sub-model that fits a latency budget on this machine (patent seed 001, step S4).
+"""Pick the sub-model that fits a latency budget on this machine (step S4 of
+*A StyleGAN-based face age editing method for mobile terminals*).
 
-The patent chooses a (resolution, channel ratio) pair by running a sub-model, timing it, and
+That method chooses a (resolution, channel ratio) pair by running a sub-model, timing it, and
 stepping down while it is too slow (S41-S44). Here every candidate is timed once (batch 1,
 warm-up runs, then the median of a few runs), the times are cached on disk, and
 :meth:`LatencyTable.choose_submodel` returns the highest-quality sub-model whose measured time fits.
 
-Quality order: output pixels x channel ratio (``resolution**2 * ratio``), the cost the patent
+Quality order: output pixels x channel ratio (``resolution**2 * ratio``), the cost that method
 trades against time; ties go to the faster sub-model, then to the higher resolution.
 
 Cache: one JSON file, ``$XDG_CACHE_HOME/faceage/latency.json`` (``~/.cache/faceage/latency.json``

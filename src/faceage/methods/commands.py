@@ -1,10 +1,21 @@
 """``faceage age``: age every face in photos or folders of photos, with a per-face report.
 
 Outputs go to ``OUT/<stem>_age<N>.<ext>`` (JPEG and PNG inputs keep their format, anything else
-becomes PNG), written atomically and never onto an input. A folder input is searched recursively
-(sorted); its outputs mirror its subfolders under ``-o OUT``, files whose outputs all exist are
-skipped (resume) unless ``--overwrite``, and ``OUT/summary.csv`` holds one row per face and age.
-Failing files are listed at the end; the exit code is 1 only when every input failed.
+becomes PNG), written atomically (complete or absent) and never onto an input. Inputs whose names
+would give the same outputs (``same.bmp``, ``same.tif``) get their format in the name
+(``same_bmp_age60.png``). An existing file at an output name is replaced only when faceage made it
+from the same input (its provenance or the batch record says so) or with ``--overwrite``; otherwise
+that input fails with a one-line reason.
+
+A folder input is searched recursively (sorted); its outputs mirror its subfolders under ``-o OUT``.
+What was skipped by the scan (symlink loops, dangling links, unreadable folders, pipes, faceage's own
+outputs) is listed. ``OUT/.faceage-batch.jsonl`` records, per finished input, its size and mtime,
+the settings, and the size and SHA-256 of every output; a rerun skips an input (resume) only when
+all of that still matches, unless ``--overwrite``. ``OUT/summary.csv`` holds one row per face and
+age: appended as each file finishes, and rewritten in input order at the end, so it is complete
+after an interrupt and a resume. Failing files are listed at the end; the exit code is 1 when
+every input failed, or when a fault makes every write fail (disk full, read-only folder): then the
+run stops at once, after saving the summary so far.
 
 Progressions (original + every age): ``<stem>_strip.<ext>`` (``--strip``),
 ``<stem>_progression.gif`` / ``.mp4`` (``--gif`` / ``--mp4``); with ``--crop`` one per face of its
@@ -15,21 +26,27 @@ aligned crop, ``<stem>_face<i>_strip.<ext>`` and so on. Images and GIFs carry pr
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from faceage.errors import ImageWriteError
+from faceage.cli_options import FileFailure, report_failures
+from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.methods.registry import method_help, method_option
+from faceage.outputs.results import age_label, progression_frames, result_provenance
 
 # what a folder scan picks up (anything else in the folder is ignored, not reported)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 # outputs keep these formats; other inputs (lossless or not writable by us) become PNG
 KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 SUMMARY_NAME = "summary.csv"
+RECORD_NAME = ".faceage-batch.jsonl"
 SUMMARY_FIELDS = ("file", "face", "source_age", "target_age", "reached_age", "identity", "same_person", "ms")
 GIF_FRAME_MS = 600  # long enough to read each label
 
@@ -38,7 +55,7 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     """``--to``: '60' or '10,30,50,70' -> (60.0,) / (10.0, 30.0, 50.0, 70.0); each in 0..120, each once."""
     if value is None or isinstance(value, tuple):  # tuple: already parsed (ctx.invoke)
         return value
-    from faceage.methods.engine import check_target_age  # here: numpy is not needed for --help
+    from faceage.age_groups import check_target_age  # here: numpy is not needed for --help
 
     example = "an age or comma-separated ages such as 60 or 10,30,50,70"
     ages = []
@@ -55,11 +72,6 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     return tuple(ages)
 
 
-def age_label(age: float) -> str:
-    """70.0 -> '70', 42.5 -> '42.5' (for file names and labels)."""
-    return f"{age:g}"
-
-
 @dataclass(frozen=True)
 class Job:
     """One input photo and where its outputs go."""
@@ -67,6 +79,11 @@ class Job:
     source: Path
     out_dir: Path
     from_folder: bool  # resume (skip done outputs) applies to folder inputs
+    name: str = ""  # the outputs' stem: the source's, unless another input of the same folder shares it
+
+    @property
+    def stem(self) -> str:
+        return self.name or self.source.stem
 
     @property
     def suffix(self) -> str:
@@ -74,13 +91,13 @@ class Job:
         return suffix if suffix in KEEP_SUFFIXES else ".png"
 
     def age_path(self, age: float) -> Path:
-        return self.out_dir / f"{self.source.stem}_age{age_label(age)}{self.suffix}"
+        return self.out_dir / f"{self.stem}_age{age_label(age)}{self.suffix}"
 
     def strip_path(self, face: int | None) -> Path:
-        return self.out_dir / f"{self.source.stem}{_face_part(face)}_strip{self.suffix}"
+        return self.out_dir / f"{self.stem}{_face_part(face)}_strip{self.suffix}"
 
     def animation_path(self, face: int | None, suffix: str) -> Path:
-        return self.out_dir / f"{self.source.stem}{_face_part(face)}_progression{suffix}"
+        return self.out_dir / f"{self.stem}{_face_part(face)}_progression{suffix}"
 
 
 def _face_part(face: int | None) -> str:
@@ -121,104 +138,316 @@ class FileResult:
     rows: list[dict] = field(default_factory=list)
 
 
-def collect_jobs(paths: tuple[Path, ...], out_dir: Path | None) -> list[Job]:
+@dataclass(frozen=True)
+class ScanSkip:
+    """Something a folder scan did not take, and why."""
+
+    path: str
+    reason: str
+
+
+def collect_jobs(paths: tuple[Path, ...], out_dir: Path | None, skips: list[ScanSkip] | None = None) -> list[Job]:
     """Files as given; folders expanded to their images (recursive, sorted, hidden names and
-    anything under ``out_dir`` left out). Each source appears once."""
+    anything under ``out_dir`` left out). Each source appears once; inputs that would share output
+    names get distinct ones. What a scan passes over for a reason worth telling (a symlink loop, a
+    dangling link, an unreadable folder, a pipe, an image faceage made) is appended to ``skips``."""
     jobs: dict[Path, Job] = {}
+    skips = [] if skips is None else skips
     out_resolved = out_dir.resolve() if out_dir is not None else None
     for path in paths:
         if path.is_dir():
             assert out_dir is not None  # checked by the command
-            for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+            root = path.resolve()
+            for file in _scan(path, skips):
                 relative = file.relative_to(path)
-                if any(part.startswith(".") for part in relative.parts):
-                    continue  # hidden files, and temp files of an interrupted atomic write
-                if out_resolved is not None and out_resolved in file.resolve().parents:
+                if out_resolved is not None and out_resolved != root and out_resolved in file.resolve().parents:
                     continue  # our own outputs when OUT is inside the folder
+                if _made_by_faceage(file):
+                    skips.append(ScanSkip(str(file), "made by faceage (its provenance says so); not aged again"))
+                    continue
                 jobs.setdefault(file.resolve(), Job(file, out_dir / relative.parent, True))
         else:
             jobs.setdefault(path.resolve(), Job(path, out_dir if out_dir is not None else path.parent, False))
-    return list(jobs.values())
+    return _unique_names(list(jobs.values()))
 
 
-def _provenance(method_info: dict, source_ages: list[float], target_age) -> dict:
-    from faceage.outputs.provenance import provenance_metadata
+def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
+    """Image files under ``folder`` (sorted, hidden names left out), following folder links once."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
 
-    return provenance_metadata(method_info, source_ages, target_age)
+    def walk(current: Path) -> None:
+        try:
+            info = current.stat()
+            key = (info.st_dev, info.st_ino)
+            if key in seen:
+                skips.append(ScanSkip(str(current), "symlink loop (a folder already scanned)"))
+                return
+            seen.add(key)
+            with os.scandir(current) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            skips.append(ScanSkip(str(current), f"cannot list folder ({error.strerror or error})"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files, and temp files of an interrupted atomic write
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                target = entry.stat() if entry.is_symlink() else None
+            except OSError as error:  # dangling link, or a link loop of its own
+                if entry.is_symlink():
+                    skips.append(ScanSkip(str(path), f"broken symlink ({error.strerror or error})"))
+                continue
+            if is_dir:
+                walk(path)
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            mode = target.st_mode if target is not None else entry.stat(follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                skips.append(ScanSkip(str(path), "not a regular file (a pipe, device or socket)"))
+                continue
+            found.append(path)
+
+    walk(folder)
+    return found
+
+
+def _made_by_faceage(path: Path) -> bool:
+    """Whether ``path`` carries faceage provenance (an output of an earlier run lying among the inputs)."""
+    from faceage.imageio import read_metadata
+
+    try:
+        return read_metadata(path).get("faceage:synthetic") == "true"
+    except ImageReadError:
+        return False
+
+
+def _unique_names(jobs: list[Job]) -> list[Job]:
+    """Give inputs that would write the same outputs (same stem, same output folder) distinct stems:
+    the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed."""
+    def key(job: Job, stem: str) -> tuple[str, str]:
+        return (os.path.normcase(str(job.out_dir.resolve())), stem.casefold())
+
+    groups: dict[tuple[str, str], int] = {}
+    for job in jobs:
+        groups[key(job, job.source.stem)] = groups.get(key(job, job.source.stem), 0) + 1
+    taken = {key(job, job.source.stem) for job in jobs if groups[key(job, job.source.stem)] == 1}
+    named = []
+    for job in jobs:
+        if groups[key(job, job.source.stem)] == 1:
+            named.append(job)
+            continue
+        stem = f"{job.source.stem}_{job.source.suffix.lstrip('.').lower() or 'file'}"
+        candidate, n = stem, 1
+        while key(job, candidate) in taken:
+            n += 1
+            candidate = f"{stem}_{n}"
+        taken.add(key(job, candidate))
+        named.append(Job(job.source, job.out_dir, job.from_folder, candidate))
+    return named
+
+
+def _provenance(info: dict, results, job: Job) -> dict:
+    """``result_provenance`` plus the input's file name (what lets a rerun tell its own outputs)."""
+    return {**result_provenance(info, results), "faceage:source": job.source.name}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(path: Path) -> dict:
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+class _Record:
+    """``OUT/.faceage-batch.jsonl``: what produced each output, one JSON line per finished input.
+
+    Appended and fsynced as each input finishes (a torn last line from a crash is ignored), so resume
+    can tell a finished input from one that changed since, or whose outputs were cut short or replaced.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path is None:
+            return
+        try:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        entry = json.loads(line)
+                        self.entries[entry["input"]] = entry
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        except (OSError, UnicodeDecodeError):
+            pass
+
+    def done(self, job: Job, settings: dict, expected: list[Path]) -> bool:
+        """Whether ``job`` finished with ``settings`` from the input as it is now, outputs intact."""
+        entry = self.entries.get(str(job.source.resolve()))
+        try:
+            if entry is None or entry.get("settings") != settings or entry.get("source") != _fingerprint(job.source):
+                return False
+            outputs = entry["outputs"]
+            if any(str(path.resolve()) not in outputs for path in expected):
+                return False
+            return all(os.path.getsize(name) == out["size"] and _sha256(Path(name)) == out["sha256"]
+                       for name, out in outputs.items())
+        except (OSError, KeyError, TypeError):
+            return False
+
+    def owns(self, job: Job, path: Path) -> bool:
+        """Whether the batch record says ``path`` was written for ``job``."""
+        entry = self.entries.get(str(job.source.resolve()))
+        return entry is not None and str(path.resolve()) in entry.get("outputs", {})
+
+    def rows(self, job: Job) -> list[dict]:
+        entry = self.entries.get(str(job.source.resolve()))
+        return [{**row, "file": str(job.source)} for row in (entry or {}).get("rows", [])]
+
+    def add(self, job: Job, source: dict, settings: dict, outputs: list[str], rows: list[dict]) -> None:
+        entry = {
+            "input": str(job.source.resolve()),
+            "source": source,
+            "settings": settings,
+            "outputs": {str(Path(p).resolve()): {"size": os.path.getsize(p), "sha256": _sha256(Path(p))}
+                        for p in outputs},
+            "rows": rows,
+        }
+        self.entries[str(job.source.resolve())] = entry
+        if self.path is not None:
+            _append(self.path, json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+    """Append ``text`` and fsync; a write error becomes an ``ImageWriteError`` (fatal when no space)."""
+    from faceage.imageio import write_error
+
+    data = text.encode("utf-8")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                os.ftruncate(fd, os.fstat(fd).st_size - written)  # leave no torn line behind
+                raise OSError(28, os.strerror(28))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 class _Writer:
-    """Writes outputs atomically, never onto an input and never twice to one path in a run."""
+    """Writes outputs atomically, never onto an input, never twice to one path in a run, and never
+    over a file faceage did not make from the same input (unless ``overwrite``)."""
 
-    def __init__(self, protect: set[str]) -> None:
+    def __init__(self, protect: set[str], record: _Record | None = None, overwrite: bool = False) -> None:
         self.protect = protect
+        self.record = record or _Record(None)
+        self.overwrite = overwrite
         self.claimed: dict[Path, str] = {}
+        self.images: dict[str, list[Path]] = {}  # per input: its image outputs (they vouch for its MP4)
 
-    def claim(self, path: Path, source: Path) -> Path:
+    def check(self, path: Path, job: Job) -> None:
+        """Raise ``ImageWriteError`` when ``path`` may not be written for ``job`` (before any work)."""
         key = path.resolve()
-        other = self.claimed.setdefault(key, str(source))
-        if other != str(source):
-            raise ImageWriteError(f"{source.name}: output {path} was already written for {other} in this run; "
+        other = self.claimed.get(key)
+        if other is not None and other != str(job.source):
+            raise ImageWriteError(f"{job.source.name}: output {path} was already written for {other} in this run; "
                                   "rename one of the inputs")
         if str(key) in self.protect:
             raise ImageWriteError(f"{path.name}: refusing to overwrite an input image ({path}); choose another output folder")
+        if self.overwrite or other is not None or not os.path.lexists(path) or self.record.owns(job, path):
+            return
+        if path.suffix.lower() == ".mp4":
+            # a video carries no provenance: it is ours when the images written beside it say so
+            images = [p for p in self.images.get(str(job.source), []) if p.suffix.lower() != ".mp4"]
+            if any(p.is_file() and _made_from(p, job.source) for p in images):
+                return
+        elif _made_from(path, job.source):
+            return
+        raise ImageWriteError(f"{job.source.name}: {path} already exists and faceage did not make it from "
+                              "this input; left alone (--overwrite replaces it, or choose another -o)")
+
+    def claim(self, path: Path, job: Job) -> Path:
+        self.check(path, job)
+        self.claimed[path.resolve()] = str(job.source)
         return path
 
-    def image(self, path: Path, source: Path, rgb, metadata: dict) -> str:
+    def image(self, path: Path, job: Job, rgb, metadata: dict) -> str:
         from faceage.imageio import save_image
 
-        return str(save_image(self.claim(path, source), rgb, metadata=metadata))
+        return str(save_image(self.claim(path, job), rgb, metadata=metadata))
 
-    def gif(self, path: Path, source: Path, frames, labels, metadata: dict) -> str:
+    def gif(self, path: Path, job: Job, frames, labels, metadata: dict) -> str:
         from faceage.outputs.progression import save_gif
 
-        return str(save_gif(self.claim(path, source), frames, labels, GIF_FRAME_MS, metadata=metadata))
+        return str(save_gif(self.claim(path, job), frames, labels, GIF_FRAME_MS, metadata=metadata))
 
-    def mp4(self, path: Path, source: Path, frames, labels) -> str:
+    def mp4(self, path: Path, job: Job, frames, labels) -> str:
         from faceage.outputs.progression import save_mp4
 
-        return str(save_mp4(self.claim(path, source), frames, labels, fps=1000.0 / GIF_FRAME_MS))
+        return str(save_mp4(self.claim(path, job), frames, labels, fps=1000.0 / GIF_FRAME_MS))
+
+
+def _made_from(path: Path, source: Path) -> bool:
+    """Whether the image at ``path`` carries faceage provenance naming ``source`` (or, written before
+    faceage recorded sources, any faceage provenance)."""
+    from faceage.imageio import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except ImageReadError:
+        return False
+    return meta.get("faceage:synthetic") == "true" and meta.get("faceage:source", source.name) == source.name
 
 
 def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     from faceage.imageio import load_image
 
+    writer.images[str(job.source)] = opts.expected(job)
+    for expected in opts.expected(job):  # refuse before the work, not after the first output
+        writer.check(expected, job)
     rgb = load_image(job.source)
     results = ager.age(rgb, to=list(opts.ages))
     info = ager.method.describe()
-    source_ages = [face.source_age for face in results[0].faces]
-    outputs, ages, rows = [], [], []
+    outputs: list[str] = []
+    ages, rows = [], []
     for result in results:
-        path = writer.image(job.age_path(result.requested_age), job.source, result.image,
-                            _provenance(info, source_ages, result.target_age))
+        path = writer.image(job.age_path(result.requested_age), job, result.image, _provenance(info, [result], job))
         outputs.append(path)
         ages.append({"output": path, **result.to_dict()})
         rows += [{"file": str(job.source), **_row(face)} for face in result.faces]
     if opts.progression:
-        outputs += _progressions(job, rgb, results, opts, writer, info, source_ages)
+        outputs += _progressions(job, rgb, results, opts, writer, info)
     return FileResult(str(job.source), outputs, ages, rows)
 
 
-def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict, source_ages) -> list[str]:
+def _progressions(job: Job, rgb, results, opts: Options, writer: _Writer, info: dict) -> list[str]:
     from faceage.outputs.progression import progression_strip
 
-    ages = [age_label(r.target_age) for r in results]  # what was aimed at, after clamping
-    metadata = _provenance(info, source_ages, [r.target_age for r in results])
-    if opts.crop:  # one progression per face, of its aligned crop
-        series = [(i, [results[0].source_crops[i], *[r.aged_crops[i] for r in results]], [source_ages[i]])
-                  for i in range(len(source_ages))]
-    else:
-        series = [(None, [rgb, *[r.image for r in results]], source_ages)]
+    metadata = _provenance(info, results, job)
     written = []
-    for face, frames, sources in series:
-        labels = [f"{sources[0]:.0f} (photo)" if len(sources) == 1 else "photo", *ages]
+    # with --crop one progression per face, of its aligned crop
+    for face in range(len(results[0].faces)) if opts.crop else [None]:
+        frames, labels = progression_frames(results, rgb, face)
         if opts.strip:
             strip = progression_strip(frames, labels)
-            written.append(writer.image(job.strip_path(face), job.source, strip, metadata))
+            written.append(writer.image(job.strip_path(face), job, strip, metadata))
         if opts.gif:
-            written.append(writer.gif(job.animation_path(face, ".gif"), job.source, frames, labels, metadata))
+            written.append(writer.gif(job.animation_path(face, ".gif"), job, frames, labels, metadata))
         if opts.mp4:
-            written.append(writer.mp4(job.animation_path(face, ".mp4"), job.source, frames, labels))
+            written.append(writer.mp4(job.animation_path(face, ".mp4"), job, frames, labels))
     return written
 
 
@@ -227,32 +456,48 @@ def _row(face) -> dict:
     return {"face": d["index"], **{k: ("" if d[k] is None else d[k]) for k in SUMMARY_FIELDS[2:]}}
 
 
-def _read_summary(path: Path) -> dict[str, list[dict]]:
-    """Rows of a previous summary, by file (an unreadable or foreign CSV gives none)."""
-    rows: dict[str, list[dict]] = {}
+def _summary_is_ours(path: Path) -> bool:
+    """Whether ``path`` is missing, empty, or a summary this command wrote (its header)."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != SUMMARY_FIELDS:
-                return {}
-            for row in reader:
-                rows.setdefault(row["file"], []).append(row)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return {}
-    return rows
+            first = handle.readline()
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    return not first or tuple(next(csv.reader([first]), [])) == SUMMARY_FIELDS
 
 
-def _write_summary(path: Path, jobs: list[Job], done: dict[str, list[dict]], skipped: set[str]) -> None:
-    from faceage.atomic import write_text_atomic
-
-    previous = _read_summary(path) if skipped else {}
+def _csv_text(rows: list[dict], header: bool) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for job in jobs:
-        file = str(job.source)
-        writer.writerows(done.get(file) or (previous.get(file, []) if file in skipped else []))
-    write_text_atomic(path, buffer.getvalue())
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _append_summary(path: Path, rows: list[dict]) -> None:
+    """Add one file's rows as it finishes (the header first on a new summary)."""
+    from faceage.imageio import write_error
+
+    try:
+        new = not path.is_file() or path.stat().st_size == 0
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    _append(path, _csv_text(rows, header=new))
+
+
+def _write_summary(path: Path, jobs: list[Job], rows_of) -> None:
+    """Rewrite the summary in input order: one block of rows per finished input, old and new."""
+    from faceage.atomic import write_text_atomic
+    from faceage.imageio import write_error
+
+    rows = [row for job in jobs for row in rows_of(job)]
+    try:
+        write_text_atomic(path, _csv_text(rows, header=True))
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def _face_line(face: dict) -> str:
@@ -280,7 +525,8 @@ def _face_line(face: dict) -> str:
 @click.option("--mp4", is_flag=True, help="Also write the progression as an MP4 video (no metadata inside).")
 @click.option("--crop", is_flag=True, help="Progressions of each aligned face instead of the whole photo.")
 @click.option("--no-eval", is_flag=True, help="Skip measuring reached age and identity (faster).")
-@click.option("--overwrite", is_flag=True, help="Redo files of a folder input whose outputs already exist.")
+@click.option("--overwrite", is_flag=True,
+              help="Redo inputs already done, and replace files that exist at output names.")
 def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, method: str, weights: Path | None,
         device: str, max_faces: int | None, as_json: bool, strip: bool, gif: bool, mp4: bool, crop: bool, no_eval: bool,
         overwrite: bool) -> None:
@@ -291,21 +537,29 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     """
     from tqdm import tqdm
 
-    from faceage.cli import report_failures, run_per_file  # here: faceage.cli imports this module
-
     if crop and not (strip or gif or mp4):
         raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
     folders = [str(p) for p in paths if p.is_dir()]
     if folders and out_dir is None:
         raise click.UsageError(f"folder input {folders[0]} needs an output folder: add -o OUT")
     opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite)
-    jobs = collect_jobs(paths, out_dir)
+    scan_skips: list[ScanSkip] = []
+    jobs = collect_jobs(paths, out_dir, scan_skips)
     if not jobs:
-        raise click.UsageError(f"no images found in {', '.join(folders)}")
+        raise click.UsageError(_nothing_found(folders, out_dir, scan_skips))
+    summary = record = None
+    if folders:
+        assert out_dir is not None  # checked above: folder inputs need -o
+        summary, record = out_dir / SUMMARY_NAME, _Record(out_dir / RECORD_NAME)
+        if not _summary_is_ours(summary):
+            raise click.UsageError(f"{summary} exists and is not a faceage summary; move it away or choose another -o")
+    record = record or _Record(None)
+    settings = {"method": method, "weights": None if weights is None else str(weights.resolve()),
+                "ages": list(ages), "strip": strip, "gif": gif, "mp4": mp4, "crop": crop, "max_faces": max_faces}
 
     todo, skipped = [], set()
     for job in jobs:
-        if job.from_folder and not overwrite and all(p.is_file() for p in opts.expected(job)):
+        if job.from_folder and not overwrite and record.done(job, settings, opts.expected(job)):
             skipped.add(str(job.source))
         else:
             todo.append(job)
@@ -316,41 +570,88 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     # nothing to do (a finished batch run again) needs no models
     ager = Ager(load_method(method, device=device, weights=weights), evaluate=not no_eval,
                 max_faces=max_faces) if todo else None
-    by_file = {str(job.source): job for job in todo}
-    writer = _Writer({str(job.source.resolve()) for job in jobs})
+    writer = _Writer({str(job.source.resolve()) for job in jobs}, record, overwrite)
+    results: list[FileResult] = []
+    failures: list[FileFailure] = []
 
-    def one(file: str) -> FileResult:
-        result = _age_file(by_file[file], ager, opts, writer)
+    def one(job: Job) -> FileResult:
+        source = _fingerprint(job.source)  # before reading: a change while we work means redo next time
+        result = _age_file(job, ager, opts, writer)
+        if summary is not None:
+            record.add(job, source, settings, result.outputs, result.rows)
+            _append_summary(summary, result.rows)
         if not as_json:
             for entry in result.ages:
-                tqdm.write(f"{file} -> {entry['output']}")
+                tqdm.write(f"{job.source} -> {entry['output']}")
                 if entry["warning"]:
                     tqdm.write(f"  note: {entry['warning']}")
                 for face in entry["faces"]:
                     tqdm.write(_face_line(face))
         return result
 
-    bar = tqdm(list(by_file), desc="aging", unit="photo", disable=None if len(todo) > 1 else True)
-    results, failures = run_per_file(bar, one)
-    bar.close()
+    bar = tqdm(todo, desc="aging", unit="photo", disable=None if len(todo) > 1 else True)
+    stopped: OutputUnwritableError | None = None
+    try:
+        for job in bar:
+            try:
+                results.append(one(job))
+            except OutputUnwritableError as error:
+                stopped = error  # every other file would fail the same way
+                break
+            except FaceageError as error:
+                failures.append(FileFailure(str(job.source), str(error)))
+            except OSError as error:  # the input vanished or changed type under us
+                failures.append(FileFailure(str(job.source), f"cannot read the file ({error.strerror or error})"))
+    finally:
+        bar.close()
+        if summary is not None:
+            done = {r.file: r.rows for r in results}
+            try:
+                _write_summary(summary, jobs, lambda job: done.get(str(job.source))
+                               or (record.rows(job) if str(job.source) in skipped else []))
+            except ImageWriteError as error:
+                click.echo(f"error: {error}; {summary} holds the rows appended so far", err=True)
 
-    summary = None
-    if folders:
-        summary = out_dir / SUMMARY_NAME
-        _write_summary(summary, jobs, {r.file: r.rows for r in results}, skipped)
     if as_json:
         payload = {
             "method": method,
             "ages": list(ages),
             "results": [{"file": r.file, "outputs": r.outputs, "ages": r.ages} for r in results],
             "skipped": sorted(skipped),
+            "scan_skipped": [skip.__dict__ for skip in scan_skips],
             "failures": [f.__dict__ for f in failures],
+            "stopped": None if stopped is None else str(stopped),
             "summary": None if summary is None else str(summary),
         }
         click.echo(json.dumps(payload, indent=2))
     else:
+        for skip in scan_skips:
+            click.echo(f"skipped {skip.path}: {skip.reason}", err=True)
         if skipped:
-            click.echo(f"skipped {len(skipped)} of {len(jobs)} files whose outputs exist (--overwrite to redo)")
+            click.echo(f"skipped {len(skipped)} of {len(jobs)} files already done (--overwrite to redo)")
         if summary is not None:
             click.echo(f"summary: {summary}")
+    if stopped is not None:
+        try:
+            report_failures(failures, len(jobs))  # the other files' reasons first
+        except SystemExit:
+            pass
+        left = len(todo) - len(results) - len(failures)
+        click.echo(f"error: {stopped}; stopped with {left} of {len(todo)} files not done "
+                   "(free space or fix the folder, then run the same command again to resume)", err=True)
+        raise SystemExit(1)
     report_failures(failures, len(jobs))
+
+
+def _nothing_found(folders: list[str], out_dir: Path | None, skips: list[ScanSkip]) -> str:
+    """Why a folder run has no input: say what the scan passed over instead of just 'no images'."""
+    text = f"no images to age in {', '.join(folders)}"
+    own = sum(1 for skip in skips if skip.reason.startswith("made by faceage"))
+    if own:
+        text += f": {own} image(s) there are faceage outputs (not aged again)"
+    other = [skip for skip in skips if not skip.reason.startswith("made by faceage")]
+    if other:
+        text += "; skipped " + "; ".join(f"{skip.path}: {skip.reason}" for skip in other[:3])
+    if out_dir is not None and any(Path(f).resolve() in out_dir.resolve().parents for f in folders):
+        text += f" (files under the output folder {out_dir} are never inputs)"
+    return text

@@ -14,30 +14,16 @@ years.
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from faceage.age_groups import check_target_age
 from faceage.errors import NoFaceError
 from faceage.imageio import check_rgb
-from faceage.methods.base import AgingMethod, Edit
-
-# The oldest target accepted at all; ages between a method's own range and this are clamped.
-MAX_TARGET_AGE = 120.0
-
-
-def check_target_age(age: object) -> float:
-    """A target age as float years; ``ValueError`` naming the value unless a number in 0..120."""
-    if isinstance(age, bool) or not isinstance(age, numbers.Real):
-        raise ValueError(f"target age must be a number of years, got {age!r}")
-    value = float(age)
-    if not math.isfinite(value) or not 0.0 <= value <= MAX_TARGET_AGE:
-        raise ValueError(f"target age must be between 0 and {MAX_TARGET_AGE:g} years, got {age!r}")
-    return value
+from faceage.methods.base import AgingMethod, Edit, run_edit
 
 
 @dataclass(frozen=True)
@@ -52,16 +38,22 @@ class FaceReport:
     identity      SFace cosine similarity input vs output face; None if not evaluated.
     same_person   identity at the verifier's standard threshold; None if not evaluated.
     ms            edit (this face's share of the batch) + paste-back time in milliseconds.
+    warning       what the method could not do for this face (e.g. a skipped step), or None.
+    chroma_detail fine colour detail in the face, output over input (``faceage.eval.guards``): far
+                  above 1 means streaks or colour noise the age estimator may read as age; None if
+                  not evaluated.
     """
 
     index: int
-    box: tuple[float, float, float, float]
+    box: tuple[float, ...]
     source_age: float
     target_age: float
     reached_age: float | None
     identity: float | None
     same_person: bool | None
     ms: float
+    warning: str | None = None
+    chroma_detail: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready, rounded for reading."""
@@ -70,8 +62,9 @@ class FaceReport:
         for key in ("source_age", "target_age", "reached_age", "ms"):
             if d[key] is not None:
                 d[key] = round(d[key], 1)
-        if d["identity"] is not None:
-            d["identity"] = round(d["identity"], 3)
+        for key in ("identity", "chroma_detail"):
+            if d[key] is not None:
+                d[key] = round(d[key], 3)
         return d
 
 
@@ -179,7 +172,7 @@ class Ager:
 
     def _age_to(self, rgb, faces, crops, source, source_emb, requested: float) -> AgingResult:
         from faceage.faces.align import warp_face
-        from faceage.faces.paste import paste_back, paste_delta
+        from faceage.faces.paste import paste_back, paste_delta, warp_photo
 
         lo, hi = self.method.supported_ages()
         aimed = float(min(max(requested, lo), hi))
@@ -188,7 +181,12 @@ class Ager:
             warning = (f"target age {requested:g} is outside what {self.method.name} can aim for "
                        f"({lo:g}-{hi:g}); aimed at {aimed:g}")
         start = time.perf_counter()
-        edit = self.method.edit(crops, source, aimed)
+        points = None
+        if self.method.uses_landmarks:
+            if any(face.landmarks is None for face in faces):
+                raise ValueError(f"method {self.method.name!r} needs dense landmarks; the face pipeline gave none")
+            points = np.stack([face.landmarks for face in faces]).astype(np.float32)
+        edit = run_edit(self.method, crops, source, aimed, points)
         _check_edit(edit, crops.shape, self.method.name)
         edit_ms = (time.perf_counter() - start) * 1000.0 / len(faces)
 
@@ -196,10 +194,15 @@ class Ager:
         ms = []
         for i, face in enumerate(faces):
             start = time.perf_counter()
+            mask = None if edit.mask is None else edit.mask[i]
+            feather = None if mask is None else self.method.face_size / 64.0  # a method's mask comes soft
+            if edit.flow is not None:
+                warp_photo(out, edit.flow[i], face.matrix, out=out)
             if edit.reconstructed is not None:
-                paste_delta(out, edit.edited[i], edit.reconstructed[i], face.matrix, out=out)
+                paste_delta(out, edit.edited[i], edit.reconstructed[i], face.matrix, mask=mask, feather=feather, out=out,
+                            keep_gamut=self.method.keep_gamut)
             else:
-                paste_back(out, edit.edited[i], face.matrix, out=out)
+                paste_back(out, edit.edited[i], face.matrix, mask=mask, feather=feather, out=out)
             ms.append(edit_ms + (time.perf_counter() - start) * 1000.0)
 
         size = crops.shape[1]
@@ -208,7 +211,11 @@ class Ager:
         reached: list[float | None] = [None] * n
         identity: list[float | None] = [None] * n
         same: list[bool | None] = [None] * n
+        chroma: list[float | None] = [None] * n
         if self.evaluate:
+            from faceage.eval.guards import chroma_ratio
+
+            chroma = [float(r) for r in chroma_ratio(crops, views)]
             reached = [float(a) for a in self.estimator.estimate_aligned(views)]
             check = self.verifier.verify(source_emb, self.verifier.embed_aligned(views))
             identity = [float(s) for s in np.atleast_1d(check.score)]
@@ -223,6 +230,8 @@ class Ager:
                 identity=identity[i],
                 same_person=same[i],
                 ms=ms[i],
+                warning=edit.warnings[i] if i < len(edit.warnings) else None,
+                chroma_detail=chroma[i],
             )
             for i, face in enumerate(faces)
         ]
@@ -236,3 +245,8 @@ def _check_edit(edit: Edit, shape: tuple[int, ...], name: str) -> None:
         if array is not None and (array.shape != shape or array.dtype != np.uint8):
             raise ValueError(f"method {name!r} returned {what} faces of shape {array.shape} {array.dtype}, "
                              f"expected {shape} uint8")
+    if edit.flow is not None and (edit.flow.shape != (*shape[:3], 2) or edit.reconstructed is None):
+        raise ValueError(f"method {name!r} returned a flow of shape {edit.flow.shape} "
+                         f"(expected {(*shape[:3], 2)}, with the warped input as reconstructed)")
+    if edit.mask is not None and edit.mask.shape != shape[:3]:
+        raise ValueError(f"method {name!r} returned masks of shape {edit.mask.shape}, expected {shape[:3]}")

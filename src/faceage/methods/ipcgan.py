@@ -1,4 +1,4 @@
-"""Method ``ipcgan`` (seed 003): a conditional generator maps each aligned face to a target age group.
+"""Method ``ipcgan`` (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*): a conditional generator maps each aligned face to a target age group.
 
 The target age picks its group in the generator's grouping (``faceage.age_groups``). Between two
 group centres the condition planes are mixed linearly (an age of 60 with centres 55 and 65 asks
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceage.age_groups import AgeGrouping, get_grouping
+from faceage.age_groups import AgeGrouping, check_target_age, get_grouping
 from faceage.methods.base import AgingMethod, Edit
 from faceage.models.colour import keep_colour
 from faceage.models.ipcgan import IPCGANGenerator
@@ -71,6 +71,7 @@ class IPCGANMethod(AgingMethod):
     """
 
     name = "ipcgan"
+    keep_gamut = True  # a brightening must not desaturate a near-white cheek or colour a gray photo
 
     def __init__(self, generator: IPCGANGenerator, grouping: AgeGrouping, device: str | torch.device = "cpu",
                  info: dict | None = None, batch: int = 16, colour: str = "smooth") -> None:
@@ -114,7 +115,8 @@ class IPCGANMethod(AgingMethod):
         return keep_colour(x, y) if self.colour == "smooth" else y
 
     @torch.inference_mode()
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float) -> Edit:
+    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
+             landmarks: np.ndarray | None = None) -> Edit:
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[1:] != (self.face_size, self.face_size, 3) or faces.dtype != np.uint8:
             raise ValueError(f"faces must be (N, {self.face_size}, {self.face_size}, 3) uint8, "
@@ -122,8 +124,7 @@ class IPCGANMethod(AgingMethod):
         source_ages = np.asarray(source_ages, np.float64).reshape(-1)
         if len(source_ages) != len(faces):
             raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")
-        if not np.isfinite(target_age):
-            raise ValueError(f"target age must be a finite number, got {target_age}")
+        target_age = check_target_age(target_age)
         target = torch.from_numpy(group_weights(np.full(len(faces), float(target_age)), self.grouping))
         source = torch.from_numpy(group_weights(source_ages, self.grouping))
         edited, recon = [], []

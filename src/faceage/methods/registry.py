@@ -1,34 +1,49 @@
-"""Aging methods by name: the one place the CLI, the Python API and the demo learn which exist.
+"""Aging methods by name: the one place that says which methods exist.
 
-Each entry names a loader and the shipped weight files it needs. Loaders import their method
-lazily, so listing the names (``faceage --help``, ``click.Choice``) never imports torch. Adding a
-method is one loader function and one line in ``METHODS``.
+The CLI (``--method`` choices of ``faceage age``, ``serve`` and ``bench aging``), the Python API
+(``faceage.load``), the web app, the demo and the README's method table (checked by a test) all
+read ``METHODS``. Each entry names a loader, the shipped weight files it needs, what it does and
+the paper it follows. Loaders import their method lazily, so listing the names (``faceage --help``,
+``click.Choice``) never imports torch. Adding a method is one module, one loader function and one
+entry in ``METHODS`` (docs/ARCHITECTURE.md, "Adding an aging method").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from faceage.errors import FaceageError, ModelFileError
 
+if TYPE_CHECKING:  # the names stay importable without numpy for ``faceage --help``
+    from faceage.methods.base import AgingMethod
+
+# the method `faceage age` and `faceage.load()` use when none is named
+DEFAULT_METHOD = "prototype"
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """How to build one method.
 
-    loader        ``loader(weights, device) -> AgingMethod``; ``weights`` None means the shipped files.
-    shipped       file names in ``faceage/weights`` the shipped method needs (all with a manifest entry).
-    summary       one line for help texts.
+    loader        ``loader(weights, device, **options) -> AgingMethod``; ``weights`` None means the
+                  shipped files; ``options`` come from ``--set KEY=VALUE`` (strings) or Python callers,
+                  and a loader raises ``FaceageError`` naming any option it does not know
+                  (``method_options``).
+    shipped       file names in ``faceage/weights`` the shipped method needs (all with a manifest
+                  entry); empty for a method that needs no weights of its own.
+    summary       what the method does, in a few words, for help texts, the web page and the README.
+    paper         the title of the publication it follows.
     experimental  its shipped weights miss the project's quality targets (docs carry the numbers):
                   it is labelled so wherever it is offered and is never the default.
     """
 
-    loader: Callable[..., object]
+    loader: Callable[..., AgingMethod]
     shipped: tuple[str, ...]
     summary: str
+    paper: str = ""
     experimental: bool = False
 
     def label(self) -> str:
@@ -36,39 +51,89 @@ class MethodSpec:
         return f"{self.summary} [experimental]" if self.experimental else self.summary
 
 
-def _ipcgan(weights: str | Path | None, device: str):
+def method_options(name: str, options: dict, known: Mapping[str, Callable[[Any], object]]) -> dict:
+    """Convert ``options`` with ``known`` (option -> type, e.g. ``int``); ``FaceageError`` naming an
+    unknown option or a value its type rejects."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise FaceageError(f"method {name!r} has no option {unknown[0]!r} (its options: {allowed})")
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = known[key](value)
+        except (TypeError, ValueError) as error:
+            raise FaceageError(f"method {name!r}: bad value {value!r} for option {key!r} ({error})") from error
+    return out
+
+
+def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.ipcgan import IPCGANMethod
 
-    return IPCGANMethod.from_weights(weights, device=device)
+    method = IPCGANMethod.from_weights(weights, device=device)
+    for key, value in method_options("ipcgan", options, {"batch": int}).items():
+        if key == "batch" and value < 1:
+            raise FaceageError(f"method 'ipcgan': option 'batch' must be >= 1, got {value}")
+        setattr(method, key, value)
+    return method
+
+
+def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
+    from faceage.methods.prototype import PrototypeMethod
+
+    known: dict[str, Callable[[object], object]] = {
+        "strength": _number, "non_age": _flag, "hair": _flag, "calibrated": _flag,
+    }
+    settings = method_options("prototype", options, known)
+    try:
+        return PrototypeMethod.from_weights(weights, device=device, **settings)
+    except ValueError as e:
+        raise FaceageError(f"method 'prototype': {e}") from None
+
+
+def _number(value: object) -> float:
+    return float(value)  # type: ignore[arg-type]  # str or number; ValueError names the value
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on/off, got {value!r}")
 
 
 METHODS: dict[str, MethodSpec] = {
-    "ipcgan": MethodSpec(_ipcgan, ("ipcgan_generator.safetensors",), "conditional age GAN (IPCGAN)",
-                         experimental=True),
+    "prototype": MethodSpec(
+        _prototype,
+        ("prototypes.safetensors", "prototypes.json"),
+        "age prototypes: landmark shape warp, relit colour and band-energy texture",
+        "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
+    ),
+    "ipcgan": MethodSpec(
+        _ipcgan,
+        ("ipcgan_generator.safetensors",),
+        "conditional GAN over age groups, with identity and age losses",
+        "Face Aging with Identity-Preserved Conditional Generative Adversarial Networks (Wang et al., CVPR 2018)",
+        experimental=True,
+    ),
 }
-
-# The method `faceage age`, `faceage serve` and `faceage.load()` use when none is named: the first
-# one that is not experimental; None while every method is (then a method must be named).
-DEFAULT_METHOD: str | None = next((name for name, spec in METHODS.items() if not spec.experimental), None)
 
 
 def method_option() -> dict:
-    """``click.option("--method", ...)`` keywords: the default, or ``required`` when there is none
-    (click 8.3 treats an explicit ``default=None`` as a given value, so it is left out)."""
+    """``click.option("--method", ...)`` keywords: every method name, the default when none is named."""
     import click  # here: the registry itself does not need click
 
-    choice = {"type": click.Choice(method_names())}
-    if DEFAULT_METHOD is None:
-        return {**choice, "required": True}
-    return {**choice, "default": DEFAULT_METHOD}
+    return {"type": click.Choice(method_names()), "default": DEFAULT_METHOD}
 
 
 def method_help() -> str:
-    """``--method`` help: every method with its label, and whether naming one is required."""
+    """``--method`` help: every method with its label (experimental ones say so)."""
     listed = "; ".join(f"{name}: {spec.label()}" for name, spec in METHODS.items())
-    if DEFAULT_METHOD is None:
-        return f"Aging method (required: every method is experimental). {listed}."
-    return f"Aging method. {listed}."
+    return f"Aging method (default {DEFAULT_METHOD}). {listed}."
 
 
 def method_names() -> list[str]:
@@ -89,20 +154,16 @@ def available_methods() -> list[str]:
 
 
 def resolve_method(name: str | None) -> str:
-    """``name``, or the default method; a one-line ``FaceageError`` when none is named and there is none."""
-    if name is not None:
-        return name
-    if DEFAULT_METHOD is None:
-        listed = ", ".join(f"{n} ({spec.label()})" for n, spec in METHODS.items())
-        raise FaceageError(f"no default aging method (every method is experimental): name one of {listed}")
-    return DEFAULT_METHOD
+    """``name``, or the default method when none is named."""
+    return DEFAULT_METHOD if name is None else name
 
 
-def load_method(name: str, device: str = "cpu", weights: str | Path | None = None):
-    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files.
+def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options) -> AgingMethod:
+    """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files,
+    with method-specific ``options`` (keyword values, or strings from ``--set KEY=VALUE``).
 
-    Raises ``FaceageError`` for an unknown name and ``ModelFileError`` when the weights are missing
-    or do not match the network.
+    Raises ``FaceageError`` for an unknown name or option and ``ModelFileError`` when the weights
+    are missing or do not match the network.
     """
     spec = METHODS.get(name)
     if spec is None:
@@ -115,4 +176,4 @@ def load_method(name: str, device: str = "cpu", weights: str | Path | None = Non
             f"method {name!r} has no weights installed ({', '.join(spec.shipped)} missing from faceage/weights "
             "or its manifest); train them first, or pass a weights file (--weights)"
         )
-    return spec.loader(weights, device)
+    return spec.loader(weights, device, **options)

@@ -32,15 +32,14 @@ crop from ``faceage.faces``); 64 <= H, W <= 256. Inputs whose size differs from
 ``cfg.input_size`` are resized inside ``forward`` with antialiased bilinear interpolation (still
 differentiable). Values outside [-1, 1] are accepted (a generator's raw output may overshoot).
 
-The network is a pure ``nn.Module``; ``save_age_regressor`` / ``load_age_regressor`` below write and
-read fp16 safetensors plus a config JSON, strictly.
+The network is a pure ``nn.Module``; ``faceage.models.io.save_age_regressor`` / ``load_age_regressor``
+write and read it as fp16 safetensors plus a config JSON, strictly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -132,6 +131,8 @@ class AgeRegressor(nn.Module):
     resolution, each later stage halves it again, then global average pooling and a linear layer
     over the age bins.
     """
+
+    bin_ages: torch.Tensor  # a registered buffer
 
     def __init__(self, config: AgeRegressorConfig | None = None) -> None:
         super().__init__()
@@ -253,50 +254,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-# --- weights on disk -------------------------------------------------------------------------------
-# Shipped as two flat files, ``NAME.safetensors`` (floating tensors in fp16) and ``NAME.json`` (the
-# config in faceage.models.io's format plus training metadata), so several small networks can sit in
-# faceage/weights beside each other. Strict loading reuses faceage.models.io; it is imported lazily so
-# that io may later register this class without an import cycle.
-
-CLASS_NAME = "AgeRegressor"
-SHIPPED_NAME = "age_regressor.safetensors"  # in faceage/weights, listed in its manifest.json
-
-
-def config_path_for(weights: str | Path) -> Path:
-    """The config JSON that belongs to a weights file: same stem, ``.json``."""
-    from faceage.models.io import flat_config_path
-
-    return flat_config_path(weights)
-
-
-def save_age_regressor(model: AgeRegressor, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write fp16 safetensors at ``path`` and the config JSON beside it (``faceage.models.io.save_flat``)."""
-    from faceage.models.io import save_flat
-
-    return save_flat(model, path, metadata)
-
-
-def read_age_regressor_config(path: str | Path) -> tuple[AgeRegressorConfig, dict]:
-    """(config, training metadata) from the JSON that belongs to weights file ``path``."""
-    from faceage.models.io import read_flat_config
-
-    return read_flat_config(path, CLASS_NAME)
-
-
-def load_age_regressor(path: str | Path | None = None, device: str | torch.device = "cpu") -> AgeRegressor:
-    """Build the network from ``path`` (+ its ``.json`` config), strictly; returned in eval mode, fp32.
-
-    ``path=None`` loads the shipped weights (``faceage/weights/age_regressor.safetensors``) after
-    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt
-    file, and for missing, unexpected or mis-shaped tensors. Freezing (``requires_grad_(False)``)
-    is left to the caller: a loss usually wants it, fine-tuning does not.
-    """
-    from faceage.models.io import load_flat
-
-    return load_flat(path, AgeRegressor, SHIPPED_NAME, "age regressor weights").to(device)
-
-
 __all__ = [
     "AgeOutput",
     "AgeRegressor",
@@ -306,7 +263,4 @@ __all__ = [
     "expected_age",
     "gaussian_age_targets",
     "group_log_probs",
-    "load_age_regressor",
-    "read_age_regressor_config",
-    "save_age_regressor",
 ]

@@ -1,6 +1,6 @@
 """AlexNet conv features (the shift-tolerant ImageNet AlexNet of ST-LPIPS), for IPCGAN's identity loss.
 
-IPCGAN (seed 003) keeps identity by matching AlexNet *conv5* features of the input and the aged
+IPCGAN (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*) keeps identity by matching AlexNet *conv5* features of the input and the aged
 face. torchvision's AlexNet weights cannot be had here; the closest bundled network is the AlexNet
 that ships, complete, inside ``stlpips-pytorch==0.0.2`` (BSD-2; Ghildyal & Liu, "Shift-tolerant
 perceptual similarity metric", 2022): the same five convolutions (64-192-384-256-256 channels,
@@ -29,6 +29,8 @@ from faceage.errors import ModelFileError
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling: reflect-pad 2, depthwise [1,2,1]^2/16 blur, stride 2."""
 
+    filt: torch.Tensor  # a registered buffer
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         a = torch.tensor([1.0, 2.0, 1.0])
@@ -49,6 +51,9 @@ class AlexNetFeatures(NamedTuple):
 
 class ShiftTolerantAlexNet(nn.Module):
     """The five AlexNet conv stages; key layout ``net.sliceK.I`` as in the ST-LPIPS weight file."""
+
+    shift: torch.Tensor  # a registered buffer
+    scale: torch.Tensor  # a registered buffer
 
     def __init__(self) -> None:
         super().__init__()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from typing import Self
+from dataclasses import Field, asdict, fields
+from typing import Any, ClassVar, Self
 
 
 class JsonConfig:
@@ -13,6 +13,8 @@ class JsonConfig:
     names any key this version does not know, rather than silently dropping it. Configs that hold
     tuples convert lists back in their ``__post_init__`` so that a round trip compares equal.
     """
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on every subclass
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar, overload
 
 import torch
 from torch import nn
@@ -23,8 +24,11 @@ from torch import nn
 from faceage.atomic import write_bytes_atomic, write_json_atomic
 from faceage.errors import ModelFileError
 from faceage.models.age_regressor import AgeRegressor, AgeRegressorConfig
+from faceage.models.config import JsonConfig
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+M = TypeVar("M", bound=nn.Module)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,12 +36,20 @@ FORMAT = "faceage-model"
 VERSION = 1
 
 # class name in config.json -> (network class, its config dataclass)
-MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
+MODEL_CLASSES: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
     "Generator": (Generator, GeneratorConfig),
     "Discriminator": (Discriminator, DiscriminatorConfig),
     "AgeRegressor": (AgeRegressor, AgeRegressorConfig),
     "IPCGANGenerator": (IPCGANGenerator, IPCGANConfig),
 }
+
+
+def _config_of(model: nn.Module) -> JsonConfig:
+    """The config every network keeps as ``cfg`` (each class in MODEL_CLASSES does)."""
+    cfg = model.cfg
+    if not isinstance(cfg, JsonConfig):
+        raise TypeError(f"{type(model).__name__}.cfg is not a network config")
+    return cfg
 
 
 def _short(keys) -> str:
@@ -84,7 +96,7 @@ def save_model(model: nn.Module, folder: str | os.PathLike, dtype: torch.dtype |
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
         tensors[k] = v.contiguous().clone()
-    meta = {"format": FORMAT, "version": VERSION, "class": name, "config": model.cfg.to_dict()}
+    meta = {"format": FORMAT, "version": VERSION, "class": name, "config": _config_of(model).to_dict()}
     write_bytes_atomic(folder / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
     write_json_atomic(folder / CONFIG_NAME, meta)
     return folder
@@ -139,6 +151,14 @@ def read_weights(path: Path, what: str = "model weights") -> dict:
         raise ModelFileError(f"{what} {path} are unreadable: {exc}") from None
 
 
+@overload
+def load_model(folder: str | os.PathLike, expect: type[M]) -> M: ...
+
+
+@overload
+def load_model(folder: str | os.PathLike, expect: None = None) -> nn.Module: ...
+
+
 def load_model(folder: str | os.PathLike, expect: type[nn.Module] | None = None) -> nn.Module:
     """Build the network described by ``folder/config.json`` and load its weights strictly (float32, CPU)."""
     folder = Path(folder)
@@ -187,7 +207,7 @@ def save_flat(model: nn.Module, path: str | os.PathLike, metadata: dict | None =
     # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
     # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
     write_bytes_atomic(path, st_save(tensors, metadata={"format": "pt"}))
-    doc = {"format": FORMAT, "version": VERSION, "class": name, "config": model.cfg.to_dict()}
+    doc: dict[str, object] = {"format": FORMAT, "version": VERSION, "class": name, "config": _config_of(model).to_dict()}
     if metadata:
         doc["training"] = metadata
     write_bytes_atomic(flat_config_path(path), (json.dumps(doc, indent=2) + "\n").encode())
@@ -200,7 +220,7 @@ def read_flat_config(path: str | os.PathLike, expect: str) -> tuple[object, dict
     return config, dict(doc.get("training") or {})
 
 
-def load_flat(path: str | os.PathLike | None, expect: type[nn.Module], shipped_name: str, what: str) -> nn.Module:
+def load_flat(path: str | os.PathLike | None, expect: type[M], shipped_name: str, what: str) -> M:
     """Build ``expect`` from ``path`` (+ its ``.json``) strictly, fp32, eval mode.
 
     ``path=None`` loads ``shipped_name`` from faceage/weights after checking it against the
@@ -215,3 +235,31 @@ def load_flat(path: str | os.PathLike | None, expect: type[nn.Module], shipped_n
     model = expect(config)
     load_state_dict_strict(model, read_weights(path, what), str(path))
     return model.eval()
+
+
+# --- the age regressor's shipped weights ------------------------------------------------------------
+
+AGE_REGRESSOR_SHIPPED = "age_regressor.safetensors"  # in faceage/weights, listed in its manifest.json
+
+
+def save_age_regressor(model: AgeRegressor, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write fp16 safetensors at ``path`` and the config JSON beside it (``save_flat``)."""
+    return save_flat(model, path, metadata)
+
+
+def read_age_regressor_config(path: str | os.PathLike) -> tuple[AgeRegressorConfig, dict]:
+    """(config, training metadata) from the JSON that belongs to weights file ``path``."""
+    config, training = read_flat_config(path, AgeRegressor.__name__)
+    assert isinstance(config, AgeRegressorConfig)
+    return config, training
+
+
+def load_age_regressor(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> AgeRegressor:
+    """Build the age regressor from ``path`` (+ its ``.json`` config), strictly; eval mode, fp32.
+
+    ``path=None`` loads the shipped weights (``faceage/weights/age_regressor.safetensors``) after
+    checking them against the weights manifest. Raises ``ModelFileError`` for a missing or corrupt
+    file, and for missing, unexpected or mis-shaped tensors. Freezing (``requires_grad_(False)``)
+    is left to the caller: a loss usually wants it, fine-tuning does not.
+    """
+    return load_flat(path, AgeRegressor, AGE_REGRESSOR_SHIPPED, "age regressor weights").to(device)

@@ -1,4 +1,4 @@
-"""IPCGAN networks (seed 003): a conditional generator and an (image, age group) discriminator.
+"""IPCGAN networks (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*): a conditional generator and an (image, age group) discriminator.
 
 Generator: the aligned face (B, 3, S, S) concatenated with G one-hot condition maps (B, G, S, S)
 goes through an encoder (7x7 conv, two stride-2 convs), residual blocks at 1/4 resolution and a
@@ -26,6 +26,7 @@ Plain ``nn.Module`` without I/O; weights are read and written by ``faceage.model
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -150,7 +151,7 @@ class IPCGANGenerator(nn.Module):
         self.to_rgb = nn.Conv2d(c1, 3, 7, 1, 3, padding_mode="reflect")
         if c.residual:  # start as the identity: the change is exactly zero at step 0
             nn.init.zeros_(self.to_rgb.weight)
-            nn.init.zeros_(self.to_rgb.bias)
+            nn.init.zeros_(self.to_rgb.bias)  # type: ignore[arg-type]  # Conv2d has a bias by default
 
     def forward(self, images: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         c = self.cfg
@@ -214,8 +215,9 @@ class ProjectedDiscriminator(nn.Module):
 
         self.cfg = c = config or IPCGANConfig(d_type="projected")
         net = backbone if backbone is not None else load_mobilenet_v2()
-        self.backbone = net.features[: max(self.TAPS) + 1].eval().requires_grad_(False)
-        widths = [self.backbone[i].conv[-1].num_features for i in self.TAPS]
+        features = cast(nn.Sequential, net.features)
+        self.backbone = cast(nn.Sequential, features[: max(self.TAPS) + 1]).eval().requires_grad_(False)
+        widths = [self.backbone[i].conv[-1].num_features for i in self.TAPS]  # type: ignore[index, union-attr]
         mix = c.d_channels
         generator = torch.Generator().manual_seed(0)
         self.ccm = nn.ModuleList()
@@ -244,7 +246,7 @@ class ProjectedDiscriminator(nn.Module):
         from faceage.models.mobilenet import imagenet_normalize
 
         _check_images(images, self.cfg.resolution)
-        x, feats = imagenet_normalize(images), []
+        x, feats = imagenet_normalize(images), list[torch.Tensor]()
         for i, layer in enumerate(self.backbone):
             x = layer(x)
             if i in self.TAPS:

@@ -123,6 +123,8 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Convolution with equalised learning rate, optional [1,3,3,1] blur + stride-2 downsampling."""
 
+    blur_kernel: torch.Tensor  # a registered buffer
+
     def __init__(
         self,
         in_channels: int,
@@ -175,6 +177,8 @@ class ModulatedConv2d(nn.Module):
     convolution over the batch (best for large batches). Both compute the same function.
     Upsampling is a stride-2 transposed convolution followed by the [1,3,3,1] blur (x4 gain).
     """
+
+    blur_kernel: torch.Tensor  # a registered buffer
 
     def __init__(
         self,
@@ -250,6 +254,8 @@ class ModulatedConv2d(nn.Module):
 class StyledConv(nn.Module):
     """Modulated conv -> add per-pixel noise x learned strength -> bias -> leaky ReLU x sqrt(2)."""
 
+    noise_const: torch.Tensor  # a registered buffer
+
     def __init__(
         self,
         in_channels: int,
@@ -304,6 +310,8 @@ class ToRGB(nn.Module):
 class SkipUpsample(nn.Module):
     """Upsample the running RGB image by 2 with the [1,3,3,1] kernel (upfirdn2d, up=2, gain 4)."""
 
+    kernel: torch.Tensor  # a registered buffer
+
     def __init__(self, blur_kernel: Sequence[float] = (1, 3, 3, 1)) -> None:
         super().__init__()
         self.register_buffer("kernel", make_blur_kernel(blur_kernel) * 4.0, persistent=False)
@@ -318,7 +326,7 @@ def fir_downsample(img: torch.Tensor, size: int, blur_kernel: Sequence[float] = 
     """Downsample (B, C, H, H) to (B, C, size, size) by repeated [1,3,3,1] blur + stride 2.
 
     The same anti-aliasing filter the networks use, so real images shown to the discriminator at a
-    sub-resolution, and full-generator outputs compared with a sub-generator's (the patent's
+    sub-resolution, and full-generator outputs compared with a sub-generator's (the
     consistency loss), are filtered like the generator's own skip path. ``H / size`` must be a power of 2.
     """
     h = img.shape[-1]
@@ -329,3 +337,21 @@ def fir_downsample(img: torch.Tensor, size: int, blur_kernel: Sequence[float] = 
     while img.shape[-1] > size:
         img = upfirdn2d(img, kernel, down=2, pad=((p + 1) // 2, p // 2))
     return img
+
+
+def box_downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Area (box) filter to ``size`` x ``size``: each output pixel is the mean of its k x k block.
+
+    Used for real images and for the full generator's output when a sub-generator is judged or
+    compared at a lower resolution, so both sides see the same anti-aliased downsampling.
+    """
+    h, w = images.shape[-2:]
+    if h != w:
+        raise ValueError(f"expected square images, got {h}x{w}")
+    if h == size:
+        return images
+    if size > h:
+        raise ValueError(f"cannot box-downsample {h} px images to a larger size {size}")
+    if h % size == 0:
+        return F.avg_pool2d(images, kernel_size=h // size)
+    return F.interpolate(images, size=(size, size), mode="area")

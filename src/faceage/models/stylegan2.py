@@ -1,6 +1,6 @@
 """StyleGAN2 generator with resolution- and width-sliced sub-generators, and a residual discriminator.
 
-The generator follows the patent (seed 001, S25-S29): every forward pass may stop at a smaller
+The generator follows *A StyleGAN-based face age editing method for mobile terminals* (steps S25-S29): every forward pass may stop at a smaller
 output resolution (the skip-RGB image at that size) and use only the first ``ceil(ratio * C)``
 channels of every convolution. Sub-generators are the full network's weights, sliced at call time,
 so training a random (resolution, ratio) per step trains one shared set of parameters.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, cast, overload
 
 import torch
 from torch import nn
@@ -66,7 +67,7 @@ class GeneratorConfig(_NetworkConfig):
     resolution: int = 128  # full output size (power of 2, >= 8); 256/1024 for official checkpoints
     z_dim: int = 512
     w_dim: int = 512
-    mapping_layers: int = 8  # patent S25: 8 fully connected layers
+    mapping_layers: int = 8  # step S25: 8 fully connected layers
     channel_base: int = 16384  # channels(res) = min(channel_base // res, channel_max)
     channel_max: int = 256
     lr_mul_mapping: float = 0.01  # StyleGAN: the mapping net learns 100x slower
@@ -175,6 +176,8 @@ class Generator(nn.Module):
 
     RATIOS = (0.25, 0.5, 0.75, 1.0)
 
+    w_avg: torch.Tensor  # a registered buffer
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -204,7 +207,7 @@ class Generator(nn.Module):
         """Channels each block produces in the (resolution, ratio) sub-generator."""
         resolution = self.cfg.resolution if resolution is None else resolution
         return {
-            blk.res: channels_for_ratio(blk.out_channels, ratio) for blk in self.blocks.values() if blk.res <= resolution
+            blk.res: channels_for_ratio(blk.out_channels, ratio) for blk in self.synthesis_blocks() if blk.res <= resolution
         }
 
     def count_parameters(self, resolution: int | None = None, ratio: float = 1.0, include_mapping: bool = True) -> int:
@@ -213,8 +216,8 @@ class Generator(nn.Module):
         self._check_slice(resolution, ratio)
         w_dim = self.cfg.w_dim
         n = sum(p.numel() for p in self.mapping_network.parameters()) if include_mapping else 0
-        cin = None
-        for blk in self.blocks.values():
+        cin = 0  # set by the 4 px block, which reads no input channels
+        for blk in self.synthesis_blocks():
             if blk.res > resolution:
                 break
             c = channels_for_ratio(blk.out_channels, ratio)
@@ -266,7 +269,23 @@ class Generator(nn.Module):
             ws = torch.cat([head, ws[:, truncation_cutoff:]], dim=1)
         return ws
 
+    def synthesis_blocks(self) -> list[SynthesisBlock]:
+        """The synthesis blocks from 4 px up, typed (``nn.ModuleDict`` yields plain modules)."""
+        return [cast(SynthesisBlock, blk) for blk in self.blocks.values()]
+
     # -- synthesis ---------------------------------------------------------------------------
+    @overload
+    def synthesis(
+        self, ws: torch.Tensor, resolution: int | None = ..., ratio: float = ..., noise_mode: str = ...,
+        return_all: Literal[False] = ...,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def synthesis(
+        self, ws: torch.Tensor, resolution: int | None = ..., ratio: float = ..., noise_mode: str = ...,
+        *, return_all: Literal[True],
+    ) -> dict[int, torch.Tensor]: ...
+
     def synthesis(
         self,
         ws: torch.Tensor,
@@ -295,7 +314,7 @@ class Generator(nn.Module):
         x = img = None
         outputs: dict[int, torch.Tensor] = {}
         idx = 0
-        for blk in self.blocks.values():
+        for blk in self.synthesis_blocks():
             if blk.res > resolution:
                 break
             c = channels_for_ratio(blk.out_channels, ratio)
@@ -305,11 +324,13 @@ class Generator(nn.Module):
                 img = blk.torgb(x, ws[:, 1], fused)
                 idx = 1
             else:
+                assert blk.skip_up is not None and img is not None  # every block above 4 px has both
                 x = blk.conv0(x, ws[:, idx], c, noise_mode, fused)
                 x = blk.conv1(x, ws[:, idx + 1], c, noise_mode, fused)
                 img = blk.skip_up(img) + blk.torgb(x, ws[:, idx + 2], fused)
                 idx += 2
                 outputs[blk.res] = img
+        assert img is not None  # the 4 px block always runs
         return outputs if return_all else img
 
     def forward(
@@ -416,6 +437,8 @@ class Discriminator(nn.Module):
         x = self.final_fc(x.flatten(1))
         x = self.out(x)
         if self.embed is not None:
+            if c is None:
+                raise ValueError("this discriminator is conditional: pass c")
             cmap = self.embed(c.to(x.dtype))
             x = (x * cmap).sum(dim=1, keepdim=True) * (1.0 / math.sqrt(self.cmap_dim))
         return x

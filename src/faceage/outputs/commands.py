@@ -7,6 +7,8 @@ import re
 
 import click
 
+from faceage.cli_options import report_failures, run_per_file
+
 # Readable names for the fields ``provenance_metadata`` writes, in the order they are shown; other
 # fields (a caller's ``extra``) follow under their own key.
 _FIELDS = {
@@ -53,7 +55,6 @@ def _describe(file: str, meta: dict[str, str]) -> list[str]:
 def info(files: tuple[str, ...], as_json: bool) -> None:
     """Show the provenance faceage wrote into each FILE (PNG, JPEG, WebP, GIF): that it is AI-altered,
     the faceage version, method, source and target ages, and when it was made."""
-    from faceage.cli import report_failures, run_per_file  # here: faceage.cli imports this module
 
     results, failures = run_per_file(files, _read)
     if as_json:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from faceage.atomic import atomic_write, fsync_dir
 from faceage.errors import ImageWriteError
-from faceage.imageio import check_rgb
+from faceage.imageio import check_rgb, write_error
 
 # The strip's default height is the smallest input's, capped here so six 12 MP photos do not make a
 # 24000-pixel-wide strip nobody can open.
@@ -105,7 +105,10 @@ def save_gif(
         options["loop"] = 0  # NETSCAPE extension: repeat forever; without it viewers play once
     if metadata:
         options["comment"] = json.dumps({str(k): str(v) for k, v in metadata.items()}, sort_keys=True)
-    atomic_write(path, lambda fp: paletted[0].save(fp, format="GIF", **options))
+    try:
+        atomic_write(path, lambda fp: paletted[0].save(fp, format="GIF", **options))
+    except OSError as exc:
+        raise write_error(path, exc) from None
     fsync_dir(path.parent)
     return path
 
@@ -135,13 +138,21 @@ def save_mp4(
     even = (height + height % 2, width + width % 2)  # MPEG-4 codes 2x2 chroma blocks
     pictures = [_pad(p, even[1], even[0]) for p in pictures]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_mp4(path, pictures, fps, even)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return path
+
+
+def _write_mp4(path: Path, pictures: list[np.ndarray], fps: float, even: tuple[int, int]) -> None:
     # OpenCV picks the container from the file name, so the temp file must end in .mp4: it lives in a
     # hidden temp folder (named like faceage.atomic's temp files) beside the destination.
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         tmp = tmp_dir / path.name
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*MP4_FOURCC), float(fps), (even[1], even[0]))  # type: ignore[attr-defined]
         try:
             if not writer.isOpened():
                 raise ImageWriteError(
@@ -154,17 +165,31 @@ def save_mp4(
             writer.release()
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise ImageWriteError(f"{path.name}: OpenCV wrote no video data (disk full or unwritable folder?)")
+        # OpenCV does not report failed writes: a full disk leaves a truncated video. Read it back.
+        if _count_frames(tmp) != len(pictures):
+            raise ImageWriteError(f"{path.name}: the video came out incomplete (disk full?)")
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     fsync_dir(path.parent)
-    return path
+
+
+def _count_frames(path: Path) -> int:
+    """Frames that decode from a video file (0 when it cannot be opened)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.isOpened() and capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
 
 
 def _int_in(value: object, low: int, high: float = math.inf) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and low <= value <= high
+    return bool(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and low <= value <= high)
 
 
 def _check_path(path: str | os.PathLike[str], suffix: str) -> Path:

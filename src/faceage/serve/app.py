@@ -8,6 +8,11 @@ messages never carry a server path and unexpected errors never carry a traceback
 the server's log only).
 
 API:
+Only requests addressed to this computer are answered (the Host header names a loopback address,
+or the ``--host`` the server listens on), never requests that another web page's scripts send: an
+``Origin`` or ``Sec-Fetch-Site`` naming another site is refused, and every POST must carry the
+token issued with the page (``X-Faceage-Token``), which other sites cannot read.
+
     GET  /                         the page (static files from ``faceage/serve/static``)
     GET  /api/info                 version, methods with their age ranges, upload limits
     GET  /api/example.jpg          the embedded example photo
@@ -19,6 +24,7 @@ API:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -32,18 +38,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from faceage import __version__
+from faceage.age_groups import check_target_age
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.errors import FaceageError, ImageReadError, ImageTooLargeError, NoFaceError
 from faceage.serve.worker import BusyError, WorkQueue
+from faceage.version import __version__
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EXAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "example.jpg"
 
 # The page and its two files are the only static files: a fixed table, so no request path is
 # ever joined onto a folder.
@@ -66,6 +73,11 @@ SECURITY_HEADERS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# names that reach this computer only; a Host header naming anything else is a DNS-rebinding attempt
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TOKEN_HEADER = "X-Faceage-Token"
+_TOKEN_PLACEHOLDER = b"{{faceage-token}}"
+_PAGE_TOKENS = 4096  # tokens of recent page loads kept valid (oldest forgotten first)
 # anything that looks like a file path: /a/b, C:\a, ./x/y; replaced in every message we send
 _PATH_LIKE = re.compile(r"(?<![\w.])(?:[A-Za-z]:[\\/]|~?/|\.\.?[\\/])[^\s'\",;()]*")
 
@@ -79,6 +91,11 @@ class ServeConfig:
     max_waiting       requests that may wait behind the running one; more get HTTP 503.
     max_strip_ages    ages in one progression strip.
     cache_bytes       results kept for the page to fetch, images and encoded files (oldest dropped first).
+    allowed_hosts     host names a request's Host header may give (lower case, no port); None: any
+                      (a server listening on every interface, where the names are not known).
+    max_pixels_in_flight  decoded upload pixels held at once (decoding, queued, running); an upload
+                      whose pixels do not fit waits for room, then gets HTTP 503 (at least max_pixels).
+    max_decodes       uploads decoded at the same time.
     """
 
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -86,9 +103,14 @@ class ServeConfig:
     max_waiting: int = 32
     max_strip_ages: int = 8
     cache_bytes: int = 256 * 1024 * 1024
+    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS
+    max_pixels_in_flight: int = 150_000_000
+    max_decodes: int = 2
+    room_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes"):
+        for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes",
+                     "max_pixels_in_flight", "max_decodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -119,6 +141,12 @@ class Rendering:
     strip_metadata: Mapping[str, str] | None = None
 
 
+class Headers(Protocol):
+    """A request's headers, looked up case-insensitively (``email.message.Message``, a dict in tests)."""
+
+    def get(self, name: str, default: None = None) -> str | None: ...
+
+
 class Backend(Protocol):
     """The models behind the page (``faceage.serve.backend.EngineBackend``)."""
 
@@ -133,6 +161,10 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its photo's turn came."""
 
 
 class HTTPError(Exception):
@@ -152,6 +184,30 @@ def public_message(message: str) -> str:
 
 def json_response(status: int, payload: object, headers: Mapping[str, str] | None = None) -> Response:
     return Response(status, json.dumps(payload, allow_nan=False).encode("utf-8"), headers=dict(headers or {}))
+
+
+class PixelBudget:
+    """Decoded pixels held at once, bounded: ``take`` waits for room, ``give`` returns it."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.used = 0
+        self._room = threading.Condition()
+
+    def take(self, pixels: int, timeout: float) -> bool:
+        """Reserve ``pixels`` (False when no room came within ``timeout`` seconds). Something larger
+        than the whole budget waits until nothing else is held."""
+        with self._room:
+            fits = lambda: self.used == 0 or self.used + pixels <= self.capacity  # noqa: E731
+            if not self._room.wait_for(fits, timeout):
+                return False
+            self.used += pixels
+            return True
+
+    def give(self, pixels: int) -> None:
+        with self._room:
+            self.used -= pixels
+            self._room.notify_all()
 
 
 class ResultStore:
@@ -213,6 +269,25 @@ def encode_image(rgb: np.ndarray, metadata: Mapping[str, str] | None, suffix: st
         return path.read_bytes()
 
 
+@contextlib.contextmanager
+def _image_errors():
+    """An unreadable upload as the HTTP answer it deserves (413 too large, 415 not an image, else 400)."""
+    try:
+        yield
+    except ImageTooLargeError as error:
+        raise HTTPError(413, str(error)) from None
+    except ImageReadError as error:
+        raise HTTPError(415 if "not an image" in str(error) else 400, str(error)) from None
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header, lower case: 'LocalHost:7860' -> 'localhost', '[::1]:80' -> '::1'."""
+    try:
+        return (urlsplit("//" + host).hostname or "").rstrip(".")
+    except ValueError:
+        return ""
+
+
 def _clean_name(name: str | None) -> str:
     """The uploaded file's base name for messages: printable, short, no folders."""
     base = re.split(r"[\\/]", name or "")[-1]
@@ -246,15 +321,61 @@ class ServeApp:
         self._methods = {m.name: m for m in backend.methods()}
         if not self._methods:
             raise FaceageError("no aging method is available to serve")
+        self._tokens: OrderedDict[str, None] = OrderedDict()
+        self._tokens_lock = threading.Lock()
+        self.pixels = PixelBudget(max(self.config.max_pixels_in_flight, self.config.max_pixels))
+        self._decoding = threading.BoundedSemaphore(self.config.max_decodes)
+        self.skipped_gone = 0  # photos not aged because their client had left
 
-    def close(self) -> None:
-        self.queue.close()
+    def issue_token(self) -> str:
+        """A new page token (each page load gets one; POSTs must send one back)."""
+        token = secrets.token_urlsafe(24)
+        with self._tokens_lock:
+            self._tokens[token] = None
+            while len(self._tokens) > _PAGE_TOKENS:
+                self._tokens.popitem(last=False)
+        return token
+
+    def _known_token(self, token: str | None) -> bool:
+        if not token:
+            return False
+        with self._tokens_lock:
+            return token in self._tokens
+
+    def check_origin(self, verb: str, headers: Headers) -> None:
+        """Refuse (HTTP 403) a request not addressed to this server, or anything but a GET that another
+        site's page sent or that lacks a page token."""
+        allowed = self.config.allowed_hosts
+        host = (headers.get("Host") or "").strip()
+        name = _host_name(host)
+        if allowed is not None and name not in allowed:
+            raise HTTPError(403, "this app answers only requests addressed to this computer (Host header)")
+        if verb == "GET":
+            return  # a link from elsewhere may open the page; other sites cannot read what GETs answer
+        origin = headers.get("Origin")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
+            raise HTTPError(403, "requests from other web pages are refused (Origin header)")
+        if (headers.get("Sec-Fetch-Site") or "same-origin") not in ("same-origin", "none"):
+            raise HTTPError(403, "requests from other web pages are refused (Sec-Fetch-Site header)")
+        if not self._known_token(headers.get(TOKEN_HEADER)):
+            raise HTTPError(403, "this upload does not come from the app's page (no valid page token); "
+                                 "reload the page")
+
+    def close(self, timeout: float | None = 600.0) -> bool:
+        """Refuse new and waiting photos (HTTP 503), finish the one being aged; returns whether the
+        worker stopped within ``timeout`` seconds."""
+        return self.queue.close(timeout, cancel_waiting=True)
 
     def handle(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes]) -> Response:
-        """Answer one request; never raises."""
+               read_body: Callable[[int], bytes], headers: Headers | None = None,
+               still_wanted: Callable[[], bool] | None = None) -> Response:
+        """Answer one request; never raises. ``headers``: the request's (Host, Origin, token...);
+        None only for in-process callers, which are not checked. ``still_wanted()`` says whether the
+        client is still connected (checked before a queued photo is aged)."""
         try:
-            return self._route(verb, path, query, content_length, read_body)
+            if headers is not None:
+                self.check_origin(verb, headers)
+            return self._route(verb, path, query, content_length, read_body, still_wanted)
         except HTTPError as error:
             return json_response(error.status, {"error": public_message(str(error))}, error.headers)
         except Exception:  # noqa: BLE001 - the traceback goes to the log, never to the client
@@ -262,7 +383,7 @@ class ServeApp:
             return json_response(500, {"error": "internal error while handling the request (see the server log)"})
 
     def _route(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes]) -> Response:
+               read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=20)
         except ValueError:
@@ -272,7 +393,10 @@ class ServeApp:
                 raise HTTPError(405, f"{verb} is not allowed here", {"Allow": "GET"})
             if path in _STATIC_FILES:
                 name, content_type = _STATIC_FILES[path]
-                return Response(200, (STATIC_DIR / name).read_bytes(), content_type)
+                body = (STATIC_DIR / name).read_bytes()
+                if name == "index.html":
+                    body = body.replace(_TOKEN_PLACEHOLDER, self.issue_token().encode("ascii"))
+                return Response(200, body, content_type)
             if path == "/api/info":
                 return json_response(200, self.info())
             if path == "/api/example.jpg":
@@ -281,7 +405,7 @@ class ServeApp:
         if path == "/api/age":
             if verb != "POST":
                 raise HTTPError(405, f"{verb} is not allowed here; POST the image file", {"Allow": "POST"})
-            return self._age(params, content_length, read_body)
+            return self._age(params, content_length, read_body, still_wanted)
         if path == "/favicon.ico":
             return Response(204, b"", "image/x-icon")
         raise HTTPError(404, "no such page")
@@ -305,7 +429,7 @@ class ServeApp:
             values = params.get(key)
             return values[-1] if values else default
 
-        name = one("method", next(iter(self._methods)))
+        name = one("method", next(iter(self._methods))) or ""
         method = self._methods.get(name)
         if method is None:
             raise HTTPError(400, f"unknown method {name[:40]!r}; choose from {', '.join(self._methods)}")
@@ -317,14 +441,17 @@ class ServeApp:
         strip = [_number(t.strip(), "progression age") for t in strip_text.split(",") if t.strip()]
         if len(strip) > self.config.max_strip_ages:
             raise HTTPError(400, f"at most {self.config.max_strip_ages} progression ages, got {len(strip)}")
-        for age in [target, *strip]:
-            if not 0 <= age <= 120:
-                raise HTTPError(400, f"ages must be between 0 and 120 years, got {age:g}")
+        try:
+            check_target_age(target)
+            for age in strip:
+                check_target_age(age, "progression age")
+        except ValueError as error:
+            raise HTTPError(400, str(error)) from None
         return method, target, strip, _clean_name(one("name"))
 
     def _age(self, params: dict[str, list[str]], content_length: int | None,
-             read_body: Callable[[int], bytes]) -> Response:
-        from faceage.imageio import decode_image_bytes
+             read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
+        from faceage.imageio import decode_image_bytes, image_header
 
         start = time.perf_counter()
         method, target, strip, name = self._params(params)
@@ -339,26 +466,44 @@ class ServeApp:
         body = read_body(content_length)
         if len(body) != content_length:
             raise HTTPError(400, f"{name}: the upload was cut short")
+        with _image_errors():  # the header first: size and plausibility, nothing decoded yet
+            width, height, _ = image_header(body, name=name, max_pixels=self.config.max_pixels)
+        if self.queue.pending() > self.queue.max_waiting:
+            raise HTTPError(503, "the server is busy with other photos; try again in a minute", {"Retry-After": "30"})
+        pixels = width * height
+        if not self.pixels.take(pixels, self.config.room_wait_s):
+            raise HTTPError(503, "the server is busy decoding other photos; try again in a minute",
+                            {"Retry-After": "30"})
         try:
-            rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
-        except ImageTooLargeError as error:
-            raise HTTPError(413, str(error)) from None
-        except ImageReadError as error:
-            raise HTTPError(415 if "not an image" in str(error) else 400, str(error)) from None
-        del body
+            with self._decoding, _image_errors():
+                rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
+            del body
+            return self._age_decoded(rgb, method, target, strip, name, start, still_wanted)
+        finally:
+            self.pixels.give(pixels)
 
+    def _age_decoded(self, rgb: np.ndarray, method: MethodChoice, target: float, strip: list[float], name: str,
+                     start: float, still_wanted: Callable[[], bool] | None) -> Response:
         def job() -> tuple[Rendering, float, float]:
+            if still_wanted is not None and not still_wanted():
+                raise ClientGone()  # the client left while waiting: nobody would see the result
             began = time.perf_counter()
             rendering = self.backend.render(rgb, method.name, target, strip)
             return rendering, began, time.perf_counter()
 
         try:
             ticket = self.queue.submit(job)
-        except BusyError:
-            raise HTTPError(503, "the server is busy with other photos; try again in a minute",
+        except BusyError as error:
+            raise HTTPError(503, "the server is shutting down" if "shutting" in str(error) else
+                            "the server is busy with other photos; try again in a minute",
                             {"Retry-After": "30"}) from None
         try:
             rendering, began, ended = ticket.future.result()
+        except BusyError:
+            raise HTTPError(503, "the server is shutting down; try again in a minute", {"Retry-After": "30"}) from None
+        except ClientGone:
+            self.skipped_gone += 1
+            raise HTTPError(499, "the client closed the connection before its turn") from None
         except NoFaceError as error:
             raise HTTPError(422, f"{name}: {error}") from None
         except FaceageError as error:
@@ -372,7 +517,7 @@ class ServeApp:
         age_label = f"{report['target_age']:g}"
         images = {"result": (rendering.image, rendering.metadata)}
         if rendering.strip is not None:
-            images["strip"] = (rendering.strip, rendering.strip_metadata)
+            images["strip"] = (rendering.strip, rendering.strip_metadata or {})
         token = self.results.put(images)
         base = f"/api/result/{token}"
         height, width = rendering.image.shape[:2]

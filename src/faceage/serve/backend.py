@@ -66,30 +66,23 @@ class EngineBackend:
         return {name: ager.method.describe() for name, ager in self.agers.items()}
 
     def render(self, rgb: np.ndarray, method: str, target_age: float, strip_ages: Sequence[float]) -> Rendering:
-        from faceage.outputs.progression import progression_strip
-        from faceage.outputs.provenance import provenance_metadata
+        from faceage.outputs.results import progression_strip_of, result_provenance
 
         ager = self.agers[method]
         ages = [float(target_age), *[float(a) for a in strip_ages]]
         results = ager.age(rgb, to=ages)  # faces found, aligned and measured once for all ages
+        assert isinstance(results, list)  # a list of ages gives a list of results
         main = results[0]
         info = ager.method.describe()
-        sources = [face.source_age for face in main.faces]
-        rendering = Rendering(
-            image=main.image,
-            metadata=provenance_metadata(info, sources, main.target_age),
-            report=main.to_dict(),
-        )
+        rendering = Rendering(image=main.image, metadata=result_provenance(info, results[:1]), report=main.to_dict())
         if strip_ages:
             # the largest face at each age, as the re-aligned crop cut from each aged photo
-            crops = [result.aged_crops[0] for result in results[1:]]
-            targets = [result.target_age for result in results[1:]]
-            labels = [f"{age:g}" for age in targets]
+            strip, strip_metadata = progression_strip_of(info, results[1:], face=0, with_source=False)
             rendering = Rendering(
                 image=rendering.image,
                 metadata=rendering.metadata,
                 report=rendering.report,
-                strip=progression_strip(crops, labels),
-                strip_metadata=provenance_metadata(info, sources[:1], targets),
+                strip=strip,
+                strip_metadata=strip_metadata,
             )
         return rendering

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import click
 
 from faceage.methods.registry import method_help, method_option
+
+
+def allowed_hosts(host: str) -> frozenset[str] | None:
+    """Host header names the app answers: the loopback names, plus ``--host`` when it is a name or
+    address of its own; None (any name) when listening on every interface."""
+    from faceage.serve.app import LOOPBACK_HOSTS
+
+    name = host.strip().strip("[]").lower()
+    if name in ("", "0.0.0.0", "::"):
+        return None
+    return LOOPBACK_HOSTS | {name}
 
 
 def _stop(signum, frame) -> None:
@@ -42,7 +54,7 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = ServeConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
-                         max_waiting=max_waiting)
+                         max_waiting=max_waiting, allowed_hosts=allowed_hosts(host))
     click.echo(f"loading {method}" + (f" from {weights}" if weights else " (shipped weights)") + " ...")
     backend = EngineBackend(method, device=device, weights=weights, max_faces=max_faces)
     app = ServeApp(backend, config)
@@ -55,12 +67,17 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach this computer can use the app", err=True)
     click.echo(f"methods: {', '.join(backend.agers)}")
-    click.echo(f"faceage web app: http://{bound_host}:{bound_port}/  (Ctrl-C stops it)")
+    click.echo(f"faceage web app: http://{bound_host!s}:{bound_port}/  (Ctrl-C stops it)")
     signal.signal(signal.SIGTERM, _stop)  # a service manager's stop ends it like Ctrl-C
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("stopping", err=True)
+        click.echo("stopping: finishing the photo being aged, refusing the waiting ones", err=True)
     finally:
-        server.server_close()
-        app.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the stop short
+        # The worker must be out of the model before the interpreter exits: leaving it inside torch
+        # (as a daemon thread) made exits end in "terminate called without an active exception".
+        finished = server.stop()
+    if not finished:
+        click.echo("the photo being aged did not finish in time; exiting without waiting", err=True)
+        os._exit(1)  # skip interpreter teardown under a running model thread (that is what aborts)

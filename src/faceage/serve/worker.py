@@ -70,12 +70,27 @@ class WorkQueue:
         with self._lock:
             return self._waiting + int(self._running)
 
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Refuse new jobs, let the queued ones finish, stop the thread."""
+    def close(self, timeout: float | None = 10.0, cancel_waiting: bool = False) -> bool:
+        """Refuse new jobs, stop the thread once the queued ones are done; with ``cancel_waiting``
+        the jobs not yet started fail with ``BusyError`` instead (their requests get an answer at
+        once) and only the running one is finished. Returns whether the thread ended within
+        ``timeout`` (a process must not exit while it is inside a model: torch aborts)."""
         with self._lock:
             self._closed = True
+        if cancel_waiting:
+            while True:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    continue
+                with self._lock:
+                    self._waiting -= 1
+                item[1].set_exception(BusyError("the server is shutting down"))
         self._jobs.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _loop(self) -> None:
         while True:

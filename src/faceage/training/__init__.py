@@ -1,6 +1,6 @@
 """Trainers for faceage's own networks, resumable from one checkpoint.
 
-- :mod:`faceage.training.gan`: StyleGAN2 with the patent's sampled sub-generators (``faceage train gan``)
+- :mod:`faceage.training.gan`: StyleGAN2 with sampled sub-generators (``faceage train gan``)
 - :mod:`faceage.training.losses`, :mod:`.augment` (ADA), :mod:`.ema`: the GAN's parts as small modules
 - :mod:`faceage.training.checkpoint`: split safetensors checkpoints (<= 16 MiB parts) with a JSON index
 - :mod:`faceage.training.dataset`: shard dataset and a step-addressed batch order (exact resume)

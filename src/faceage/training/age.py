@@ -43,29 +43,35 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.errors import DatasetError, FaceageError
+from faceage.atomic import write_json_atomic
+from faceage.errors import DatasetError
 from faceage.models.age_regressor import (
     AgeRegressor,
     AgeRegressorConfig,
     age_loss,
     count_parameters,
-    load_age_regressor,
-    save_age_regressor,
 )
+from faceage.models.io import load_age_regressor, save_age_regressor
 from faceage.training.augment import AugmentConfig, augment
+from faceage.training.run import (
+    METRICS_NAME,
+    StopFlag,
+    append_jsonl,
+    check_run_folder,
+    write_options,
+)
 
 WEIGHTS_NAME = "age_regressor.safetensors"
-OPTIONS_NAME = "options.json"
-METRICS_NAME = "metrics.jsonl"
 REPORT_NAME = "report.json"
 DECADES = tuple(f"{10 * d}s" for d in range(9)) + ("90+",)
 # Keys in the options that may differ when resuming (they do not change the result).
-_RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every"}
+_RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "device"}
 
 
 @dataclass
@@ -91,6 +97,7 @@ class AgeTrainOptions:
     log_every: int = 50  # steps
     limit: int | None = None  # use only the first N faces of each split (tests, trials)
     threads: int = 2  # torch CPU threads
+    device: str = "cpu"  # torch device of the network while training (evaluation runs on the CPU)
     max_minutes: float | None = None  # stop (after a checkpoint) when the wall clock passes this
     # Network shape (AgeRegressorConfig's defaults; tests use a narrow net).
     stem_channels: int = AgeRegressorConfig.stem_channels
@@ -168,11 +175,16 @@ def load_split(data: str | Path, split: str, size: int, cache_dir: str | Path | 
         if cache.is_file():
             with np.load(cache) as z:
                 return FaceArrays(z["images"], z["ages"], list(z["keys"]), list(z["sources"]))
-    chunks, pending, ages, keys, sources = [], [], [], [], []
+    chunks: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    ages: list[float] = []
+    keys: list[str] = []
+    sources: list[str] = []
     side = None
     for key, image, labels in reader:
         if limit is not None and len(keys) >= limit:
             break
+        assert isinstance(image, np.ndarray)  # the reader decodes
         side = side or image.shape[0]
         if image.shape != (side, side, 3) or side < size:
             raise DatasetError(f"face {key} in {data} is {image.shape[1]}x{image.shape[0]}; need {side}x{side}, >= {size} px")
@@ -257,8 +269,9 @@ def predict_ages(model: AgeRegressor, images: np.ndarray, batch: int = 256) -> n
     """Expected ages for (N, S, S, 3) uint8 faces, in eval mode (restores the previous mode)."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
-        out = [model(to_tensor(images[i : i + batch])).age.numpy() for i in range(0, len(images), batch)]
+        out = [model(to_tensor(images[i : i + batch]).to(device)).age.cpu().numpy() for i in range(0, len(images), batch)]
     finally:
         model.train(was_training)
     return np.concatenate(out).astype(np.float32)
@@ -322,9 +335,10 @@ def train_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     model.train()
-    out = model(x.contiguous(memory_format=torch.channels_last))
+    device = next(model.parameters()).device
+    out = model(x.to(device).contiguous(memory_format=torch.channels_last))
     loss, parts = age_loss(
-        out, torch.from_numpy(ages), model.bin_ages, opts.l1_weight, opts.sigma_base, opts.sigma_slope
+        out, torch.from_numpy(ages).to(device), model.bin_ages, opts.l1_weight, opts.sigma_base, opts.sigma_slope
     )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -333,40 +347,6 @@ def train_step(
 
 
 # --- the run ---------------------------------------------------------------------------------------
-
-
-class TrainingError(FaceageError):
-    """A training run cannot start or resume as asked (existing run, changed options)."""
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def check_run_folder(opts, out: Path, resume: bool, resume_free: set[str] = _RESUME_FREE) -> None:
-    """Refuse to start over an existing run, or to resume one with other options (except
-    ``resume_free`` keys, which do not change the result). ``opts`` has ``to_dict()``."""
-    from faceage.training.checkpoint import list_checkpoints
-
-    saved = out / OPTIONS_NAME
-    if resume:
-        if not saved.is_file() or not list_checkpoints(out):
-            raise TrainingError(f"nothing to resume in {out}: no {OPTIONS_NAME} or checkpoint")
-        before = json.loads(saved.read_text(encoding="utf-8"))
-        now = opts.to_dict()
-        changed = sorted(k for k in now if k not in resume_free and before.get(k) != now[k])
-        if changed:
-            details = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
-            raise TrainingError(f"cannot resume {out} with other options ({details})")
-    elif saved.is_file() or list_checkpoints(out):
-        raise TrainingError(f"{out} already holds a training run; pass --resume or choose another --out")
 
 
 def train_age_regressor(
@@ -380,11 +360,12 @@ def train_age_regressor(
     from faceage.training.checkpoint import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
+    stop = StopFlag(opts.max_minutes)
     torch.set_num_threads(opts.threads)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    check_run_folder(opts, out, resume)
-    _write_json(out / OPTIONS_NAME, opts.to_dict())
+    check_run_folder(opts, out, resume, _RESUME_FREE)
+    write_options(out, opts.to_dict())
     metrics_path = out / METRICS_NAME
 
     train = load_split(opts.data, "train", opts.size, out, opts.limit)
@@ -398,7 +379,8 @@ def train_age_regressor(
     total_steps = steps_per_epoch * opts.epochs
 
     torch.manual_seed(opts.seed)
-    model = AgeRegressor(opts.model_config()).to(memory_format=torch.channels_last)
+    model = AgeRegressor(opts.model_config()).to(opts.device)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to's stub lacks it
     optimizer = make_optimizer(model, opts)
     step, best, history, seconds_before = 0, None, [], 0.0
     if resume:
@@ -421,54 +403,56 @@ def train_age_regressor(
 
     stopped = False
     last_log = time.perf_counter()
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = epoch_order(weights, opts.seed, epoch)
-        for i in range(offset, steps_per_epoch):
-            idx = np.sort(order[i * opts.batch : (i + 1) * opts.batch])  # sorted: faster gather
-            parts = train_step(model, optimizer, train.images[idx], train.ages[idx], opts, step, total_steps)
-            step += 1
-            if step % opts.log_every == 0:
-                now = time.perf_counter()
-                rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
-                last_log = now
-                append_jsonl(metrics_path, {"step": step, "epoch": epoch, **parts, "images_per_s": rate})
-                log(f"step {step}/{total_steps} epoch {epoch + 1} loss {parts['loss']:.3f} "
-                    f"l1 {parts['l1']:.2f} lr {parts['lr']:.2e} {rate:.0f} img/s")
-            over_time = opts.max_minutes is not None and time.perf_counter() - t0 > 60 * opts.max_minutes
-            interrupted = stop_after_steps is not None and step >= stop_after_steps
-            if step % steps_per_epoch == 0:
-                result = decade_mae(predict_ages(model, val.images, opts.eval_batch), val.ages)
-                record = {"epoch": epoch + 1, "step": step, "val": result}
-                history.append(record)
-                append_jsonl(metrics_path, record)
-                log(f"epoch {epoch + 1}: val MAE {result['mae']:.2f}, balanced {result['balanced_mae']:.2f}")
-                if best is None or result["balanced_mae"] < best["balanced_mae"]:
-                    best = {"epoch": epoch + 1, "step": step, "balanced_mae": result["balanced_mae"], "mae": result["mae"]}
-                    save_age_regressor(model, out / WEIGHTS_NAME, _export_metadata(opts, run_info, best, result))
-                checkpoint()
-            elif step % opts.checkpoint_every == 0 or over_time or interrupted:
-                checkpoint()
-            if over_time or interrupted:
-                stopped = True
+    with stop:
+        while step < total_steps:
+            epoch, offset = divmod(step, steps_per_epoch)
+            order = epoch_order(weights, opts.seed, epoch)
+            for i in range(offset, steps_per_epoch):
+                idx = np.sort(order[i * opts.batch : (i + 1) * opts.batch])  # sorted: faster gather
+                parts = train_step(model, optimizer, train.images[idx], train.ages[idx], opts, step, total_steps)
+                step += 1
+                if step % opts.log_every == 0:
+                    now = time.perf_counter()
+                    rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
+                    last_log = now
+                    append_jsonl(metrics_path, {"step": step, "epoch": epoch, **parts, "images_per_s": rate})
+                    log(f"step {step}/{total_steps} epoch {epoch + 1} loss {parts['loss']:.3f} "
+                        f"l1 {parts['l1']:.2f} lr {parts['lr']:.2e} {rate:.0f} img/s")
+                over_time = bool(stop.reason())  # --max-minutes, or SIGTERM/SIGINT: stop with a checkpoint
+                interrupted = stop_after_steps is not None and step >= stop_after_steps
+                if step % steps_per_epoch == 0:
+                    result = decade_mae(predict_ages(model, val.images, opts.eval_batch), val.ages)
+                    record = {"epoch": epoch + 1, "step": step, "val": result}
+                    history.append(record)
+                    append_jsonl(metrics_path, record)
+                    log(f"epoch {epoch + 1}: val MAE {result['mae']:.2f}, balanced {result['balanced_mae']:.2f}")
+                    if best is None or result["balanced_mae"] < best["balanced_mae"]:
+                        best = {"epoch": epoch + 1, "step": step, "balanced_mae": result["balanced_mae"], "mae": result["mae"]}
+                        save_age_regressor(model, out / WEIGHTS_NAME, _export_metadata(opts, run_info, best, result))
+                    checkpoint()
+                elif step % opts.checkpoint_every == 0 or over_time or interrupted:
+                    checkpoint()
+                if over_time or interrupted:
+                    stopped = True
+                    break
+            if stopped:
                 break
-        if stopped:
-            break
 
-    summary = {"finished": step >= total_steps, "step": step, "total_steps": total_steps,
+    summary: dict[str, Any] = {"finished": step >= total_steps, "step": step, "total_steps": total_steps,
                "images_seen": step * opts.batch, "best": best, "seconds": seconds()}
     if not summary["finished"]:
         log(f"stopped at step {step} of {total_steps}; continue with --resume")
         return summary
     summary["test"] = evaluate_weights(out / WEIGHTS_NAME, opts, out)
     summary["history"] = history
+    assert best is not None  # a finished run evaluated every epoch
     # Record the test result beside the weights too (the fp16 weights round-trip byte-identically).
     best_val = next(h["val"] for h in history if h["step"] == best["step"])
     metadata = _export_metadata(opts, run_info, best, best_val, summary["test"])
     metadata.update({"run_steps": step, "run_images_seen": step * opts.batch, "wall_minutes": round(summary["seconds"] / 60, 1),
-                     "hardware": f"CPU, {opts.threads} torch threads, torch {torch.__version__}"})
+                     "hardware": f"{'CPU' if opts.device == 'cpu' else opts.device}, {opts.threads} torch threads, torch {torch.__version__}"})
     save_age_regressor(load_age_regressor(out / WEIGHTS_NAME), out / WEIGHTS_NAME, metadata)
-    _write_json(out / REPORT_NAME, summary)
+    write_json_atomic(out / REPORT_NAME, summary)
     log(format_decade_report(summary["test"], f"test split, weights of epoch {best['epoch']}"))
     return summary
 

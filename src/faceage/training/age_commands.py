@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import CONTEXT_SETTINGS, device_option, max_minutes_option, resume_option
 
 
-@click.command("age", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("age", context_settings=CONTEXT_SETTINGS)
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Prepared folder of face shards (faceage data prepare --out).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -26,21 +27,24 @@ import click
               help="Decade weight 1/count**power when sampling: 0 natural, 1 fully balanced.")
 @click.option("--threads", type=click.IntRange(1, 256), default=2,
               help="torch CPU threads. On a shared CPU also set OMP_WAIT_POLICY=PASSIVE (spinning threads stall).")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop with a checkpoint after this wall time (continue with --resume).")
+@device_option()
+@max_minutes_option
 @click.option("--limit", type=click.IntRange(min=1), default=None, hidden=True,
               help="Only the first N faces of each split (trials).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
-def age_command(data, out, epochs, batch, size, lr, seed, balance_power, threads, max_minutes, limit, resume) -> None:
+@resume_option()
+def age_command(data, out, epochs, batch, size, lr, seed, balance_power, threads, device, max_minutes, limit,
+                resume) -> None:
     """Train the differentiable age regressor used by training losses (never by evaluation)."""
     from faceage.training.age import AgeTrainOptions, train_age_regressor
+    from faceage.training.run import resolve_device, resume_in_place
 
     opts = AgeTrainOptions(
         data=str(data), out=str(out), epochs=epochs, batch=batch, size=int(size), lr=lr, seed=seed,
-        balance_power=balance_power, threads=threads, max_minutes=max_minutes, limit=limit,
+        balance_power=balance_power, threads=threads, device=str(resolve_device(device)), max_minutes=max_minutes,
+        limit=limit,
     )
     try:
-        train_age_regressor(opts, resume=resume, log=click.echo)
+        train_age_regressor(opts, resume=resume_in_place(resume, out), log=click.echo)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
         raise SystemExit(130) from None

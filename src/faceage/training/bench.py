@@ -1,11 +1,11 @@
-"""``faceage bench gan``: how good are the generator and each of its patent sub-generators?
+"""``faceage bench gan``: how good are the generator and each of its sub-generators?
 
 For the full model and every (resolution, channel ratio) sub-generator, on the same latent codes
 and the same noise:
 
 - realism: Fréchet distance on MobileNetV2 features (:mod:`faceage.eval.fid`) between N generated
   faces and N real training faces box-downsampled to the same resolution;
-- consistency with the full model (patent S29): mean MSE and PSNR between the sub-generator's
+- consistency with the full model (step S29 of *A StyleGAN-based face age editing method for mobile terminals*): mean MSE and PSNR between the sub-generator's
   output and the full output box-downsampled to its resolution;
 - face-ness: share of generated faces in which the independent YuNet detector
   (``faceage.faces.detect``) finds a face;
@@ -45,7 +45,7 @@ def load_generator(path: Path):
     if path.is_dir() and (path / "config.json").is_file():
         return load_model(path, expect=Generator).float(), f"model folder {path}"
     from faceage.training.checkpoint import latest_checkpoint, load_checkpoint
-    from faceage.training.gan import STATE_FORMAT, GANConfig, _load_module
+    from faceage.training.gan import STATE_FORMAT, GANConfig, load_module
 
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -56,7 +56,7 @@ def load_generator(path: Path):
     if ckpt.get("format") != STATE_FORMAT:
         raise FaceageError(f"{path} is not a GAN training checkpoint")
     G = Generator(GANConfig.from_dict(ckpt["config"]).generator_config())
-    _load_module(G, ckpt["G_ema"], f"{path} G_ema")
+    load_module(G, ckpt["G_ema"], f"{path} G_ema")
     return G.eval(), f"checkpoint {path.name} (G_ema, step {ckpt['progress']['step']}, {ckpt['progress']['nimg'] / 1000:.1f} kimg)"
 
 
@@ -122,8 +122,8 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     """Run the benchmark; writes ``out`` (markdown) and ``out.with_suffix('.json')``; returns the report."""
     from faceage.eval.fid import FeatureExtractor, FeatureStats, cached_stats, fd_between, stats_of_images
     from faceage.training.dataset import ShardImageDataset, real_batches
-    from faceage.training.gan import resolve_device
     from faceage.training.losses import box_downsample
+    from faceage.training.run import resolve_device
 
     t_start = time.monotonic()
     dev = resolve_device(device)
@@ -149,10 +149,12 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     n_real = min(n, dataset.n)
     for res in sorted({r for r, _ in subs}):
         opts = {"data": dataset.stats()["identity"], "split": split, "n": n_real, "resolution": res, "seed": 123}
-        real_stats[res] = cached_stats(
-            cache_dir, opts,
-            lambda res=res: stats_of_images((b.float() / 127.5 - 1 for b in real_batches(dataset, n_real, batch)),
-                                            extractor, resolution=res))
+
+        def compute(res: int = res) -> FeatureStats:
+            batches = (b.float() / 127.5 - 1 for b in real_batches(dataset, n_real, batch))
+            return stats_of_images(batches, extractor, resolution=res)
+
+        real_stats[res] = cached_stats(cache_dir, opts, compute)
     echo(f"[bench gan] real statistics ready ({n_real} faces, {time.monotonic() - t_start:.0f} s)")
 
     stats = {s: FeatureStats() for s in subs}
@@ -236,7 +238,7 @@ def render_markdown(report: dict) -> str:
         f"FD: Fréchet distance on {report['feature_net']} features, {report['n']} generated vs "
         f"{report['n_real']} real faces ({report['data']['split']} split) at the same resolution; lower is better, "
         "comparable across faceage runs only (not FID). Consistency: MSE / PSNR between each sub-model and the "
-        "full model box-downsampled, same latent codes and noise (patent S29). Detection and ages: independent "
+        "full model box-downsampled, same latent codes and noise. Detection and ages: independent "
         f"YuNet detector and age estimator on {report['n_faces']} faces per model (upsampled to 128 px).",
         "",
         "| resolution | ratio | synthesis params (M) | FD | cons MSE | PSNR (dB) | face found | age mean | age p5-p95 |",

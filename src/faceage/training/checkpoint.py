@@ -172,7 +172,7 @@ def save_checkpoint(
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "step": int(step),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "parts": part_entries,
         "chunked": chunked,
         "skeleton": skeleton,

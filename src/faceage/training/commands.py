@@ -14,9 +14,13 @@ from pathlib import Path
 import click
 
 from faceage.cli_options import CONTEXT_SETTINGS as _CTX
+from faceage.cli_options import device_option, max_minutes_option, resume_option
 from faceage.cli_options import float_list as _float_list
 from faceage.cli_options import int_list as _int_list
 from faceage.errors import FaceageError
+from faceage.training.age_commands import age_command
+from faceage.training.ipcgan_commands import ipcgan_command
+from faceage.training.prototype_commands import prototypes_command
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -41,15 +45,13 @@ _CONFIG_FIELDS = {
 @train.command("gan")
 @click.option("--data", type=_DIR, required=True, help="Prepared shard folder (manifest.json + faces-*.tar).")
 @click.option("--out", type=_DIR, required=True, help="Run folder: checkpoints, metrics.jsonl, options, sample grids.")
-@click.option("--resume", default=None, metavar="auto|PATH",
-              help="auto = newest checkpoint in --out if any; or a checkpoint .json, a run folder, or a "
-                   "model folder (weights only: G_ema; D and optimizers restart).")
+@resume_option("Alone or auto: the newest checkpoint in --out if any; or a checkpoint .json, a run folder, or a "
+               "model folder (weights only: G_ema; D and optimizers restart).")
 @click.option("--kimg", type=click.FloatRange(min=0), default=1000.0, help="Stop at this many thousand real images (total).")
-@click.option("--minutes", type=click.FloatRange(min=0), default=None,
-              help="Stop cleanly (with a checkpoint) after this much wall time, start-up included.")
+@max_minutes_option
 @click.option("--max-steps", type=click.IntRange(min=0), default=None, help="Stop after this many iterations (timing runs).")
 @click.option("--batch", type=click.IntRange(2, 4096), default=64, help="Images per GPU per step.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto")
+@device_option()
 @click.option("--compile", "compile_mode", type=click.Choice(["off", "d", "all"]), default="off",
               help="torch.compile: d = discriminator only (seconds); all = also G synthesis (minutes of compile).")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", help="bf16 autocast (auto: on CUDA).")
@@ -63,7 +65,7 @@ _CONFIG_FIELDS = {
               help="Sub-generator output resolutions sampled per step.")
 @click.option("--ratios", type=str, default="0.25,0.5,0.75,1", callback=lambda c, p, v: _float_list(v),
               help="Sub-generator channel ratios sampled per step.")
-@click.option("--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the patent's consistency MSE.")
+@click.option("--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the sub-generator consistency MSE.")
 @click.option("--gamma", type=click.FloatRange(min=0), default=0.25, help="R1 weight at full resolution.")
 @click.option("--r1-interval", type=click.IntRange(min=1), default=16)
 @click.option("--pl-weight", type=click.FloatRange(min=0), default=0.0, help="Path-length regularisation weight (0 = off).")
@@ -90,7 +92,7 @@ _CONFIG_FIELDS = {
                    "at 128 px: small enough to bring back from a GPU machine and upload again).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 def train_gan(**kw) -> None:
-    """Train the StyleGAN2 generator with the patent's sub-generators and consistency loss."""
+    """Train the StyleGAN2 generator with sampled sub-generators and their consistency loss."""
     import time
 
     started = time.monotonic()
@@ -119,7 +121,7 @@ def train_gan(**kw) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     opts = RunOptions(
-        data=kw["data"], out=kw["out"], kimg=kw["kimg"], minutes=kw["minutes"], max_steps=kw["max_steps"],
+        data=kw["data"], out=kw["out"], kimg=kw["kimg"], max_minutes=kw["max_minutes"], max_steps=kw["max_steps"],
         device=kw["device"], split=kw["split"], workers=kw["workers"], log_every=kw["log_every"],
         ckpt_kimg=kw["ckpt_kimg"], ckpt_minutes=kw["ckpt_minutes"], keep_ckpts=kw["keep_ckpts"],
         fd_kimg=kw["fd_kimg"], fd_n=kw["fd_n"], compact_to=kw["compact_to"], started=started,
@@ -167,6 +169,12 @@ def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
     click.echo(f"compact checkpoint {index} ({size:.1f} MiB in {len(checkpoint_files(index))} files)")
 
 
+# the trainers' own commands; a new trainer is one line here
+train.add_command(age_command)
+train.add_command(ipcgan_command)
+train.add_command(prototypes_command)
+
+
 @click.group("bench", context_settings=_CTX)
 def bench() -> None:
     """Benchmarks that write results files (benchmarks/results/)."""
@@ -184,7 +192,7 @@ def bench() -> None:
 @click.option("--split", default="train", help="Real faces to compare with.")
 @click.option("--truncation", type=click.FloatRange(0, 1), default=1.0)
 @click.option("--batch", type=click.IntRange(1, 4096), default=250)
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto")
+@device_option()
 @click.option("--seed", type=int, default=0)
 @click.option("--cache", type=_DIR, default=None, help="Real-statistics cache (default: DATA/.fdstats).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/results/gan.md"),

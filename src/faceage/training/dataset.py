@@ -22,6 +22,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -107,7 +108,7 @@ class ShardImageDataset(Dataset):
         self._ages = np.asarray([float(lab.get("age", np.nan)) for lab in labels], np.float64)
         self.n = len(offsets)
         self.mirror = mirror
-        self._files: dict[int, object] = {}
+        self._files: dict[int, BinaryIO] = {}
         self._pid = -1
         stored = self._decode(0, resize=False).shape[0]
         self.stored_resolution = stored
@@ -131,8 +132,8 @@ class ShardImageDataset(Dataset):
     def _decode(self, j: int, resize: bool = True) -> np.ndarray:
         where = self.paths[int(self._shard[j])]
         try:
-            with Image.open(io.BytesIO(self._read(j))) as im:
-                im = im.convert("RGB")
+            with Image.open(io.BytesIO(self._read(j))) as opened:
+                im = opened.convert("RGB")
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot decode face {j} in {where}: {exc}") from exc
         if resize:
@@ -203,7 +204,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.rank, self.world_size = rank, world_size
         self.seed, self.start_step = seed, start_step
         self.steps_per_epoch = dataset_len // self.global_batch
-        self._epoch, self._perm = -1, None
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def batch_at(self, step: int) -> list[int]:
         epoch, k = divmod(step, self.steps_per_epoch)
@@ -228,7 +229,7 @@ def make_loader(dataset: ShardImageDataset, batch_per_rank: int, rank: int, worl
                 start_step: int, workers: int, pin_memory: bool) -> DataLoader:
     """Endless DataLoader of uint8 (B, 3, R, R) batches starting at ``start_step``."""
     sampler = StepBatchSampler(len(dataset), batch_per_rank, rank, world_size, seed, start_step)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _worker_init}
     # A private generator: DataLoader draws a base seed when iterated, which would otherwise come

@@ -85,21 +85,21 @@ def all_reduce_gradients(params: list[torch.Tensor]) -> None:
     by drawing the sub-generator of each step from an RNG shared by all ranks. Zeroing NaN/inf
     (as StyleGAN2-ADA does) keeps one bad bf16 batch from poisoning the weights.
     """
-    params = [p for p in params if p.grad is not None]
-    if not params:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
         return
     if not is_active():
-        for p in params:
-            torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        for grad in grads:
+            torch.nan_to_num_(grad, nan=0.0, posinf=0.0, neginf=0.0)
         return
-    flat = torch.cat([p.grad.flatten() for p in params])
+    flat = torch.cat([grad.flatten() for grad in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= dist.get_world_size()
     torch.nan_to_num_(flat, nan=0.0, posinf=0.0, neginf=0.0)
     offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+    for grad in grads:
+        n = grad.numel()
+        grad.copy_(flat[offset : offset + n].view_as(grad))
         offset += n
 
 

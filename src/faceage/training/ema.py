@@ -12,9 +12,12 @@ Buffers (``w_avg``, constant noise) are copied, not averaged.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def ema_beta(batch_images: int, images_seen: int, half_life_kimg: float, rampup: float | None) -> float:
@@ -27,7 +30,7 @@ def ema_beta(batch_images: int, images_seen: int, half_life_kimg: float, rampup:
     return 0.5 ** (batch_images / half_life)
 
 
-def make_ema(model: nn.Module) -> nn.Module:
+def make_ema(model: M) -> M:
     """A frozen, eval-mode deep copy of ``model`` to hold the running average."""
     ema = copy.deepcopy(model).eval()
     ema.requires_grad_(False)
@@ -37,7 +40,7 @@ def make_ema(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, beta: float) -> None:
     """In place: ema_param = param + beta * (ema_param - param); buffers are copied from ``model``."""
-    ema_params = [p for p in ema.parameters()]
+    ema_params: list[torch.Tensor] = [p for p in ema.parameters()]
     params = [p.detach() for p in model.parameters()]
     if len(ema_params) != len(params):
         raise ValueError("EMA and model have different parameter lists")

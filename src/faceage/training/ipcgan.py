@@ -1,16 +1,16 @@
-"""Trainer for IPCGAN (seed 003) on prepared face shards, on CPU or GPU, resumable.
+"""Trainer for IPCGAN (*Face Aging with Identity-Preserved Conditional Generative Adversarial Networks*) on prepared face shards, on CPU or GPU, resumable.
 
 Each step draws B source faces (decade-balanced, so children and the elderly are sources as often
 as adults), a target group per face (uniform over the grouping), and B real faces *of those target
 groups* for the discriminator. With ``fake = G(source, target)``:
 
-- D (LSGAN, seed eq. L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
-  and, as the seed's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
+- D (LSGAN, the paper's L_D): real pairs (real face of group t, t) -> 1; generated pairs (fake, t) -> 0
+  and, as the paper's second term describes, real faces with a wrong condition (real, t' != t) -> 0,
   so D judges the *pair* and G must produce the group's look, not just any face.
 - G: ``lambda_gan * L_G + lambda_id * L_identity + lambda_age * L_age`` where L_G is the LSGAN
   generator term, L_identity the mean squared difference of AlexNet conv5 features of the source
   and the fake (``faceage.models.alexnet``: the shift-tolerant ImageNet AlexNet bundled with
-  stlpips-pytorch, the closest to the seed's AlexNet conv5 that can be had here), and L_age the
+  stlpips-pytorch, the closest to the paper's AlexNet conv5 that can be had here), and L_age the
   softmax loss of the target group under our own age regressor's group probabilities
   (``group_log_probs``; frozen, eval mode; never the evaluator).
 
@@ -50,24 +50,16 @@ import torch.nn.functional as F
 
 from faceage.age_groups import get_grouping
 from faceage.errors import DatasetError
-from faceage.models.age_regressor import count_parameters, group_log_probs, load_age_regressor
+from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.alexnet import load_alexnet
-from faceage.models.io import load_flat, save_flat
+from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discriminator
+from faceage.training.age import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.augment import AugmentConfig, augment
-from faceage.training.age import (
-    append_jsonl,
-    balanced_weights,
-    check_run_folder,
-    load_split,
-    step_seed,
-    to_tensor,
-)
 from faceage.training.ema import make_ema, update_ema
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
-OPTIONS_NAME = "options.json"
-METRICS_NAME = "metrics.jsonl"
 _RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "steps", "init_from", "sample_every",
                 "checkpoint_every", "device"}
 
@@ -164,7 +156,7 @@ def _scores(out) -> list[torch.Tensor]:
 
 def _lsgan(scores: list[torch.Tensor], label: float) -> torch.Tensor:
     """Mean over the scales of the LSGAN squared error to ``label``."""
-    return sum((s - label).pow(2).mean() for s in scores) / len(scores)
+    return torch.stack([(s - label).pow(2).mean() for s in scores]).mean()
 
 
 def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -223,7 +215,7 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
             return [D.score(feats, c) for c in conditions]
         return [_scores(D(x, c)) for c in conditions]
 
-    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (seed's L_D, LSGAN)
+    # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (the paper's L_D, LSGAN)
     d_real, d_wrong = judge(real, target, wrong)
     (d_fake,) = judge(fake.detach(), target)
     d_loss = 0.5 * _lsgan(d_real, 1.0) + 0.25 * (_lsgan(d_fake, 0.0) + _lsgan(d_wrong, 0.0))
@@ -245,9 +237,9 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()
-    d_real = float(sum(float(x.detach().mean()) for x in d_real) / len(d_real))
-    d_fake = float(sum(float(x.detach().mean()) for x in d_fake) / len(d_fake))
-    return {"d_loss": float(d_loss.detach()), "d_real": d_real, "d_fake": d_fake,
+    real_mean = sum(float(x.detach().mean()) for x in d_real) / len(d_real)
+    fake_mean = sum(float(x.detach().mean()) for x in d_fake) / len(d_fake)
+    return {"d_loss": float(d_loss.detach()), "d_real": real_mean, "d_fake": fake_mean,
             "g_gan": float(g_gan.detach()), "g_id": float(g_id.detach()), "g_age": float(g_age.detach()),
             "age_acc": float(age_acc),
             "change": float((fake.detach() - source).abs().mean())}
@@ -307,6 +299,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
     from faceage.training.checkpoint import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
+    stop = StopFlag(opts.max_minutes)
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -337,7 +330,9 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             raise ValueError(f"--init-from {opts.init_from} has config {init.cfg}, the run wants {cfg}")
         G.load_state_dict(init.state_dict())
         if init.cfg.head != cfg.head:  # another output head: keep the body, start the new head at the identity
-            torch.nn.init.zeros_(G.to_rgb.weight), torch.nn.init.zeros_(G.to_rgb.bias)
+            torch.nn.init.zeros_(G.to_rgb.weight)
+            if G.to_rgb.bias is not None:
+                torch.nn.init.zeros_(G.to_rgb.bias)
         log(f"generator initialised from {opts.init_from}")
     G_ema = make_ema(G)
     g_opt = torch.optim.Adam(G.parameters(), lr=opts.lr_g, betas=(0.5, 0.999))
@@ -364,6 +359,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
         save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step, extra))
 
     last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
+    stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
     while step < opts.steps:
         source, target, real, wrong = sampler.draw(step, opts.batch)
         batch = {"source": to_tensor(train.images[source]).to(device), "real": to_tensor(train.images[real]).to(device),
@@ -378,7 +374,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
             log(f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
                 f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s")
-        over_time = opts.max_minutes is not None and time.perf_counter() - t0 > 60 * opts.max_minutes
+        over_time = bool(stop.reason())
         interrupted = stop_after_steps is not None and step >= stop_after_steps
         if step % opts.sample_every == 0 or step == opts.steps:
             G_ema.eval()
@@ -390,6 +386,7 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
             checkpoint()
         if over_time or interrupted:
             break
+    stop.restore()
     summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
     if not summary["finished"]:
         log(f"stopped at step {step} of {opts.steps}; continue with --resume")

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import CONTEXT_SETTINGS, device_option, max_minutes_option, resume_option
 
-@click.command("ipcgan", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+
+@click.command("ipcgan", context_settings=CONTEXT_SETTINGS)
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Prepared folder of face shards (faceage data prepare --out).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: options, metrics, checkpoints, samples, exported EMA generator.")
 @click.option("--grouping", type=click.Choice(["lifespan", "ipcgan5"]), default="lifespan",
-              help="Age groups: decades 0-9 .. 70+ (lifespan) or the seed's five adult groups (ipcgan5).")
+              help="Age groups: decades 0-9 .. 70+ (lifespan) or the IPCGAN paper's five adult groups (ipcgan5).")
 @click.option("--steps", type=click.IntRange(1), default=20000, help="Total optimisation steps of the run.")
 @click.option("--batch", type=click.IntRange(2, 4096), default=16, help="Faces per step.")
 @click.option("--lr-g", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Generator Adam learning rate.")
@@ -31,32 +33,32 @@ import click
 @click.option("--diffaugment/--no-diffaugment", default=True,
               help="Translation, colour and cutout on every image the discriminator sees (DiffAugment).")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
-@click.option("--device", default="cpu", help="torch device, e.g. cpu or cuda.")
+@device_option()
 @click.option("--threads", type=click.IntRange(1, 256), default=2,
               help="torch CPU threads. On a shared CPU also set OMP_WAIT_POLICY=PASSIVE.")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop with a checkpoint after this wall time (continue with --resume).")
+@max_minutes_option
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200)
 @click.option("--sample-every", type=click.IntRange(1), default=500)
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Start G from exported weights (e.g. the shipped ones) when no full checkpoint is left.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, hidden=True)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+@resume_option()
 def ipcgan_command(data, out, grouping, steps, batch, lr_g, lr_d, lambda_gan, lambda_id, lambda_age, g_channels,
                    g_blocks, d_channels, d_type, head, diffaugment, seed, device, threads, max_minutes, checkpoint_every, sample_every, init_from, limit,
                    resume) -> None:
-    """Train IPCGAN (seed 003): conditional generator, LSGAN, AlexNet-conv5 identity and age-group losses."""
+    """Train IPCGAN: conditional generator, LSGAN, AlexNet-conv5 identity and age-group losses."""
     from faceage.training.ipcgan import IPCGANTrainOptions, train_ipcgan
+    from faceage.training.run import resolve_device, resume_in_place
 
     opts = IPCGANTrainOptions(
         data=str(data), out=str(out), grouping=grouping, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d,
         lambda_gan=lambda_gan, lambda_id=lambda_id, lambda_age=lambda_age, g_channels=g_channels, g_blocks=g_blocks, d_channels=d_channels,
         d_type=d_type, head=head, diffaugment=diffaugment,
-        seed=seed, device=device, threads=threads, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
+        seed=seed, device=str(resolve_device(device)), threads=threads, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
         sample_every=sample_every, init_from=init_from, limit=limit,
     )
     try:
-        train_ipcgan(opts, resume=resume, log=click.echo)
+        train_ipcgan(opts, resume=resume_in_place(resume, out), log=click.echo)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
         raise SystemExit(130) from None

@@ -1,4 +1,4 @@
-"""GAN losses as free functions: non-saturating logistic, lazy R1, path length, patent consistency.
+"""GAN losses as free functions: non-saturating logistic, lazy R1, path length, sub-generator consistency.
 
 All take and return tensors; none holds state. Weighting by lazy-regularisation intervals and
 loss weights is the caller's job (see :mod:`faceage.training.gan`), so each function here is the
@@ -11,6 +11,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from faceage.models.layers import box_downsample
 
 
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -56,26 +58,8 @@ def path_length_penalty(
     return penalty, new_mean.detach(), lengths.detach()
 
 
-def box_downsample(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Area (box) filter to ``size`` x ``size``: each output pixel is the mean of its k x k block.
-
-    Used for real images and for the full generator's output when a sub-generator is judged or
-    compared at a lower resolution, so both sides see the same anti-aliased downsampling.
-    """
-    h, w = images.shape[-2:]
-    if h != w:
-        raise ValueError(f"expected square images, got {h}x{w}")
-    if h == size:
-        return images
-    if size > h:
-        raise ValueError(f"cannot box-downsample {h} px images to a larger size {size}")
-    if h % size == 0:
-        return F.avg_pool2d(images, kernel_size=h // size)
-    return F.interpolate(images, size=(size, size), mode="area")
-
-
 def consistency_loss(sub_images: torch.Tensor, full_images: torch.Tensor) -> torch.Tensor:
-    """Patent S29: MSE( G_{r,c}(w), down_r(G(w)) ) with the full generator's output detached.
+    """Step S29 of *A StyleGAN-based face age editing method for mobile terminals*: MSE( G_{r,c}(w), down_r(G(w)) ) with the full generator's output detached.
 
     ``sub_images`` (B, 3, r, r) from the sub-generator with resolution r and channel ratio c;
     ``full_images`` (B, 3, R, R) from the full generator on the same w (and, ideally, the same

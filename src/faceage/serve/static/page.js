@@ -94,7 +94,11 @@ async function run() {
   const strip = stripAges();
   if (strip) params.set("strip", strip);
   try {
-    const response = await fetch(`/api/age?${params}`, { method: "POST", body: state.photo });
+    const response = await fetch(`/api/age?${params}`, {
+      method: "POST",
+      body: state.photo,
+      headers: { "X-Faceage-Token": document.querySelector('meta[name="faceage-token"]').content },
+    });
     let payload = null;
     try {
       payload = await response.json();

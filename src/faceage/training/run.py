@@ -1,0 +1,177 @@
+"""What every trainer's run shares: its folder, options and metrics files, the device, resuming, and
+stopping cleanly on a time limit or a signal.
+
+A run folder holds ``options.json`` (the run's options), ``metrics.jsonl`` (one JSON line per
+record, flushed as written, so a killed run keeps its history), checkpoints
+(``faceage.training.checkpoint``) and what the trainer exports. Every ``faceage train`` command
+takes ``--device auto|cpu|cuda``, ``--max-minutes`` and ``--resume`` (options in
+``faceage.cli_options``) and hands them to the helpers here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Collection
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import torch
+
+from faceage.atomic import write_json_atomic
+from faceage.errors import FaceageError
+
+OPTIONS_NAME = "options.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+class TrainingError(FaceageError):
+    """A training run cannot start or resume as asked (existing run, changed options, no device)."""
+
+
+class _Options(Protocol):
+    def to_dict(self) -> dict: ...
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N`` as a torch device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name} requested but CUDA is not available")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TrainingError(f"--device must be auto, cpu or cuda, got {name!r}") from None
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """One JSON line, flushed before returning."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+
+
+class MetricsLog:
+    """``metrics.jsonl`` of a run: append-only JSON lines, floats rounded to 6 digits.
+
+    ``enabled`` False (every rank but the first of a multi-GPU run) writes nothing.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            append_jsonl(self.path, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()})
+
+
+def write_options(out: Path, options: dict) -> None:
+    """``options.json`` of the run, written atomically."""
+    write_json_atomic(Path(out) / OPTIONS_NAME, options, default=str)
+
+
+def check_run_folder(opts: _Options, out: Path, resume: bool, resume_free: Collection[str] = ()) -> None:
+    """Refuse to start over an existing run, or to resume one with other options (except
+    ``resume_free`` keys, which do not change the result)."""
+    from faceage.training.checkpoint import list_checkpoints
+
+    saved = Path(out) / OPTIONS_NAME
+    if resume:
+        if not saved.is_file() or not list_checkpoints(out):
+            raise TrainingError(f"nothing to resume in {out}: no {OPTIONS_NAME} or checkpoint")
+        before = json.loads(saved.read_text(encoding="utf-8"))
+        now = opts.to_dict()
+        changed = sorted(k for k in now if k not in resume_free and before.get(k) != now[k])
+        if changed:
+            details = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+            raise TrainingError(f"cannot resume {out} with other options ({details})")
+    elif saved.is_file() or list_checkpoints(out):
+        raise TrainingError(f"{out} already holds a training run; pass --resume or choose another --out")
+
+
+def resume_in_place(resume: str | None, out: Path) -> bool:
+    """``--resume`` of a trainer that continues only the run in ``--out``: None -> False, ``auto`` or
+    the run folder itself -> True; any other path is refused by name."""
+    if resume is None:
+        return False
+    if resume == "auto" or Path(resume).resolve() == Path(out).resolve():
+        return True
+    raise TrainingError(f"--resume {resume}: this trainer continues the run in --out ({out}); pass --resume alone")
+
+
+def prepare_resume(resume: str | None, out: Path) -> tuple[str, Path | None]:
+    """('fresh'|'checkpoint'|'weights', path) from ``--resume`` (None, 'auto', index, run dir, model dir)."""
+    from faceage.training.checkpoint import latest_checkpoint
+
+    if resume is None:
+        return "fresh", None
+    if resume == "auto":
+        found = latest_checkpoint(out)
+        return ("checkpoint", found) if found is not None else ("fresh", None)
+    p = Path(resume)
+    if p.is_file() and p.suffix == ".json":
+        return "checkpoint", p
+    if p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return "weights", p
+    if p.is_dir():
+        found = latest_checkpoint(p)
+        if found is None:
+            raise TrainingError(f"--resume {p}: no complete checkpoint in that folder")
+        return "checkpoint", found
+    raise TrainingError(f"--resume {p}: not a checkpoint index, run folder or model folder")
+
+
+class StopFlag:
+    """Turns SIGTERM, SIGINT and SIGUSR1 into a request to stop after the current step (with a
+    checkpoint), and a time limit into the same; restores the previous handlers on exit.
+
+    ``with StopFlag(max_minutes) as flag: ... if flag.reason(): break``
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+    def __init__(self, max_minutes: float | None = None, started: float | None = None):
+        self.max_minutes = max_minutes
+        self.started = time.monotonic() if started is None else started
+        self.signalled = ""
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        self.signalled = f"signal {signum}"
+
+    def install(self) -> StopFlag:
+        """Catch the signals (main thread only; elsewhere only the time limit counts)."""
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except (ValueError, OSError):  # not in the main thread: no signal handling
+                pass
+        return self
+
+    def restore(self) -> None:
+        """Give the signals back to the handlers they had before ``install``."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def __enter__(self) -> StopFlag:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def time_is_up(self) -> bool:
+        return self.max_minutes is not None and time.monotonic() - self.started >= self.max_minutes * 60
+
+    def reason(self) -> str:
+        """Why to stop now ("" to go on): a signal, or the time limit."""
+        if self.signalled:
+            return self.signalled
+        if self.time_is_up():
+            return f"time limit {self.max_minutes:g} min"
+        return ""

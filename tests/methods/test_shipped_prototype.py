@@ -1,0 +1,43 @@
+"""The shipped age prototypes, end to end on the embedded example photo, artifact guards included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import faceage
+from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.imageio import load_image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ager():
+    verify_shipped("prototypes.safetensors")  # sha256 matches the manifest
+    verify_shipped("prototypes.json")
+    return faceage.load("prototype")
+
+
+def test_shipped_prototypes_age_and_rejuvenate_the_example(ager):
+    photo = load_image(EXAMPLE_PHOTO)
+    young, old = ager.age(photo, to=[5, 75])
+    (y,), (o,) = young.faces, old.faces
+    # the independent estimator reads the older target as clearly older than the younger one
+    assert o.reached_age > y.reached_age + 10
+    assert o.reached_age > o.source_age
+    assert y.same_person and o.same_person
+    # no invented colour noise (the guard that streak-painting methods fail)
+    assert y.chroma_detail is not None and y.chroma_detail <= 1.3
+    assert o.chroma_detail is not None and o.chroma_detail <= 1.3
+    assert np.array_equal(old.image[-40:], photo[-40:])  # outside the head the photo is untouched
+    assert y.warning is None and o.warning is None
+
+
+def test_a_grayscale_photo_stays_grayscale(ager):
+    photo = load_image(EXAMPLE_PHOTO)
+    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    result = ager.age(gray, to=70)
+    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
+    assert spread.max() <= 2
+    assert not np.array_equal(result.image, gray)
