@@ -1,0 +1,74 @@
+"""Speed of the default `prototype` method on this machine: per face, at 1 MP and 12 MP.
+
+    python benchmarks/prototype_speed.py [--repeats 7]
+
+Writes benchmarks/results/prototype_speed.md. "End to end" is what `faceage age` does for one
+face without the report's evaluation: detect, landmarks, align, estimate the source age, edit,
+warp the photo and paste the change. "Method alone" is ``PrototypeMethod.edit`` on one aligned
+face. "With evaluation" adds the reached-age estimate and the two SFace embeddings of the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import faceage  # noqa: E402
+from _timing import median_ms  # noqa: E402
+from faceage.assets import EXAMPLE_PHOTO  # noqa: E402
+from faceage.atomic import write_text_atomic  # noqa: E402
+from faceage.imageio import load_image  # noqa: E402
+from faceage.machine import cpu_name  # noqa: E402
+
+
+def photo_of(megapixels: float) -> np.ndarray:
+    """The example photo (512 x 512) enlarged to about ``megapixels``, 4:3, face centred."""
+    rgb = load_image(EXAMPLE_PHOTO)
+    height = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
+    width = int(round(height * 4 / 3))
+    face = cv2.resize(rgb, (height, height), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((height, width, 3), 200, np.uint8)
+    x0 = (width - height) // 2
+    canvas[:, x0 : x0 + height] = face
+    return canvas
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "prototype_speed.md")
+    args = parser.parse_args()
+    fast = faceage.load("prototype", evaluate=False)
+    full = faceage.load("prototype")
+    rows = []
+    for mp in (1.0, 12.0):
+        photo = photo_of(mp)
+        end_to_end = median_ms(lambda photo=photo: fast.age(photo, to=70), args.repeats)
+        evaluated = median_ms(lambda photo=photo: full.age(photo, to=70), max(3, args.repeats // 2))
+        faces = fast.pipeline.process(photo)
+        crops = np.stack([f.image for f in faces])
+        points = np.stack([f.landmarks for f in faces])
+        alone = median_ms(lambda crops=crops, points=points: fast.method.edit(crops, np.array([30.0]), 70.0, points),
+                          args.repeats)
+        rows.append((mp, photo.shape, end_to_end, alone, evaluated))
+        print(f"{mp:g} MP {photo.shape[1]}x{photo.shape[0]}: end to end {end_to_end:.0f} ms, method alone "
+              f"{alone:.0f} ms, with evaluation {evaluated:.0f} ms", flush=True)
+    lines = ["# prototype method: speed per face", "",
+             f"Command: `python benchmarks/prototype_speed.py --repeats {args.repeats}`  ",
+             f"Machine: {cpu_name()}, 2 cores, torch threads default; median of the repeats, one face, target 70.", "",
+             "| photo | end to end (detect ... paste) | method alone | end to end with evaluation (reached age + SFace) |",
+             "|---|---|---|---|"]
+    for mp, shape, e2e, alone, evaluated in rows:
+        lines.append(f"| {mp:g} MP ({shape[1]}x{shape[0]}) | {e2e:.0f} ms | {alone:.0f} ms | {evaluated:.0f} ms |")
+    lines += ["", "Targets (issue): end to end <= 150 ms at 1 MP, method alone <= 60 ms."]
+    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
