@@ -39,8 +39,6 @@ DEFAULT_DATA = REPO / "data" / "faces128"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "age_regressor.md"
 
 
-
-
 def inference_ms(model, batch: int, repeats: int) -> float:
     x = torch.rand(batch, 3, 128, 128) * 2 - 1
 
@@ -100,9 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if training:
         o = training.get("options", {})
-        cmd = (f"faceage train age --data {o.get('data')} --out RUN --epochs {o.get('epochs')} --batch {o.get('batch')} "
-               f"--size {o.get('size')} --lr {o.get('lr')} --seed {o.get('seed')} --balance-power {o.get('balance_power')} "
-               f"--threads {o.get('threads')}")
+        cmd = (
+            f"faceage train age --data {o.get('data')} --out RUN --epochs {o.get('epochs')} --batch {o.get('batch')} "
+            f"--size {o.get('size')} --lr {o.get('lr')} --seed {o.get('seed')} --balance-power {o.get('balance_power')} "
+            f"--threads {o.get('threads')}"
+        )
         lines += [
             f"- command: `{cmd}`",
             f"- data: `{training.get('data')}` (manifest sha256 {training.get('data_manifest_sha256', '?')[:16]}...), "
@@ -127,11 +127,15 @@ def main(argv: list[str] | None = None) -> None:
 
     lines += ["", "## Speed (CPU)", ""]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines.append(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                 f"{args.threads} threads; load average at start {load:.1f} (shared machine)")
+    lines.append(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads; load average at start {load:.1f} (shared machine)"
+    )
     lines += ["", "| what | value |", "|---|---|"]
     lines.append(f"| inference, 128 px face, batch 1 | {inference_ms(model, 1, args.repeats):.2f} ms/face |")
-    lines.append(f"| inference, 128 px faces, batch 64 | {inference_ms(model, 64, max(3, args.repeats // 4)):.2f} ms/face |")
+    lines.append(
+        f"| inference, 128 px faces, batch 64 | {inference_ms(model, 64, max(3, args.repeats // 4)):.2f} ms/face |"
+    )
     if args.train_steps > 0:
         for size in (64, 128):
             rate = training_images_per_s(size, 64, args.train_steps)

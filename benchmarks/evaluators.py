@@ -83,8 +83,10 @@ def utkface_sample(datasets: Path, n: int) -> tuple[list[tuple[Path, int]], str]
     sample = []
     for name in DECADES:
         sample += [(p, a) for _, p, a in sorted(by_decade[name])[:per]]
-    how = (f"UTKFace test split of `faceage.data.split` (salt {split.SALT}; {len(rejects)} malformed names skipped, "
-           f"{len(records) - len(kept)} duplicates removed), up to {per} per decade in split-rank order")
+    how = (
+        f"UTKFace test split of `faceage.data.split` (salt {split.SALT}; {len(rejects)} malformed names skipped, "
+        f"{len(records) - len(kept)} duplicates removed), up to {per} per decade in split-rank order"
+    )
     return sample, how
 
 
@@ -108,7 +110,9 @@ def read_prepared(folder: Path) -> tuple[list[dict], str]:
     in_shards = "shard" in rows[0] and "key" in rows[0]  # faceage data prepare: JPEGs in tar shards
     path_key = None if in_shards else next((k for k in PATH_COLUMNS if k in rows[0]), None)
     if not in_shards and path_key is None:
-        raise SystemExit(f"{labels}: need shard + key, or a path column ({', '.join(PATH_COLUMNS)}); got {sorted(rows[0])}")
+        raise SystemExit(
+            f"{labels}: need shard + key, or a path column ({', '.join(PATH_COLUMNS)}); got {sorted(rows[0])}"
+        )
     note = f"{labels.name}, {len(rows)} rows"
     if "split" in rows[0]:
         rows = [r for r in rows if str(r["split"]).lower() == "test"]
@@ -188,20 +192,24 @@ def speed(datasets: Path, threads: int) -> list[dict]:
         on_photo = ev.estimate if isinstance(ev, AgeEstimator) else ev.embed
         on_crops = ev.estimate_aligned if isinstance(ev, AgeEstimator) else ev.embed_aligned
         reps1 = 8 if "dlib" in name else 32
-        rows.append({
-            "evaluator": name,
-            "photo + box, batch 1": ms_per_face(lambda f=on_photo: f(photos[0], boxes[0]), 1, reps1),
-            "photo + boxes, batch 32": ms_per_face(lambda f=on_photo: f(group, group_boxes), 32, 3),
-            "aligned 128, batch 1": ms_per_face(lambda f=on_crops: f(crops[:1]), 1, reps1),
-            "aligned 128, batch 32": ms_per_face(lambda f=on_crops: f(crops), 32, 3),
-        })
-    rows.append({
-        "evaluator": "dlib HOG detection (per photo)",
-        "photo + box, batch 1": ms_per_face(lambda: age.detect(photos[0]), 1, 16),
-        "photo + boxes, batch 32": ms_per_face(lambda: age.detect(group), 32, 2),
-        "aligned 128, batch 1": None,
-        "aligned 128, batch 32": None,
-    })
+        rows.append(
+            {
+                "evaluator": name,
+                "photo + box, batch 1": ms_per_face(lambda f=on_photo: f(photos[0], boxes[0]), 1, reps1),
+                "photo + boxes, batch 32": ms_per_face(lambda f=on_photo: f(group, group_boxes), 32, 3),
+                "aligned 128, batch 1": ms_per_face(lambda f=on_crops: f(crops[:1]), 1, reps1),
+                "aligned 128, batch 32": ms_per_face(lambda f=on_crops: f(crops), 32, 3),
+            }
+        )
+    rows.append(
+        {
+            "evaluator": "dlib HOG detection (per photo)",
+            "photo + box, batch 1": ms_per_face(lambda: age.detect(photos[0]), 1, 16),
+            "photo + boxes, batch 32": ms_per_face(lambda: age.detect(group), 32, 2),
+            "aligned 128, batch 1": None,
+            "aligned 128, batch 32": None,
+        }
+    )
     return rows
 
 
@@ -214,8 +222,15 @@ def mae_table(labels: list[float], predictions: list[float], groups: list[str] |
         if not mask.any():
             continue
         err = pred_a[mask] - labels_a[mask]
-        out.append({"decade": name, "n": int(mask.sum()), "mae": float(np.abs(err).mean()), "bias": float(err.mean()),
-                    "mean_pred": float(pred_a[mask].mean())})
+        out.append(
+            {
+                "decade": name,
+                "n": int(mask.sum()),
+                "mae": float(np.abs(err).mean()),
+                "bias": float(err.mean()),
+                "mean_pred": float(pred_a[mask].mean()),
+            }
+        )
     return out
 
 
@@ -236,8 +251,11 @@ def raw_utkface(datasets: Path, n: int, threads: int) -> dict:
         hog_pred.append(float(est.estimate(rgb, boxes)[0]))
         whole_pred.append(float(est.estimate(rgb, whole)[0]))
     return {
-        "n": len(sample), "selection": how, "hog_fallback_to_whole_crop": fallback,
-        "hog": mae_table(labels, hog_pred), "whole_crop": mae_table(labels, whole_pred),
+        "n": len(sample),
+        "selection": how,
+        "hog_fallback_to_whole_crop": fallback,
+        "hog": mae_table(labels, hog_pred),
+        "whole_crop": mae_table(labels, whole_pred),
         "sample": [p.name for p, _ in sample],
     }
 
@@ -251,7 +269,12 @@ def prepared(folder: Path, threads: int) -> dict:
     for s in sources if len(sources) > 1 else []:
         idx = [i for i, r in enumerate(rows) if r["source"] == s]
         by_source[s] = mae_table([rows[i]["age"] for i in idx], [preds[i] for i in idx])
-    return {"folder": str(folder), "note": note, "all": mae_table([r["age"] for r in rows], preds), "by_source": by_source}
+    return {
+        "folder": str(folder),
+        "note": note,
+        "all": mae_table([r["age"] for r in rows], preds),
+        "by_source": by_source,
+    }
 
 
 def identity_sanity(datasets: Path, n: int, threads: int) -> dict:
@@ -278,9 +301,11 @@ def identity_sanity(datasets: Path, n: int, threads: int) -> dict:
         other = v.verify(emb[rows], emb[cols])
         out[model] = {
             "threshold": ACCEPT_THRESHOLDS[model],
-            "same_accept_rate": float(same.accepted.mean()), "same_pairs": int(ok.sum()),
+            "same_accept_rate": float(same.accepted.mean()),
+            "same_pairs": int(ok.sum()),
             "same_score_min": float(same.score.min()),
-            "impostor_accept_rate": float(other.accepted.mean()), "impostor_pairs": int(len(rows)),
+            "impostor_accept_rate": float(other.accepted.mean()),
+            "impostor_pairs": int(len(rows)),
             "impostor_score_p99": float(np.percentile(other.score, 99)),
         }
     return out
@@ -327,8 +352,12 @@ def report(results: dict) -> str:
         ]
         for r in results["speed"]:
             lines.append("| " + " | ".join([r["evaluator"]] + [fmt(r[k]) for k in list(r)[1:]]) + " |")
-        lines += ["", "Batch 32 on a photo = one 1600x800 group photo holding 32 faces with their boxes; HOG times are per photo.",
-                  "Age and identity times include the dlib 5-point landmarks and chip extraction for each face.", ""]
+        lines += [
+            "",
+            "Batch 32 on a photo = one 1600x800 group photo holding 32 faces with their boxes; HOG times are per photo.",
+            "Age and identity times include the dlib 5-point landmarks and chip extraction for each face.",
+            "",
+        ]
     if "raw_utkface" in results:
         u = results["raw_utkface"]
         lines += [
@@ -342,7 +371,12 @@ def report(results: dict) -> str:
         lines += ["", "The network's 81 classes end at 80, so 80s and 90+ are under-read by construction.", ""]
     if "prepared" in results:
         p = results["prepared"]
-        lines += ["## Age estimator MAE per decade — prepared aligned faces, test split", "", f"`{p['folder']}`: {p['note']}.", ""]
+        lines += [
+            "## Age estimator MAE per decade — prepared aligned faces, test split",
+            "",
+            f"`{p['folder']}`: {p['note']}.",
+            "",
+        ]
         lines += mae_markdown(p["all"])
         for source, table in p["by_source"].items():
             lines += ["", f"### {source}", ""] + mae_markdown(table)
@@ -370,7 +404,9 @@ def report(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="prepared aligned-face folder with a labels file")
-    parser.add_argument("--raw-utkface", type=int, default=0, metavar="N", help="MAE on N stratified raw UTKFace photos")
+    parser.add_argument(
+        "--raw-utkface", type=int, default=0, metavar="N", help="MAE on N stratified raw UTKFace photos"
+    )
     parser.add_argument("--identity", type=int, default=100, metavar="N", help="identity sanity on N faces (0: skip)")
     parser.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS, help="shared datasets folder")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
@@ -378,13 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    results: dict = {"meta": {
-        "command": "python " + " ".join([os.path.relpath(__file__, REPO)] + (argv if argv is not None else sys.argv[1:])),
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "threads": args.threads,
-        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-    }}
+    results: dict = {
+        "meta": {
+            "command": "python "
+            + " ".join([os.path.relpath(__file__, REPO)] + (argv if argv is not None else sys.argv[1:])),
+            "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+            "threads": args.threads,
+            "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        }
+    }
     if not args.no_speed:
         print("speed ...", flush=True)
         results["speed"] = speed(args.datasets, args.threads)
@@ -396,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"prepared data {args.data} ...", flush=True)
             results["prepared"] = prepared(args.data, args.threads)
         else:
-            results["meta"]["data_note"] = f"`{args.data}` does not exist yet; rerun with `--data` once `faceage data prepare` has written it."
+            results["meta"]["data_note"] = (
+                f"`{args.data}` does not exist yet; rerun with `--data` once `faceage data prepare` has written it."
+            )
     if args.identity:
         print(f"identity sanity, {args.identity} faces ...", flush=True)
         results["identity"] = identity_sanity(args.datasets, args.identity, args.threads)

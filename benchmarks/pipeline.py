@@ -22,8 +22,6 @@ from faceage.atomic import write_text_atomic
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.md"
 
 
-
-
 def photo_of_megapixels(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale the example portrait to fill a width x height photo (reflect-padded at the sides)."""
     side = min(width, height)
@@ -53,7 +51,9 @@ def stage_times(photo: np.ndarray, size: int, repeats: int) -> dict[str, float]:
         "detect": median_ms(lambda: detector.detect(photo), repeats),
         "landmarks": median_ms(lambda: landmarker.predict(photo, face), repeats),
         "align": median_ms(lambda: warp_face(photo, matrix, size), repeats),
-        "masks": median_ms(lambda: face_masks(aligned.image, aligned.landmarks, segmenter.predict(aligned.image)), repeats),
+        "masks": median_ms(
+            lambda: face_masks(aligned.image, aligned.landmarks, segmenter.predict(aligned.image)), repeats
+        ),
         "paste_back": median_ms(lambda: paste_back(photo, edited, aligned.matrix), repeats),
     }
 
@@ -83,8 +83,10 @@ def main() -> None:
     from faceage.imageio import load_image
 
     example = load_image(EXAMPLE_PHOTO)
-    photos = {"1 MP (1152x864)": photo_of_megapixels(example, 1152, 864),
-              "12 MP (4000x3000)": photo_of_megapixels(example, 4000, 3000)}
+    photos = {
+        "1 MP (1152x864)": photo_of_megapixels(example, 1152, 864),
+        "12 MP (4000x3000)": photo_of_megapixels(example, 4000, 3000),
+    }
     rows = {name: stage_times(photo, args.size, args.repeats) for name, photo in photos.items()}
     evaluators = evaluator_times(photos["1 MP (1152x864)"], args.repeats)
 

@@ -53,16 +53,24 @@ def main() -> None:
         faces = fast.pipeline.process(photo)
         crops = np.stack([f.image for f in faces])
         points = np.stack([f.landmarks for f in faces])
-        alone = median_ms(lambda crops=crops, points=points: fast.method.edit(crops, np.array([30.0]), 70.0, points),
-                          args.repeats)
+        alone = median_ms(
+            lambda crops=crops, points=points: fast.method.edit(crops, np.array([30.0]), 70.0, points), args.repeats
+        )
         rows.append((mp, photo.shape, end_to_end, alone, evaluated))
-        print(f"{mp:g} MP {photo.shape[1]}x{photo.shape[0]}: end to end {end_to_end:.0f} ms, method alone "
-              f"{alone:.0f} ms, with evaluation {evaluated:.0f} ms", flush=True)
-    lines = ["# prototype method: speed per face", "",
-             f"Command: `python benchmarks/prototype_speed.py --repeats {args.repeats}`  ",
-             f"Machine: {cpu_name()}, 2 cores, torch threads default; median of the repeats, one face, target 70.", "",
-             "| photo | end to end (detect ... paste) | method alone | end to end with evaluation (reached age + SFace) |",
-             "|---|---|---|---|"]
+        print(
+            f"{mp:g} MP {photo.shape[1]}x{photo.shape[0]}: end to end {end_to_end:.0f} ms, method alone "
+            f"{alone:.0f} ms, with evaluation {evaluated:.0f} ms",
+            flush=True,
+        )
+    lines = [
+        "# prototype method: speed per face",
+        "",
+        f"Command: `python benchmarks/prototype_speed.py --repeats {args.repeats}`  ",
+        f"Machine: {cpu_name()}, 2 cores, torch threads default; median of the repeats, one face, target 70.",
+        "",
+        "| photo | end to end (detect ... paste) | method alone | end to end with evaluation (reached age + SFace) |",
+        "|---|---|---|---|",
+    ]
     for mp, shape, e2e, alone, evaluated in rows:
         lines.append(f"| {mp:g} MP ({shape[1]}x{shape[0]}) | {e2e:.0f} ms | {alone:.0f} ms | {evaluated:.0f} ms |")
     lines += ["", "Targets (issue): end to end <= 150 ms at 1 MP, method alone <= 60 ms."]

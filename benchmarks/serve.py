@@ -98,8 +98,11 @@ def tiny_weights(folder: Path) -> Path:
     from faceage.models.io import save_flat
     from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
 
-    return save_flat(IPCGANGenerator(IPCGANConfig(g_channels=4, g_blocks=1, residual=False)),
-                     folder / "tiny_ipcgan.safetensors", {"grouping": "lifespan"})
+    return save_flat(
+        IPCGANGenerator(IPCGANConfig(g_channels=4, g_blocks=1, residual=False)),
+        folder / "tiny_ipcgan.safetensors",
+        {"grouping": "lifespan"},
+    )
 
 
 def main() -> None:
@@ -116,9 +119,12 @@ def main() -> None:
     shipped = "ipcgan" in available_methods()
     with tempfile.TemporaryDirectory(prefix="faceage-bench-") as folder:
         weights = None if shipped else tiny_weights(Path(folder))
-        weights_text = ("shipped IPCGAN weights (faceage/weights)" if shipped else
-                        "tiny random IPCGAN generator (g_channels=4, g_blocks=1: no shipped weights yet), "
-                        "so the time is the face models' (detect, landmarks, age, identity), not a trained generator's")
+        weights_text = (
+            "shipped IPCGAN weights (faceage/weights)"
+            if shipped
+            else "tiny random IPCGAN generator (g_channels=4, g_blocks=1: no shipped weights yet), "
+            "so the time is the face models' (detect, landmarks, age, identity), not a trained generator's"
+        )
         process, base = start_server(weights, queue=max(32, args.requests))
         try:
             query = f"to={args.to:g}&name={args.photo.name}"
@@ -167,8 +173,7 @@ def main() -> None:
         f"Command: `python benchmarks/serve.py --requests {args.requests} --single {args.single}` "
         f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
         f"server: `faceage serve` in its own process, one model worker, queue {max(32, args.requests)}.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; "
-        "CPU only.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; CPU only.",
         f"Weights: {weights_text}.",
         f"Request: POST /api/age?to={args.to:g} with {args.photo.name} ({size}, {len(data) / 1024:.0f} KiB, one face); "
         "then GET of the result image, as the page does; latency measured by the client from sending the "

@@ -14,11 +14,23 @@ from PIL import Image
 # `make test`'s --durations they take about 90 % of the suite's time. A new slow test carries
 # @pytest.mark.slow where it stands; these files, and these single tests, are slow as a whole.
 SLOW_FILES = {
-    "data/test_prepare.py", "eval/test_aging_bench.py", "eval/test_fid.py", "eval/test_identity.py",
-    "export/test_onnx_export.py", "methods/test_age_command.py", "methods/test_engine.py",
-    "methods/test_every_method.py", "methods/test_shipped_ipcgan.py", "models/test_official_stylegan2.py",
-    "serve/test_serve_app.py", "serve/test_serve_browser.py", "test_cli.py", "training/test_age_training.py",
-    "training/test_commands.py", "training/test_distributed.py", "training/test_gan.py",
+    "data/test_prepare.py",
+    "eval/test_aging_bench.py",
+    "eval/test_fid.py",
+    "eval/test_identity.py",
+    "export/test_onnx_export.py",
+    "methods/test_age_command.py",
+    "methods/test_engine.py",
+    "methods/test_every_method.py",
+    "methods/test_shipped_ipcgan.py",
+    "models/test_official_stylegan2.py",
+    "serve/test_serve_app.py",
+    "serve/test_serve_browser.py",
+    "test_cli.py",
+    "training/test_age_training.py",
+    "training/test_commands.py",
+    "training/test_distributed.py",
+    "training/test_gan.py",
     "training/test_ipcgan_training.py",
 }
 SLOW_TESTS = {
@@ -91,7 +103,13 @@ def tiny_data(tmp_path_factory, shared_datasets) -> Path:
         for i, (path, split) in enumerate(zip(chosen, splits)):
             age, gender, race = (int(v) for v in path.name.split("_")[:3])
             rgb = np.asarray(Image.open(path).convert("RGB").resize((96, 96), Image.BILINEAR))
-            labels = {"age": age, "gender": gender, "ethnicity": ETHNICITIES[race], "source": "utkface", "file": path.name}
+            labels = {
+                "age": age,
+                "gender": gender,
+                "ethnicity": ETHNICITIES[race],
+                "source": "utkface",
+                "file": path.name,
+            }
             writer.write_image(f"utk_{i:03d}", split, rgb, labels)
     shards = [s.to_dict() for s in writer.shards]
     (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "shards": shards}))
@@ -135,8 +153,14 @@ def tiny_faces256(tmp_path_factory, shared_datasets) -> Path:
                 if face.landmarks is None:
                     continue
                 a, g, race = (int(v) for v in path.name.split("_")[:3])
-                labels = {"age": a, "gender": g, "ethnicity": ETHNICITIES[race], "source": "utkface",
-                          "file": path.name, "landmarks": encode_landmarks(face.landmarks)}
+                labels = {
+                    "age": a,
+                    "gender": g,
+                    "ethnicity": ETHNICITIES[race],
+                    "source": "utkface",
+                    "file": path.name,
+                    "landmarks": encode_landmarks(face.landmarks),
+                }
                 writer.write_image(f"utk_{n:03d}", splits[n % len(splits)], face.image, labels)
                 n += 1
     shards = [s.to_dict() for s in writer.shards]
@@ -149,5 +173,6 @@ def tiny_prototypes(tiny_faces256, tmp_path_factory):
     """Prototypes built by the real builder from ``tiny_faces256`` (bins without faces borrowed)."""
     from faceage.training.prototypes import BuildOptions, build
 
-    return build(tiny_faces256, tmp_path_factory.mktemp("protorun"), BuildOptions(min_cell=1000, pca=16),
-                 progress=False)
+    return build(
+        tiny_faces256, tmp_path_factory.mktemp("protorun"), BuildOptions(min_cell=1000, pca=16), progress=False
+    )

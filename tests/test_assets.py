@@ -10,7 +10,10 @@ from faceage import assets
 from faceage.errors import ModelFileError
 
 
-@pytest.mark.parametrize("name", ["yunet", "face_landmarker", "age_onnx", "dlib_5pt", "dlib_resnet", "sface", "selfie_segmentation", "mobilenet_v2"])
+@pytest.mark.parametrize(
+    "name",
+    ["yunet", "face_landmarker", "age_onnx", "dlib_5pt", "dlib_resnet", "sface", "selfie_segmentation", "mobilenet_v2"],
+)
 def test_every_model_file_is_installed(name):
     path = assets.model_path(name)
     assert path.is_file() and path.stat().st_size > 10_000
@@ -26,7 +29,9 @@ def test_every_shipped_file_matches_its_manifest():
     assert manifest, "manifest lists no weights"
     for name in manifest:
         assert assets.verify_shipped(name).is_file()
-    shipped = {p.name for p in assets.WEIGHTS_DIR.iterdir() if p.name != "manifest.json" and not p.name.startswith((".", "_"))}
+    shipped = {
+        p.name for p in assets.WEIGHTS_DIR.iterdir() if p.name != "manifest.json" and not p.name.startswith((".", "_"))
+    }
     assert shipped <= set(manifest), f"weights without a manifest entry: {shipped - set(manifest)}"
 
 

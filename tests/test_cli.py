@@ -72,7 +72,9 @@ def test_installed_command_runs_without_traceback(tmp_path):
     """The console script itself: exit status and stderr as a user sees them."""
     done = subprocess.run(
         [sys.executable, "-m", "faceage.cli", "estimate", str(tmp_path / "missing.png")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
@@ -80,7 +82,9 @@ def test_installed_command_runs_without_traceback(tmp_path):
 
 def test_help_loads_no_numerical_or_model_library():
     """``faceage --help`` and option parsing stay instant: every command imports its heavy modules lazily."""
-    code = ("import sys, faceage.cli; heavy = {'numpy', 'cv2', 'PIL', 'torch', 'onnxruntime', 'dlib'} & set(sys.modules); "
-            "assert not heavy, sorted(heavy)")
+    code = (
+        "import sys, faceage.cli; heavy = {'numpy', 'cv2', 'PIL', 'torch', 'onnxruntime', 'dlib'} & set(sys.modules); "
+        "assert not heavy, sorted(heavy)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

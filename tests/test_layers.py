@@ -22,11 +22,34 @@ PACKAGE = SRC / "faceage"
 # Bottom up. A module belongs to the first layer with a matching pattern (fnmatch on the dotted
 # name), so the command modules beside each package are matched first: they are interfaces.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("interfaces", ("faceage", "faceage.cli", "faceage.cli_options", "faceage.*.commands", "faceage.*.*_commands",
-                    "faceage.serve", "faceage.serve.*", "faceage.export", "faceage.export.*",
-                    "faceage.eval.aging_bench")),
-    ("core", ("faceage.errors", "faceage.atomic", "faceage.machine", "faceage._native", "faceage.age_groups",
-              "faceage.assets", "faceage.checksum", "faceage.version")),
+    (
+        "interfaces",
+        (
+            "faceage",
+            "faceage.cli",
+            "faceage.cli_options",
+            "faceage.*.commands",
+            "faceage.*.*_commands",
+            "faceage.serve",
+            "faceage.serve.*",
+            "faceage.export",
+            "faceage.export.*",
+            "faceage.eval.aging_bench",
+        ),
+    ),
+    (
+        "core",
+        (
+            "faceage.errors",
+            "faceage.atomic",
+            "faceage.machine",
+            "faceage._native",
+            "faceage.age_groups",
+            "faceage.assets",
+            "faceage.checksum",
+            "faceage.version",
+        ),
+    ),
     ("imageio", ("faceage.imageio",)),
     ("faces", ("faceage.faces", "faceage.faces.*")),
     ("models", ("faceage.models", "faceage.models.*")),
@@ -177,7 +200,11 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     ("code", "module", "expected"),
     [
         ("from faceage.cli_options import run_per_file", "faceage.methods.commands", "faceage.cli_options"),
-        ("def f():\n    from faceage.training.losses import box_downsample", "faceage.eval.fid", "faceage.training.losses"),
+        (
+            "def f():\n    from faceage.training.losses import box_downsample",
+            "faceage.eval.fid",
+            "faceage.training.losses",
+        ),
         ("from faceage.data import split as s", "faceage.data.prepare", "faceage.data.split"),
         ("from . import engine", "faceage.methods.registry", "faceage.methods.engine"),
         ("import faceage.assets as assets", "faceage.data.prepare", "faceage.assets"),

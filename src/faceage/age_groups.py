@@ -62,7 +62,9 @@ class AgeGrouping:
         """Ages in years -> group indices (int64), elementwise."""
         if not np.all(np.isfinite(ages)):
             raise ValueError(f"ages must be finite numbers, got {ages}")
-        return np.searchsorted(np.asarray(self.edges, np.float64), np.asarray(ages, np.float64), side="right").astype(np.int64)
+        return np.searchsorted(np.asarray(self.edges, np.float64), np.asarray(ages, np.float64), side="right").astype(
+            np.int64
+        )
 
 
 GROUPINGS: dict[str, AgeGrouping] = {

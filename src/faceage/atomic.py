@@ -20,8 +20,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
-    "atomic_write", "default_file_mode", "fsync_dir", "temp_target",
-    "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
+    "atomic_write",
+    "default_file_mode",
+    "fsync_dir",
+    "temp_target",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
 ]
 
 
@@ -93,7 +98,7 @@ def _write_all(fd: int, view: memoryview) -> None:
     """``os.write`` until every byte is written; a write that makes no progress is an error."""
     done = 0
     while done < len(view):
-        n = os.write(fd, view[done:done + (1 << 24)])
+        n = os.write(fd, view[done : done + (1 << 24)])
         if n <= 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         done += n

@@ -100,10 +100,17 @@ def _masks_photo(path: str, out_dir: Path, pipeline, segmenter, protect: set[str
 
 @cli.command()
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the aligned faces and mask overlays (created if missing).")
-@click.option("--size", type=click.Choice(["128", "256", "1024"]), default="256",
-              help="Side of the aligned face in pixels.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the aligned faces and mask overlays (created if missing).",
+)
+@click.option(
+    "--size", type=click.Choice(["128", "256", "1024"]), default="256", help="Side of the aligned face in pixels."
+)
 def masks(photos: tuple[str, ...], out_dir: Path, size: str) -> None:
     """Align every face in each PHOTO and write its semantic masks as an overlay."""
     from faceage.faces.pipeline import FacePipeline
@@ -119,8 +126,14 @@ def masks(photos: tuple[str, ...], out_dir: Path, size: str) -> None:
 
 
 @cli.command()
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("demo-output"), help="Folder for the demo outputs.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-output"),
+    help="Folder for the demo outputs.",
+)
 def demo(out_dir: Path) -> None:
     """Run the main job on the embedded example photo (public-domain NASA portrait)."""
     ctx = click.get_current_context()
@@ -134,7 +147,9 @@ def demo(out_dir: Path) -> None:
     if methods:
         method = DEFAULT_METHOD if DEFAULT_METHOD in methods else methods[0]
         click.echo(f"aging method: {method} ({METHODS[method].label()})")
-        ctx.invoke(age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=method, strip=True)
+        ctx.invoke(
+            age, paths=(EXAMPLE_PHOTO,), ages=(10.0, 30.0, 50.0, 70.0), out_dir=out_dir, method=method, strip=True
+        )
     else:
         click.echo("no aging weights are installed in faceage/weights: skipping the aging step")
     click.echo(f"outputs are in {out_dir.resolve()}")

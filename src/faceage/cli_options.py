@@ -92,19 +92,30 @@ def from_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def device_option(default: str = "auto") -> Callable[[Callable], Callable]:
-    return click.option("--device", type=click.Choice(DEVICES), default=default,
-                        help="Where to train: auto = CUDA when there is a GPU, else CPU.")
+    return click.option(
+        "--device",
+        type=click.Choice(DEVICES),
+        default=default,
+        help="Where to train: auto = CUDA when there is a GPU, else CPU.",
+    )
 
 
 def max_minutes_option(f: Callable) -> Callable:
     """``--max-minutes`` (old spelling ``--minutes``, hidden)."""
     minutes = click.FloatRange(min=0, min_open=True)
-    f = click.option("--max-minutes", type=minutes, default=None, callback=from_alias,
-                     help="Stop cleanly, with a checkpoint, after this much wall time (continue with --resume).")(f)
+    f = click.option(
+        "--max-minutes",
+        type=minutes,
+        default=None,
+        callback=from_alias,
+        help="Stop cleanly, with a checkpoint, after this much wall time (continue with --resume).",
+    )(f)
     return hidden_alias("--minutes", "max_minutes", type=minutes)(f)
 
 
-def resume_option(help: str = "Continue the run in --out from its newest checkpoint.") -> Callable[[Callable], Callable]:
+def resume_option(
+    help: str = "Continue the run in --out from its newest checkpoint.",
+) -> Callable[[Callable], Callable]:
     """``--resume`` alone means ``auto`` (the newest checkpoint in --out, if any); ``--resume PATH``
     names where to resume from, for the trainers that can."""
     # no explicit default=None: with one, click 8.3 asks for a value after a bare --resume

@@ -91,5 +91,7 @@ def real_six(shared_datasets: Path, tmp_path: Path) -> tuple[Path, Path]:
     for name in AAF_FILES:
         link(shared_datasets / "aaf" / "images" / name, aaf / "images" / name)
     lines = (shared_datasets / "aaf" / "labels.csv").read_text().splitlines()
-    (aaf / "labels.csv").write_text("\n".join([lines[0]] + [line for line in lines if line.split(",")[0] in AAF_FILES]) + "\n")
+    (aaf / "labels.csv").write_text(
+        "\n".join([lines[0]] + [line for line in lines if line.split(",")[0] in AAF_FILES]) + "\n"
+    )
     return utk, aaf

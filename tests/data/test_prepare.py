@@ -38,7 +38,9 @@ class FakePipeline:
         if rgb.std() < 1:
             raise NoFaceError(f"{name}: no face found")
         image = np.asarray(Image.fromarray(rgb).resize((self.size, self.size)))
-        return AlignedFace(image, np.eye(2, 3), np.zeros(4, np.float32), np.zeros((5, 2), np.float32), None, 0.9, self.size)
+        return AlignedFace(
+            image, np.eye(2, 3), np.zeros(4, np.float32), np.zeros((5, 2), np.float32), None, 0.9, self.size
+        )
 
 
 @pytest.fixture()
@@ -66,8 +68,14 @@ def test_prepare_end_to_end(inputs, fake_pipeline, tmp_path: Path) -> None:
     report = prepare(utk, aaf, size=64, out_dir=out, workers=1, progress=False)
     assert report.written == 7  # 4 UTK + 3 AAF with a face
     assert report.rejects == {
-        ds.NO_FACE: 1, ds.UNREADABLE: 1, ds.MALFORMED_NAME: 4, ds.AGE_OUT_OF_RANGE: 1,
-        ds.MISSING_LABEL_ROW: 1, ds.MISSING_IMAGE: 1, ds.LABEL_CONFLICT: 2, ds.MALFORMED_LABEL: 1,
+        ds.NO_FACE: 1,
+        ds.UNREADABLE: 1,
+        ds.MALFORMED_NAME: 4,
+        ds.AGE_OUT_OF_RANGE: 1,
+        ds.MISSING_LABEL_ROW: 1,
+        ds.MISSING_IMAGE: 1,
+        ds.LABEL_CONFLICT: 2,
+        ds.MALFORMED_LABEL: 1,
     }
     assert report.scanned == {"utkface": 10, "aaf": 9}
     assert "rejects: 12" in report.summary() and "no face: 1" in report.summary()
@@ -127,8 +135,10 @@ def test_interrupt_then_resume(inputs, fake_pipeline, tmp_path: Path) -> None:
     assert len(_rows(out / "labels.csv")) == 7
     assert sum(report.rejects.values()) == 12
     # resuming a finished folder does nothing and reports it
-    assert prepare(utk, aaf, size=128, out_dir=out, workers=1, progress=False, resume=True,
-                   max_shard_bytes=small).written == 7
+    assert (
+        prepare(utk, aaf, size=128, out_dir=out, workers=1, progress=False, resume=True, max_shard_bytes=small).written
+        == 7
+    )
 
 
 def test_limit_takes_a_sample(inputs, fake_pipeline, tmp_path: Path) -> None:
@@ -139,8 +149,18 @@ def test_limit_takes_a_sample(inputs, fake_pipeline, tmp_path: Path) -> None:
 
 def test_cli_missing_folder_is_one_line(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        faceage_main(["data", "prepare", "--utkface", str(tmp_path / "nope"), "--aaf", str(tmp_path / "nope2"),
-                       "--out", str(tmp_path / "out")])
+        faceage_main(
+            [
+                "data",
+                "prepare",
+                "--utkface",
+                str(tmp_path / "nope"),
+                "--aaf",
+                str(tmp_path / "nope2"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: UTKFace folder not found") and "\n" not in err
@@ -149,8 +169,23 @@ def test_cli_missing_folder_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_cli_prepare_prints_counts(inputs, fake_pipeline, tmp_path: Path, capsys) -> None:
     utk, aaf = inputs
-    faceage_main(["data", "prepare", "--utkface", str(utk), "--aaf", str(aaf), "--size", "64",
-                   "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    faceage_main(
+        [
+            "data",
+            "prepare",
+            "--utkface",
+            str(utk),
+            "--aaf",
+            str(aaf),
+            "--size",
+            "64",
+            "--out",
+            str(tmp_path / "out"),
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert "prepared 7 faces" in out and "no face: 1" in out and "MiB" in out
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]["total"] == 7
@@ -169,7 +204,6 @@ def test_prepare_real_pipeline_in_worker_processes(real_six: tuple[Path, Path], 
         assert labels["score"] > 0.5
         # UTKFace's tight 200-px crops fill only part of the FFHQ square; AAF's loose crops most of it
         assert (0.2 if labels["source"] == "utkface" else 0.7) < labels["coverage"] <= 1.0
-
 
 
 def test_processing_order_is_a_sample_across_splits(shared_datasets: Path) -> None:

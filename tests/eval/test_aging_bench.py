@@ -26,8 +26,9 @@ def test_read_faces_is_a_seeded_sample(tiny_data):
 
 def test_identity_method_keeps_identity_and_age(tiny_data, tmp_path):
     # a residual generator at initialisation returns its input: every output is the same person
-    result = run_aging_benchmark(_method(residual=True), tiny_data, limit=6, log=lambda _: None,
-                                 gray_faces=2, realism=False)
+    result = run_aging_benchmark(
+        _method(residual=True), tiny_data, limit=6, log=lambda _: None, gray_faces=2, realism=False
+    )
     assert list(result["groups"]) == [str(d) for d in TARGET_GROUPS] and result["faces"] == 6
     ages = [row["age_mean"] for row in result["groups"].values()]
     assert np.allclose(ages, ages[0], atol=1.5)  # identity: the predicted age does not follow the target
@@ -46,8 +47,9 @@ def test_identity_method_keeps_identity_and_age(tiny_data, tmp_path):
 
 
 def test_a_destructive_method_fails_identity(tiny_data):
-    result = run_aging_benchmark(_method(residual=False), tiny_data, limit=4, log=lambda _: None,
-                                 gray_faces=0, realism=False)
+    result = run_aging_benchmark(
+        _method(residual=False), tiny_data, limit=4, log=lambda _: None, gray_faces=0, realism=False
+    )
     assert all(row["identity_rate"] <= 50 for row in result["groups"].values())
 
 
@@ -61,9 +63,33 @@ def test_bench_command_writes_guards_lag_and_grid(tiny_data, tmp_path, capsys, s
     g = IPCGANGenerator(IPCGANConfig(resolution=64, g_channels=4, g_blocks=1, residual=True))
     weights = save_flat(g, tmp_path / "g.safetensors", {"grouping": "lifespan"})
     out = tmp_path / "res" / "aging.md"
-    args = ["bench", "aging", "--method", "ipcgan", "--weights", weights, "--data", tiny_data, "--split", "train",
-            "--limit", "3", "--gray-faces", "2", "--no-realism", "--lag", shared_datasets / "lag", "--lag-limit", "2",
-            "--set", "batch=2", "--threads", "1", "--out", out]
+    args = [
+        "bench",
+        "aging",
+        "--method",
+        "ipcgan",
+        "--weights",
+        weights,
+        "--data",
+        tiny_data,
+        "--split",
+        "train",
+        "--limit",
+        "3",
+        "--gray-faces",
+        "2",
+        "--no-realism",
+        "--lag",
+        shared_datasets / "lag",
+        "--lag-limit",
+        "2",
+        "--set",
+        "batch=2",
+        "--threads",
+        "1",
+        "--out",
+        out,
+    ]
     code, stdout, err = run_cli(capsys, *args)
     assert code == 0, err
     result = json.loads((tmp_path / "res" / "aging-ipcgan.json").read_text())

@@ -97,8 +97,16 @@ def test_margin_lets_at_most_the_share_of_each_null_edit_through():
 def test_unchanged_real_photos_pass_every_guard_and_equal_the_unedited_baseline(tiny_data):
     from faceage.eval.fid import FeatureExtractor
 
-    result = run_aging_benchmark(Unchanged(96), tiny_data, split="train", limit=6, log=lambda _: None,
-                                 gray_faces=3, reference_cap=8, extractor=FeatureExtractor(size=96))
+    result = run_aging_benchmark(
+        Unchanged(96),
+        tiny_data,
+        split="train",
+        limit=6,
+        log=lambda _: None,
+        gray_faces=3,
+        reference_cap=8,
+        extractor=FeatureExtractor(size=96),
+    )
     assert result["guards"] == {"chroma": True, "gray": True, "realism": True, "passed": True}
     scored = 0
     for row in result["groups"].values():
@@ -116,8 +124,9 @@ def test_unchanged_real_photos_pass_every_guard_and_equal_the_unedited_baseline(
 
 @pytest.mark.parametrize("method, failed", [(StreakPainter, "chroma"), (ColourShift, "gray")])
 def test_artefact_methods_fail_the_guards_identity_does_not_catch(tiny_data, method, failed):
-    result = run_aging_benchmark(method(96), tiny_data, split="train", limit=4, log=lambda _: None,
-                                 gray_faces=2, realism=False)
+    result = run_aging_benchmark(
+        method(96), tiny_data, split="train", limit=4, log=lambda _: None, gray_faces=2, realism=False
+    )
     assert not result["guards"][failed] and not result["guards"]["passed"]
     assert all(row["identity_rate"] >= 75 for row in result["groups"].values())  # the verifier forgives them
 

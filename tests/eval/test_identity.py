@@ -70,7 +70,9 @@ def test_aligned_crop_matches_the_photo(verifier, astronaut, yunet, ffhq_align):
 def test_sface_matches_opencv_face_recognizer(sface, astronaut, yunet):
     _, points = yunet(astronaut)
     crop = cv2.warpAffine(astronaut, similarity_transform(points[0], ARCFACE_TEMPLATE_112), (112, 112))
-    reference = cv2.FaceRecognizerSF.create(str(model_path("sface")), "").feature(np.ascontiguousarray(crop[:, :, ::-1]))
+    reference = cv2.FaceRecognizerSF.create(str(model_path("sface")), "").feature(
+        np.ascontiguousarray(crop[:, :, ::-1])
+    )
     reference = reference[0] / np.linalg.norm(reference)
     ours = sface.embed(astronaut, points=points[:1])[0]
     assert float(ours @ reference) > 0.9999
@@ -103,7 +105,9 @@ def test_deterministic_and_batch_equals_one_by_one(verifier, people, yunet, ffhq
     rgb = people[0]
     box = verifier.detect(rgb)[0]
     boxes = np.stack([box, box + [5, 5, 5, 5]])
-    np.testing.assert_allclose(verifier.embed(rgb, boxes), np.concatenate([verifier.embed(rgb, b[None]) for b in boxes]), atol=1e-5)
+    np.testing.assert_allclose(
+        verifier.embed(rgb, boxes), np.concatenate([verifier.embed(rgb, b[None]) for b in boxes]), atol=1e-5
+    )
 
 
 def test_verify_shapes_and_broadcasting(verifier):

@@ -79,8 +79,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
     save_flat(tiny_ipcgan(), root / "ipcgan_generator.safetensors")
     save_model(Discriminator(DiscriminatorConfig(resolution=32, channel_base=512, channel_max=32)), root / "disc")
     save_flat(tiny_generator(), root / "not_ipcgan.safetensors")  # a Generator's flat files
-    return {"generator": root / "generator", "ipcgan": root / "ipcgan_generator.safetensors",
-            "disc": root / "disc", "not_ipcgan": root / "not_ipcgan.safetensors"}
+    return {
+        "generator": root / "generator",
+        "ipcgan": root / "ipcgan_generator.safetensors",
+        "disc": root / "disc",
+        "not_ipcgan": root / "not_ipcgan.safetensors",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +94,20 @@ def export_run(models, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("onnx")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        main(["export", "onnx", "--generator", str(models["generator"]), "--out", str(out), "--resolutions", "32",
-              "--ratios", ",".join(f"{r:g}" for r in RATIOS)])
+        main(
+            [
+                "export",
+                "onnx",
+                "--generator",
+                str(models["generator"]),
+                "--out",
+                str(out),
+                "--resolutions",
+                "32",
+                "--ratios",
+                ",".join(f"{r:g}" for r in RATIOS),
+            ]
+        )
         main(["export", "onnx", "--ipcgan", str(models["ipcgan"]), "--out", str(out)])
     return out, printed.getvalue()
 
@@ -129,8 +145,10 @@ def test_manifest_lists_every_verified_file(exported, models):
     assert synth["outputs"] == [{"name": "image", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]
     assert [t["name"] for t in by_name["mapping.onnx"]["inputs"]] == ["z", "truncation"]
     ipc = by_name["ipcgan_generator.onnx"]
-    assert ipc["inputs"] == [{"name": "image", "shape": ["batch", 3, 64, 64], "dtype": "float32"},
-                             {"name": "condition", "shape": ["batch", 8], "dtype": "float32"}]
+    assert ipc["inputs"] == [
+        {"name": "image", "shape": ["batch", 3, 64, 64], "dtype": "float32"},
+        {"name": "condition", "shape": ["batch", 8], "dtype": "float32"},
+    ]
     # a sub-generator's file holds only the weights it reads
     assert by_name[synthesis_file_name(32, 0.5)]["bytes"] < 0.8 * by_name[synthesis_file_name(32, 1.0)]["bytes"]
 

@@ -96,7 +96,9 @@ def test_scale_widens_the_square_around_the_same_centre() -> None:
 
 
 @pytest.mark.parametrize("size", [128, 256, 1024])
-def test_warp_matches_the_ffhq_script_on_a_real_face(astronaut: np.ndarray, astronaut_points: np.ndarray, size: int) -> None:
+def test_warp_matches_the_ffhq_script_on_a_real_face(
+    astronaut: np.ndarray, astronaut_points: np.ndarray, size: int
+) -> None:
     matrix = alignment_matrix(astronaut_points, size)
     out = warp_face(astronaut, matrix, size)
     assert out.shape == (size, size, 3) and out.dtype == np.uint8 and out.flags.c_contiguous

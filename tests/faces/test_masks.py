@@ -75,6 +75,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 # --- segmenter ------------------------------------------------------------------------------------
 
+
 def test_segmenter_on_person_and_blank(segmenter, astronaut, computed):
     prob = segmenter.predict(astronaut)
     assert prob.dtype == np.float32 and prob.shape == astronaut.shape[:2]
@@ -112,6 +113,7 @@ def test_segmenter_rejects_bad_input(segmenter):
 
 # --- masks ----------------------------------------------------------------------------------------
 
+
 def test_masks_shapes_dtypes_at_two_sizes(faces, segmenter):
     image, points = faces["astronaut"]
     for size in (128, 256):
@@ -127,7 +129,7 @@ def test_masks_shapes_dtypes_at_two_sizes(faces, segmenter):
 def test_masks_are_consistent(computed):
     for name, (image, points, person, masks) in computed.items():
         for i, a in enumerate(DISJOINT):
-            for b in DISJOINT[i + 1:]:
+            for b in DISJOINT[i + 1 :]:
                 assert not (masks[a] & masks[b]).any(), (name, a, b)
         assert not (masks["nose"] & ~masks["skin"]).any(), name
         oval = _oval(image, points)
@@ -249,7 +251,7 @@ def test_overlay(computed):
     out = mask_overlay(image, masks)
     assert out.shape == image.shape and out.dtype == np.uint8
     below_legend = np.zeros(image.shape[:2], bool)
-    below_legend[image.shape[0] // 2:] = True  # the legend sits in the top-left corner
+    below_legend[image.shape[0] // 2 :] = True  # the legend sits in the top-left corner
     for name in ("skin", "lips", "background"):
         where = masks[name] & below_legend
         assert (out[where] != image[where]).any(axis=1).mean() > 0.9, name

@@ -65,7 +65,9 @@ def test_paste_of_the_unmodified_face_reproduces_the_photo(
     assert support[centre[1], centre[0]]
 
 
-def test_paste_back_changes_only_the_masked_region(astronaut: np.ndarray, aligned: tuple[np.ndarray, np.ndarray]) -> None:
+def test_paste_back_changes_only_the_masked_region(
+    astronaut: np.ndarray, aligned: tuple[np.ndarray, np.ndarray]
+) -> None:
     face, matrix = aligned
     green = np.zeros_like(face)
     green[:, :, 1] = 255
@@ -105,6 +107,7 @@ def test_paste_delta_adds_the_change_and_keeps_the_photo_sharp(
     core &= astronaut.max(axis=2) < 200  # not clipped at white
     gain = (out_delta.astype(int) - astronaut)[core].mean()
     assert 25 < gain <= 30.5
+
     # detail: the delta result keeps the photo's fine texture, the plain paste loses some of it
     def detail(img: np.ndarray) -> float:
         gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -171,7 +174,9 @@ def test_out_parameter_pastes_several_faces_with_one_copy(
     assert paste_delta(result, edited, face, matrix, out=result) is result
     np.testing.assert_array_equal(result, expected)
     target = np.zeros_like(astronaut)
-    np.testing.assert_array_equal(paste_back(astronaut, edited, matrix, out=target), paste_back(astronaut, edited, matrix))
+    np.testing.assert_array_equal(
+        paste_back(astronaut, edited, matrix, out=target), paste_back(astronaut, edited, matrix)
+    )
     with pytest.raises(ValueError, match="out"):
         paste_back(astronaut, edited, matrix, out=np.zeros((10, 10, 3), np.uint8))
 
@@ -187,15 +192,22 @@ def test_add_in_gamut_shortens_the_delta_instead_of_clipping_channels() -> None:
     # a gray pixel stays gray however far it is pushed; a zero delta is exact
     assert out[0, 1].tolist() == [255, 255, 255] and out[0, 2].tolist() == [10, 20, 30]
     # in range, it is the plain rounded sum
-    assert add_in_gamut(base, np.full(base.shape, -2.4, np.float32)).astype(int).tolist() == (base.astype(int) - 2).tolist()
+    assert (
+        add_in_gamut(base, np.full(base.shape, -2.4, np.float32)).astype(int).tolist()
+        == (base.astype(int) - 2).tolist()
+    )
 
 
-def test_paste_delta_keeps_a_grayscale_photo_grayscale(astronaut: np.ndarray, aligned: tuple[np.ndarray, np.ndarray]) -> None:
+def test_paste_delta_keeps_a_grayscale_photo_grayscale(
+    astronaut: np.ndarray, aligned: tuple[np.ndarray, np.ndarray]
+) -> None:
     face, matrix = aligned
     gray = np.repeat(astronaut.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
     brighter = np.clip(face.astype(int) + 90, 0, 255).astype(np.uint8)
     lum = np.repeat(brighter.mean(-1, keepdims=True).astype(np.uint8), 3, -1)  # a gray (luma-only) change
-    out = paste_delta(gray, lum, np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1), matrix, keep_gamut=True)
+    out = paste_delta(
+        gray, lum, np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1), matrix, keep_gamut=True
+    )
     assert not np.array_equal(out, gray)
     spread = out.max(-1).astype(int) - out.min(-1)
     assert spread.max() <= 1

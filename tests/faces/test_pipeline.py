@@ -80,7 +80,9 @@ def test_landmarks_do_not_depend_on_photo_resolution(
     assert np.abs(back - base).mean() < 0.5  # within half a pixel of the 512 px photo
 
 
-def test_regions_follow_our_left_right_convention(detector: FaceDetector, marks: LandmarkModel, astronaut: np.ndarray) -> None:
+def test_regions_follow_our_left_right_convention(
+    detector: FaceDetector, marks: LandmarkModel, astronaut: np.ndarray
+) -> None:
     points = marks.predict(astronaut, detector.detect(astronaut)[0])
     assert set(lm.REGION_NAMES) == set(lm.REGION_INDICES) == set(lm.REGION_CONTOURS)
     x = {name: points[list(idx), 0].mean() for name, idx in lm.REGION_INDICES.items()}
@@ -111,7 +113,9 @@ def test_landmarks_for_every_face_of_a_group_photo(
         assert face.box[0] < centre[0] < face.box[2] and face.box[1] < centre[1] < face.box[3]
 
 
-def test_landmarks_reject_a_box_without_that_face(detector: FaceDetector, marks: LandmarkModel, astronaut: np.ndarray) -> None:
+def test_landmarks_reject_a_box_without_that_face(
+    detector: FaceDetector, marks: LandmarkModel, astronaut: np.ndarray
+) -> None:
     face = detector.detect(astronaut)[0]
     # same box and points moved onto the rocket-free background at the top right
     moved = dataclasses.replace(face, box=face.box + [230, -60, 230, -60], points=face.points + [230, -60])

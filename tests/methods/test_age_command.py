@@ -23,8 +23,9 @@ def files_under(folder: Path) -> list[str]:
 
 def test_one_photo_to_one_age(capsys, tmp_path, tiny_weights):
     out = tmp_path / "out"
-    code, stdout, err = run_cli(capsys, "age", EXAMPLE_PHOTO, "--to", "60", "-o", out, "--method", "ipcgan",
-                                "--weights", tiny_weights)
+    code, stdout, err = run_cli(
+        capsys, "age", EXAMPLE_PHOTO, "--to", "60", "-o", out, "--method", "ipcgan", "--weights", tiny_weights
+    )
     assert code == 0, err
     assert files_under(out) == ["example_age60.jpg"]  # nothing else: no temp files left behind
     written = load_image(out / "example_age60.jpg")
@@ -37,17 +38,37 @@ def test_one_photo_to_one_age(capsys, tmp_path, tiny_weights):
 
 def test_several_ages_as_json_with_progressions_of_the_face(capsys, tmp_path, tiny_weights):
     out = tmp_path / "out"
-    code, stdout, err = run_cli(capsys, "age", EXAMPLE_PHOTO, "--to", "20,60,95", "-o", out, "--method", "ipcgan",
-                                "--weights", tiny_weights,
-                                "--json", "--strip", "--gif", "--crop", "--no-eval")
+    code, stdout, err = run_cli(
+        capsys,
+        "age",
+        EXAMPLE_PHOTO,
+        "--to",
+        "20,60,95",
+        "-o",
+        out,
+        "--method",
+        "ipcgan",
+        "--weights",
+        tiny_weights,
+        "--json",
+        "--strip",
+        "--gif",
+        "--crop",
+        "--no-eval",
+    )
     assert code == 0, err
     doc = json.loads(stdout)
     (result,) = doc["results"]
     assert [a["requested_age"] for a in result["ages"]] == [20, 60, 95]
     assert result["ages"][2]["target_age"] == 78 and "78" in result["ages"][2]["warning"]
     assert result["ages"][0]["faces"][0]["reached_age"] is None  # --no-eval
-    assert files_under(out) == ["example_age20.jpg", "example_age60.jpg", "example_age95.jpg",
-                                "example_face0_progression.gif", "example_face0_strip.jpg"]
+    assert files_under(out) == [
+        "example_age20.jpg",
+        "example_age60.jpg",
+        "example_age95.jpg",
+        "example_face0_progression.gif",
+        "example_face0_strip.jpg",
+    ]
     assert sorted(map(Path, result["outputs"])) == sorted(out.iterdir())
     with Image.open(out / "example_face0_progression.gif") as gif:
         assert gif.n_frames == 4
@@ -62,8 +83,19 @@ def test_an_output_never_replaces_an_input(capsys, tmp_path, tiny_weights):
     Image.fromarray(rgb).save(folder / "x.png")
     Image.fromarray(rgb).save(folder / "x_age60.png")  # what x.png's output would be called
     before = (folder / "x_age60.png").read_bytes()
-    code, _, err = run_cli(capsys, "age", folder / "x.png", folder / "x_age60.png", "--to", "60", "--no-eval",
-                           "--method", "ipcgan", "--weights", tiny_weights)
+    code, _, err = run_cli(
+        capsys,
+        "age",
+        folder / "x.png",
+        folder / "x_age60.png",
+        "--to",
+        "60",
+        "--no-eval",
+        "--method",
+        "ipcgan",
+        "--weights",
+        tiny_weights,
+    )
     assert code == 0  # one of two inputs done
     assert "refusing to overwrite an input" in err and "1 of 2 inputs failed" in err
     assert (folder / "x_age60.png").read_bytes() == before
@@ -86,15 +118,24 @@ def test_a_folder_batch_keeps_going_writes_a_summary_and_resumes(capsys, tmp_pat
     doc = json.loads(stdout)
     assert [r["file"] for r in doc["results"]] == [str(src / "a.jpg"), str(src / "sub" / "utk.jpg")]
     assert [f["path"] for f in doc["failures"]] == [str(src / "broken.jpg")]
-    assert files_under(out) == [".faceage-batch.jsonl", "a_age30.jpg", "a_age60.jpg", "sub/utk_age30.jpg",
-                                "sub/utk_age60.jpg", "summary.csv"]
+    assert files_under(out) == [
+        ".faceage-batch.jsonl",
+        "a_age30.jpg",
+        "a_age60.jpg",
+        "sub/utk_age30.jpg",
+        "sub/utk_age60.jpg",
+        "summary.csv",
+    ]
     with open(out / "summary.csv", newline="") as f:
         reader = csv.DictReader(f)
         assert tuple(reader.fieldnames) == SUMMARY_FIELDS
         rows = list(reader)
     assert [(r["file"], r["target_age"]) for r in rows] == [
-        (str(src / "a.jpg"), "30.0"), (str(src / "a.jpg"), "60.0"),
-        (str(src / "sub" / "utk.jpg"), "30.0"), (str(src / "sub" / "utk.jpg"), "60.0")]
+        (str(src / "a.jpg"), "30.0"),
+        (str(src / "a.jpg"), "60.0"),
+        (str(src / "sub" / "utk.jpg"), "30.0"),
+        (str(src / "sub" / "utk.jpg"), "60.0"),
+    ]
     for row in rows:
         assert row["face"] == "0" and row["same_person"] in ("True", "False")
         assert 0 <= float(row["source_age"]) <= 81 and 0 <= float(row["reached_age"]) <= 81
@@ -117,8 +158,9 @@ def test_a_folder_batch_keeps_going_writes_a_summary_and_resumes(capsys, tmp_pat
 def test_every_input_failing_exits_1(capsys, tmp_path, tiny_weights):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((120, 160, 3), 200, np.uint8)).save(blank)
-    code, stdout, err = run_cli(capsys, "age", blank, "--to", "60", "--method", "ipcgan", "--weights", tiny_weights,
-                                "--no-eval")
+    code, stdout, err = run_cli(
+        capsys, "age", blank, "--to", "60", "--method", "ipcgan", "--weights", tiny_weights, "--no-eval"
+    )
     assert code == 1
     assert err.count("\n") == 1 and err.strip().endswith("blank.png: no face found in the photo")
     assert files_under(tmp_path) == ["blank.png"]
@@ -179,8 +221,9 @@ def test_folder_scan_is_recursive_sorted_and_leaves_out_hidden_files_and_its_own
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(b"")
     jobs = collect_jobs((src, src / "a.png"), src / "out")
-    assert [(j.source.relative_to(src).as_posix(), j.out_dir.relative_to(src).as_posix(), j.from_folder) for j in jobs] == [
-        ("a.png", "out", True), ("b.JPG", "out", True), ("sub/c.webp", "out/sub", True)]
+    assert [
+        (j.source.relative_to(src).as_posix(), j.out_dir.relative_to(src).as_posix(), j.from_folder) for j in jobs
+    ] == [("a.png", "out", True), ("b.JPG", "out", True), ("sub/c.webp", "out/sub", True)]
     assert [j.age_path(60).name for j in jobs] == ["a_age60.png", "b_age60.jpg", "c_age60.png"]
     assert [j.age_path(42.5).name for j in jobs][:1] == ["a_age42.5.png"]
     (single,) = collect_jobs((src / "sub" / "c.webp",), None)

@@ -34,8 +34,9 @@ def generator() -> Generator:
 
 def counting_table(generator, cache_path, **kwargs) -> tuple[LatencyTable, list]:
     """A table over the tiny generator whose ``run`` (the real synthesis) records each call."""
-    table = generator_latency_table(generator, RESOLUTIONS, RATIOS, cache_path=cache_path, warmup=WARMUP,
-                                    repeats=REPEATS, **kwargs)
+    table = generator_latency_table(
+        generator, RESOLUTIONS, RATIOS, cache_path=cache_path, warmup=WARMUP, repeats=REPEATS, **kwargs
+    )
     calls, real = [], table.run
 
     def run(resolution, ratio):
@@ -83,8 +84,16 @@ def test_new_sub_models_or_another_model_are_measured(generator, tmp_path):
     assert len(json.loads(cache.read_text())["entries"]) == 2  # both models kept
 
 
-@pytest.mark.parametrize("garbage", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"format": "faceage-latency"}',
-                                     b'{"format": "faceage-latency", "version": 1, "entries": {"k": 3}}'])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"{not json",
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"format": "faceage-latency"}',
+        b'{"format": "faceage-latency", "version": 1, "entries": {"k": 3}}',
+    ],
+)
 def test_corrupt_cache_is_ignored_and_rewritten(generator, tmp_path, garbage):
     cache = tmp_path / "latency.json"
     cache.write_bytes(garbage)

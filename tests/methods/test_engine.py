@@ -60,8 +60,9 @@ def test_reached_age_is_measured_on_the_output_photo(ager, example_rgb):
     assert np.array_equal(result.aged_crops[0], view)
     assert np.array_equal(result.source_crops[0], face.image)
     assert result.faces[0].reached_age == pytest.approx(float(ager.estimator.estimate_aligned(view[None])[0]))
-    expected = ager.verifier.verify(ager.verifier.embed_aligned(face.image[None])[0],
-                                    ager.verifier.embed_aligned(view[None])[0])
+    expected = ager.verifier.verify(
+        ager.verifier.embed_aligned(face.image[None])[0], ager.verifier.embed_aligned(view[None])[0]
+    )
     assert result.faces[0].identity == pytest.approx(expected.score, abs=1e-5)
     assert result.faces[0].same_person == expected.accepted
     from faceage.eval.guards import chroma_ratio
@@ -79,6 +80,7 @@ def test_several_ages_give_one_result_each_and_match_single_calls(ager, example_
     assert np.array_equal(single.image, results[1].image)
     keep = ("source_age", "target_age", "reached_age", "identity", "same_person", "box")
     assert [getattr(single.faces[0], k) for k in keep] == [getattr(results[1].faces[0], k) for k in keep]
+
 
 def test_one_age_gives_a_result_and_a_sequence_a_list(quick_ager, example_rgb):
     assert isinstance(quick_ager.age(example_rgb, to=np.float32(50)), AgingResult)
@@ -139,8 +141,12 @@ class _Direct(IPCGANMethod):
 
 
 def test_an_edit_without_reconstruction_is_pasted_whole(quick_ager, tiny_method, example_rgb):
-    direct = Ager(_Direct(tiny_method.generator, tiny_method.grouping), pipeline=quick_ager.pipeline,
-                  estimator=quick_ager.estimator, evaluate=False)
+    direct = Ager(
+        _Direct(tiny_method.generator, tiny_method.grouping),
+        pipeline=quick_ager.pipeline,
+        estimator=quick_ager.estimator,
+        evaluate=False,
+    )
     pasted, delta = direct.age(example_rgb, to=60), quick_ager.age(example_rgb, to=60)
     edited = tiny_method.edit(delta.source_crops, [delta.faces[0].source_age], 60).edited[0]
     centre = slice(48, 80)  # inside the paste mask: the generator's face, not the photo's
@@ -160,8 +166,12 @@ def test_a_pipeline_of_the_wrong_size_is_refused(ager, tiny_method):
     from faceage.faces.pipeline import FacePipeline
 
     with pytest.raises(ValueError, match="128"):
-        Ager(tiny_method, pipeline=FacePipeline(size=256, detector=ager.pipeline.detector, landmarks=False),
-             estimator=ager.estimator, evaluate=False)
+        Ager(
+            tiny_method,
+            pipeline=FacePipeline(size=256, detector=ager.pipeline.detector, landmarks=False),
+            estimator=ager.estimator,
+            evaluate=False,
+        )
     with pytest.raises(TypeError):
         Ager(object())
 

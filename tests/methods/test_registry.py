@@ -87,6 +87,8 @@ def test_the_command_line_offers_exactly_the_registered_methods(capsys):
     code, _, err = run_cli(capsys, "age", "photo.jpg", "--to", "60", "--method", "direction")
     assert code == 2
     assert "Invalid value for '--method': 'direction' is not" in err and all(repr(name) in err for name in METHODS)
+
+
 def test_options_reach_the_loader_and_unknown_ones_are_named(tiny_weights):
     assert load_method("ipcgan", weights=tiny_weights, batch="3").batch == 3  # strings, as from --set
     with pytest.raises(FaceageError, match=r"method 'ipcgan' has no option 'truncation' \(its options: batch\)"):

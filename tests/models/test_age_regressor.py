@@ -200,7 +200,9 @@ def test_load_is_strict_about_keys_shapes_and_files(tmp_path):
     with pytest.raises(ModelFileError, match="unreadable"):
         load_age_regressor(path)
 
-    config_path_for(path).write_text(json.dumps({"format": "faceage-model", "version": 1, "class": "Generator", "config": {}}))
+    config_path_for(path).write_text(
+        json.dumps({"format": "faceage-model", "version": 1, "class": "Generator", "config": {}})
+    )
     with pytest.raises(ModelFileError, match="not an AgeRegressor config"):
         load_age_regressor(path)
 
@@ -229,16 +231,26 @@ MAX_MAE_20_FACES = 14.0
 MIN_CORR_20_FACES = 0.8
 
 UTK_TEST_FACES = [
-    "5_0_0_20170110212701465.jpg.chip.jpg", "5_1_0_20170109193145120.jpg.chip.jpg",
-    "15_0_0_20170103200850696.jpg.chip.jpg", "15_1_0_20170109213511851.jpg.chip.jpg",
-    "25_0_0_20170105163328603.jpg.chip.jpg", "25_1_0_20170116223849950.jpg.chip.jpg",
-    "35_0_0_20170104201044970.jpg.chip.jpg", "35_1_0_20170104171631209.jpg.chip.jpg",
-    "45_0_0_20170104000913421.jpg.chip.jpg", "45_1_0_20170103183543298.jpg.chip.jpg",
-    "55_0_0_20170104212840141.jpg.chip.jpg", "55_1_0_20170109012617704.jpg.chip.jpg",
-    "65_0_0_20170111195430569.jpg.chip.jpg", "65_1_0_20170110131714147.jpg.chip.jpg",
-    "75_0_0_20170111210208339.jpg.chip.jpg", "75_1_0_20170110181054680.jpg.chip.jpg",
-    "85_0_0_20170111205512345.jpg.chip.jpg", "85_1_0_20170109151120998.jpg.chip.jpg",
-    "92_0_3_20170105180848734.jpg.chip.jpg", "95_1_0_20170110175711811.jpg.chip.jpg",
+    "5_0_0_20170110212701465.jpg.chip.jpg",
+    "5_1_0_20170109193145120.jpg.chip.jpg",
+    "15_0_0_20170103200850696.jpg.chip.jpg",
+    "15_1_0_20170109213511851.jpg.chip.jpg",
+    "25_0_0_20170105163328603.jpg.chip.jpg",
+    "25_1_0_20170116223849950.jpg.chip.jpg",
+    "35_0_0_20170104201044970.jpg.chip.jpg",
+    "35_1_0_20170104171631209.jpg.chip.jpg",
+    "45_0_0_20170104000913421.jpg.chip.jpg",
+    "45_1_0_20170103183543298.jpg.chip.jpg",
+    "55_0_0_20170104212840141.jpg.chip.jpg",
+    "55_1_0_20170109012617704.jpg.chip.jpg",
+    "65_0_0_20170111195430569.jpg.chip.jpg",
+    "65_1_0_20170110131714147.jpg.chip.jpg",
+    "75_0_0_20170111210208339.jpg.chip.jpg",
+    "75_1_0_20170110181054680.jpg.chip.jpg",
+    "85_0_0_20170111205512345.jpg.chip.jpg",
+    "85_1_0_20170109151120998.jpg.chip.jpg",
+    "92_0_3_20170105180848734.jpg.chip.jpg",
+    "95_1_0_20170110175711811.jpg.chip.jpg",
 ]
 
 

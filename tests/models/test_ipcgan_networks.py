@@ -118,8 +118,13 @@ def test_alexnet_conv5_separates_people_more_than_small_changes(shared_datasets)
     from PIL import Image
 
     files = sorted((shared_datasets / "utkface" / "images").glob("*.jpg"))[:800:100]
-    x = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB").resize((96, 96)))).permute(2, 0, 1)
-                     for f in files]).float() / 127.5 - 1
+    x = (
+        torch.stack(
+            [torch.from_numpy(np.array(Image.open(f).convert("RGB").resize((96, 96)))).permute(2, 0, 1) for f in files]
+        ).float()
+        / 127.5
+        - 1
+    )
 
     net = load_alexnet()
     assert not any(p.requires_grad for p in net.parameters())

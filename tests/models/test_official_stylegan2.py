@@ -207,7 +207,9 @@ def test_upsampling_modulated_conv_matches_the_formula(official256):
     canvas = torch.zeros(b, 512, 2 * h + 1, 2 * h + 1)
     for ky in range(3):
         for kx in range(3):
-            canvas[:, :, ky : ky + 2 * h : 2, kx : kx + 2 * h : 2] += torch.einsum("boi,bihw->bohw", mod[..., ky, kx], x)
+            canvas[:, :, ky : ky + 2 * h : 2, kx : kx + 2 * h : 2] += torch.einsum(
+                "boi,bihw->bohw", mod[..., ky, kx], x
+            )
     padded = F.pad(canvas, (1, 1, 1, 1))
     expected = torch.zeros(b, 512, 2 * h, 2 * h)
     for ky in range(4):

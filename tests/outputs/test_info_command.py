@@ -20,8 +20,9 @@ from faceage.outputs.provenance import provenance_metadata
 @pytest.fixture
 def outputs(tmp_path: Path) -> dict[str, Path]:
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    meta = provenance_metadata({"method": "ipcgan", "sha256": "ab" * 32}, [34.2], 60,
-                               created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
+    meta = provenance_metadata(
+        {"method": "ipcgan", "sha256": "ab" * 32}, [34.2], 60, created=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
     files = {
         "aged.jpg": save_image(tmp_path / "aged.jpg", rgb, metadata=meta),
         "aged.png": save_image(tmp_path / "aged.png", rgb, metadata=meta),
@@ -52,8 +53,9 @@ def test_info_prints_provenance(capsys, outputs) -> None:
 
 
 def test_info_json(capsys, outputs) -> None:
-    code, out, err = run_cli(capsys, "info", "--json", str(outputs["aged.png"]), str(outputs["plain.jpg"]),
-                             str(outputs["notes.png"]))
+    code, out, err = run_cli(
+        capsys, "info", "--json", str(outputs["aged.png"]), str(outputs["plain.jpg"]), str(outputs["notes.png"])
+    )
     assert code == 0
     payload = json.loads(out)
     first, second = payload["results"]

@@ -65,9 +65,16 @@ def test_strip_shape_and_labels(frames: list[np.ndarray]) -> None:
     ],
 )
 def test_strip_rejects_bad_arguments(frames, images, labels, height, message) -> None:
-    images = {
-        "frames": frames, "float": [frames[0].astype(np.float32)], "gray": [frames[0][..., 0]], "one": frames[0],
-    }.get(images, images) if isinstance(images, str) else images
+    images = (
+        {
+            "frames": frames,
+            "float": [frames[0].astype(np.float32)],
+            "gray": [frames[0][..., 0]],
+            "one": frames[0],
+        }.get(images, images)
+        if isinstance(images, str)
+        else images
+    )
     with pytest.raises(ValueError, match=message):
         progression_strip(images, labels, height)
 

@@ -43,8 +43,12 @@ def test_metadata_says_synthetic_tool_method_and_ages() -> None:
 
 def test_metadata_options() -> None:
     # no sha256 -> no weights field; a progression's several targets; numpy ages; extra fields
-    meta = provenance_metadata({"method": "direction"}, np.array([40.0], np.float32), [5, 15.5, 75],
-                               extra={"face_crop": True, "dc:title": "Zoë at 75"})
+    meta = provenance_metadata(
+        {"method": "direction"},
+        np.array([40.0], np.float32),
+        [5, 15.5, 75],
+        extra={"face_crop": True, "dc:title": "Zoë at 75"},
+    )
     assert "faceage:weights_sha256" not in meta
     assert meta["faceage:target_age"] == "5, 15.5, 75" and meta["faceage:source_ages"] == "40"
     assert meta["faceage:face_crop"] == "True" and meta["dc:title"] == "Zoë at 75"
@@ -79,7 +83,7 @@ def test_bad_arguments_raise_value_error(kwargs: dict, message: str) -> None:
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_round_trip_through_save_image(tmp_path: Path, astronaut: np.ndarray, suffix: str) -> None:
-    meta = _meta(extra={"note": "Zoë, 34 → 60 <&> \"quoted\"\nsecond line\r\n"})
+    meta = _meta(extra={"note": 'Zoë, 34 → 60 <&> "quoted"\nsecond line\r\n'})
     path = save_image(tmp_path / f"aged{suffix}", astronaut, metadata=meta)
     assert read_provenance(path) == meta
     assert read_metadata(path) == meta
@@ -100,9 +104,9 @@ def test_jpeg_has_an_xmp_app1_segment_and_opens_everywhere(tmp_path: Path, astro
     path = save_image(tmp_path / "aged.jpg", astronaut, metadata=_meta())
     data = path.read_bytes()
     header = data.index(b"http://ns.adobe.com/xap/1.0/\x00")
-    assert data[header - 4:header - 2] == b"\xff\xe1"  # an APP1 marker, then the segment length
-    end = header - 2 + int.from_bytes(data[header - 2:header], "big")
-    packet = data[header + 29:end]
+    assert data[header - 4 : header - 2] == b"\xff\xe1"  # an APP1 marker, then the segment length
+    end = header - 2 + int.from_bytes(data[header - 2 : header], "big")
+    packet = data[header + 29 : end]
     assert packet.startswith(b"<?xpacket begin=") and packet.endswith(b'<?xpacket end="w"?>')
     assert b"Exif\x00\x00" not in data  # every provenance key is XMP: no JSON copy in EXIF
     bgr = cv2.imread(str(path))
@@ -125,9 +129,11 @@ def test_images_without_faceage_provenance(tmp_path: Path, astronaut: np.ndarray
     small.save(tmp_path / "plain.jpg")
     save_image(tmp_path / "ours_plain.png", astronaut[:64, :64], metadata={"note": "no provenance"})
     # a photo edited elsewhere: foreign XMP with a tool and a namespace we do not know
-    foreign = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-               b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:other="urn:other:"'
-               b' xmp:CreatorTool="Photo Editor 5" other:thing="x"/></rdf:RDF></x:xmpmeta>')
+    foreign = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:other="urn:other:"'
+        b' xmp:CreatorTool="Photo Editor 5" other:thing="x"/></rdf:RDF></x:xmpmeta>'
+    )
     small.save(tmp_path / "foreign.jpg", xmp=foreign)
     for name in ("plain.png", "plain.jpg", "ours_plain.png", "foreign.jpg"):
         assert read_provenance(tmp_path / name) == {}, name
@@ -136,9 +142,11 @@ def test_images_without_faceage_provenance(tmp_path: Path, astronaut: np.ndarray
 
 def test_hostile_or_broken_xmp_is_ignored(tmp_path: Path, astronaut: np.ndarray) -> None:
     small = Image.fromarray(astronaut[:32, :32])
-    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
-            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            b'<rdf:Description xmlns:faceage="urn:faceage:xmp:1.0:" faceage:method="&b;"/></rdf:RDF></x:xmpmeta>')
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:faceage="urn:faceage:xmp:1.0:" faceage:method="&b;"/></rdf:RDF></x:xmpmeta>'
+    )
     small.save(tmp_path / "bomb.jpg", xmp=bomb)
     small.save(tmp_path / "broken.jpg", xmp=b"<x:xmpmeta><unclosed")
     assert read_provenance(tmp_path / "bomb.jpg") == {}

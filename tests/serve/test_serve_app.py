@@ -274,9 +274,22 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
 def test_serve_command_starts_answers_and_stops_on_sigterm(tiny_weights):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "faceage.cli", "serve", "--port", "0", "--method", "ipcgan",
-         "--weights", str(tiny_weights)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "faceage.cli",
+            "serve",
+            "--port",
+            "0",
+            "--method",
+            "ipcgan",
+            "--weights",
+            str(tiny_weights),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         url = None
@@ -319,6 +332,8 @@ def test_serve_command_refuses_a_missing_weights_file(tmp_path):
 
     from faceage.cli import cli
 
-    result = CliRunner().invoke(cli, ["serve", "--method", "ipcgan", "--weights", str(tmp_path / "missing.safetensors")])
+    result = CliRunner().invoke(
+        cli, ["serve", "--method", "ipcgan", "--weights", str(tmp_path / "missing.safetensors")]
+    )
     assert result.exit_code == 2
     assert "does not exist" in result.output

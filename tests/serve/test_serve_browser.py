@@ -40,15 +40,26 @@ def browser(tmp_path_factory):
     chromium = _find("FACEAGE_CHROMIUM", "chromium", "chromium-browser")
     driver_path = _find("FACEAGE_CHROMEDRIVER", "chromedriver")
     if not chromium or not driver_path:
-        _missing("no chromium/chromedriver on PATH: `make browser` installs Debian's chromium and "
-                 "chromium-driver (needs root and apt-get)")
+        _missing(
+            "no chromium/chromedriver on PATH: `make browser` installs Debian's chromium and "
+            "chromium-driver (needs root and apt-get)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     # headless, and no background connections: this machine reaches no other server
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     # an explicit driver path: Selenium Manager (which would download one) is never run
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -71,6 +82,7 @@ def _wait(driver, condition, what: str):
 
 def _result_shown(age: str):
     """The result <img> shows an image made for ``age`` and it has loaded (natural size > 0)."""
+
     def check(driver):
         return driver.execute_script(
             "const img = document.getElementById('result');"
@@ -78,6 +90,7 @@ def _result_shown(age: str):
             " && img.naturalWidth > 0 && img.naturalHeight > 0 && img.dataset.targetAge === arguments[0];",
             age,
         )
+
     return check
 
 
@@ -102,8 +115,9 @@ def test_upload_move_the_slider_get_the_aged_photo_and_bad_upload_message(browse
     assert int(after) < int(before)
     assert driver.find_element("id", "age-value").text == after
     _wait(driver, _result_shown(after), f"the result at age {after}")
-    size = driver.execute_script("const i = document.getElementById('result');"
-                                 "return [i.naturalWidth, i.naturalHeight];")
+    size = driver.execute_script(
+        "const i = document.getElementById('result');return [i.naturalWidth, i.naturalHeight];"
+    )
     assert size == [512, 512]  # the whole photo, at its own size
     rows = driver.find_elements("css selector", "#faces tbody tr")
     assert len(rows) >= 1

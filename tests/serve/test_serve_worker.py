@@ -23,6 +23,7 @@ def test_jobs_run_one_at_a_time_in_arrival_order():
             order.append(i)
             running.remove(i)
             return i * 10
+
         return run
 
     tickets = [queue.submit(job(i)) for i in range(5)]

@@ -28,8 +28,9 @@ def make_shards(folder: Path, n: int = 16, size: int = 32, max_bytes: int = 48 *
                 rgb = np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BOX))
             age = int(f.name.split("_")[0])
             writer.write_image(f"face{i:04d}", split, rgb, {"age": age, "file": f.name})
-    write_json_atomic(folder / MANIFEST, {"format": FORMAT, "size": size,
-                                          "shards": [s.to_dict() for s in writer.shards]})
+    write_json_atomic(
+        folder / MANIFEST, {"format": FORMAT, "size": size, "shards": [s.to_dict() for s in writer.shards]}
+    )
     return folder
 
 
@@ -38,8 +39,19 @@ def tiny_config(**overrides):
     from faceage.training.augment import AugmentConfig
     from faceage.training.gan import GANConfig
 
-    base = dict(resolution=32, channel_max=32, channel_base=512, z_dim=32, w_dim=32, mapping_layers=2,
-                sub_resolutions=(8, 16, 32), batch=4, amp="off", channels_last=False, mbstd_group=2,
-                augment=AugmentConfig(p_init=0.3))
+    base = dict(
+        resolution=32,
+        channel_max=32,
+        channel_base=512,
+        z_dim=32,
+        w_dim=32,
+        mapping_layers=2,
+        sub_resolutions=(8, 16, 32),
+        batch=4,
+        amp="off",
+        channels_last=False,
+        mbstd_group=2,
+        augment=AugmentConfig(p_init=0.3),
+    )
     base.update(overrides)
     return GANConfig(**base)

@@ -34,8 +34,17 @@ TINY_NET = dict(stem_channels=8, channels=(8, 16, 32), blocks=(1, 1, 1))
 
 
 def _opts(data: Path, out: Path, **kw) -> AgeTrainOptions:
-    base = dict(data=str(data), out=str(out), epochs=2, batch=8, size=64, log_every=2, checkpoint_every=3,
-                eval_batch=16, **TINY_NET)
+    base = dict(
+        data=str(data),
+        out=str(out),
+        epochs=2,
+        batch=8,
+        size=64,
+        log_every=2,
+        checkpoint_every=3,
+        eval_batch=16,
+        **TINY_NET,
+    )
     return AgeTrainOptions(**{**base, **kw})
 
 
@@ -94,7 +103,9 @@ def test_resume_gives_the_same_result_as_straight_training(tiny_data, tmp_path):
         assert torch.equal(tensor, b["model"][key]), key
     assert a["history"] == b["history"]
     assert straight["test"] == resumed["test"]
-    assert (tmp_path / "a" / "age_regressor.safetensors").read_bytes() == (tmp_path / "b" / "age_regressor.safetensors").read_bytes()
+    assert (tmp_path / "a" / "age_regressor.safetensors").read_bytes() == (
+        tmp_path / "b" / "age_regressor.safetensors"
+    ).read_bytes()
     # the exported weights load strictly into a fresh model
     assert load_age_regressor(tmp_path / "a" / "age_regressor.safetensors").cfg.input_size == 64
     meta = json.loads((tmp_path / "a" / "age_regressor.json").read_text())["training"]
@@ -132,8 +143,10 @@ def test_decade_mae_and_its_report_format():
 
 def test_command_line_runs_and_reports_user_errors(tiny_data, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(age_command, ["--data", str(tiny_data), "--out", str(tmp_path / "run"), "--epochs", "1",
-                                         "--batch", "16", "--size", "64"])
+    result = runner.invoke(
+        age_command,
+        ["--data", str(tiny_data), "--out", str(tmp_path / "run"), "--epochs", "1", "--batch", "16", "--size", "64"],
+    )
     assert result.exit_code == 0, result.output
     assert "balanced" in result.output and (tmp_path / "run" / "age_regressor.safetensors").is_file()
     assert json.loads((tmp_path / "run" / "options.json").read_text())["batch"] == 16

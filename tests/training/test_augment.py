@@ -33,7 +33,8 @@ def test_translate_is_an_integer_shift():
     # Interior pixels are a shifted copy of the input: some integer shift matches exactly.
     found = any(
         torch.equal(y[..., 4:12, 4:12], x[..., 4 - dy : 12 - dy, 4 - dx : 12 - dx])
-        for dy in range(-2, 3) for dx in range(-2, 3)
+        for dy in range(-2, 3)
+        for dx in range(-2, 3)
     )
     assert found
 

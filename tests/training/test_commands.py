@@ -10,28 +10,50 @@ from faceage.training.commands import bench, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["--resolution", "32", "--channel-max", "32", "--batch", "4", "--sub-res", "16,32", "--device", "cpu",
-        "--workers", "1", "--log-every", "1", "--ckpt-kimg", "0", "--fd-n", "10"]
+TINY = [
+    "--resolution",
+    "32",
+    "--channel-max",
+    "32",
+    "--batch",
+    "4",
+    "--sub-res",
+    "16,32",
+    "--device",
+    "cpu",
+    "--workers",
+    "1",
+    "--log-every",
+    "1",
+    "--ckpt-kimg",
+    "0",
+    "--fd-n",
+    "10",
+]
 
 
 def test_dry_run_and_flag_checks(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(train, ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--dry-run", "--gamma", "0.5",
-                                "--aug", "none"])
+    res = runner.invoke(
+        train,
+        ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--dry-run", "--gamma", "0.5", "--aug", "none"],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["config"]["r1_gamma"] == 0.5 and out["config"]["augment"]["ops"] == []
     assert out["explicit"] == {"r1_gamma": 0.5, "augment.ops": []}
-    res = runner.invoke(train, ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--resolution", "32",
-                                "--sub-res", "64"])
+    res = runner.invoke(
+        train, ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--resolution", "32", "--sub-res", "64"]
+    )
     assert res.exit_code != 0 and "exceed" in res.output
 
 
 def test_train_resume_export_bench(face_shards, tmp_path):
     runner = CliRunner()
     run = tmp_path / "run"
-    res = runner.invoke(train, ["gan", "--data", str(face_shards), "--out", str(run), *TINY, "--max-steps", "3",
-                                "--fd-kimg", "0.008"])
+    res = runner.invoke(
+        train, ["gan", "--data", str(face_shards), "--out", str(run), *TINY, "--max-steps", "3", "--fd-kimg", "0.008"]
+    )
     assert res.exit_code == 0, res.output
     assert "FD @" in res.output
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -43,8 +65,25 @@ def test_train_resume_export_bench(face_shards, tmp_path):
     assert train_rec["kimg_per_min"] > 0 and "ada_p" in train_rec
     assert json.loads((run / "options.json").read_text())["config"]["resolution"] == 32
     # resume: auto continues from the checkpoint, explicit overrides are recorded.
-    res = runner.invoke(train, ["gan", "--data", str(face_shards), "--out", str(run), *TINY, "--max-steps", "5",
-                                "--fd-kimg", "0", "--resume", "auto", "--compact-to", str(tmp_path / "out" / "ckpt")])
+    res = runner.invoke(
+        train,
+        [
+            "gan",
+            "--data",
+            str(face_shards),
+            "--out",
+            str(run),
+            *TINY,
+            "--max-steps",
+            "5",
+            "--fd-kimg",
+            "0",
+            "--resume",
+            "auto",
+            "--compact-to",
+            str(tmp_path / "out" / "ckpt"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "checkpoint at step 3" in res.output
     assert load_checkpoint(list_checkpoints(run)[-1])["progress"]["step"] == 5
@@ -56,9 +95,30 @@ def test_train_resume_export_bench(face_shards, tmp_path):
     res = runner.invoke(train, ["export-gan", str(run), "--out", str(tmp_path / "g")])
     assert res.exit_code == 0, res.output
     md = tmp_path / "results" / "gan.md"
-    res = runner.invoke(bench, ["gan", "--weights", str(tmp_path / "g"), "--data", str(face_shards), "--n", "12",
-                                "--n-faces", "3", "--resolutions", "16,32", "--ratios", "0.5,1", "--device", "cpu",
-                                "--cache", str(tmp_path / "cache"), "--out", str(md)])
+    res = runner.invoke(
+        bench,
+        [
+            "gan",
+            "--weights",
+            str(tmp_path / "g"),
+            "--data",
+            str(face_shards),
+            "--n",
+            "12",
+            "--n-faces",
+            "3",
+            "--resolutions",
+            "16,32",
+            "--ratios",
+            "0.5,1",
+            "--device",
+            "cpu",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--out",
+            str(md),
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(md.with_suffix(".json").read_text())
     assert [(r["resolution"], r["ratio"]) for r in report["rows"]] == [(32, 1.0), (32, 0.5), (16, 1.0), (16, 0.5)]
@@ -86,8 +146,22 @@ def test_bad_options_fail_cleanly(face_shards, tmp_path, bad, message):
 @pytest.mark.parametrize("spelling", ["--max-minutes", "--minutes"])
 def test_every_trainer_takes_the_same_run_options(tmp_path, spelling):
     """--max-minutes (old spelling --minutes, hidden), --resume alone meaning auto, --device auto|cpu|cuda."""
-    res = CliRunner().invoke(train, ["gan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--dry-run",
-                                     spelling, "7", "--device", "cpu", "--resume"])
+    res = CliRunner().invoke(
+        train,
+        [
+            "gan",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "r"),
+            "--dry-run",
+            spelling,
+            "7",
+            "--device",
+            "cpu",
+            "--resume",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["run"]["max_minutes"] == "7.0" and out["resume"] == "auto" and out["run"]["device"] == "cpu"
@@ -98,7 +172,19 @@ def test_every_trainer_takes_the_same_run_options(tmp_path, spelling):
 
 
 def test_a_trainer_that_resumes_in_place_refuses_another_folder(face_shards, tmp_path):
-    res = CliRunner().invoke(train, ["age", "--data", str(face_shards), "--out", str(tmp_path / "a"), "--device", "cpu",
-                                     "--resume", str(tmp_path / "elsewhere")])
+    res = CliRunner().invoke(
+        train,
+        [
+            "age",
+            "--data",
+            str(face_shards),
+            "--out",
+            str(tmp_path / "a"),
+            "--device",
+            "cpu",
+            "--resume",
+            str(tmp_path / "elsewhere"),
+        ],
+    )
     assert res.exit_code != 0
     assert "continues the run in --out" in str(res.exception) + res.output

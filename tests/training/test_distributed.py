@@ -74,8 +74,17 @@ def _worker(rank: int, init_file: str, out_dir: str, data_dir: str) -> None:
     batch = next(iter(make_loader(ds, 2, rank, WORLD, 0, 0, 0, False)))
     for _ in range(4):
         train_step(state, to_float_images(batch, torch.device("cpu")))
-    torch.save({"d": d_grads, "g": g_grads, "G": state.G.state_dict(), "D": state.D.state_dict(),
-                "p": state.ada.p, "batch": batch}, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "d": d_grads,
+            "g": g_grads,
+            "G": state.G.state_dict(),
+            "D": state.D.state_dict(),
+            "p": state.ada.p,
+            "batch": batch,
+        },
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
     ddp.shutdown()
 
 

@@ -73,8 +73,18 @@ def test_training_steps_on_real_faces(face_shards):
 
 def _run(data, out, steps, resume=None, **cfg_over):
     cfg = tiny_config(r1_interval=2, pl_weight=1.0, pl_interval=3, **cfg_over)
-    opts = RunOptions(data=data, out=out, kimg=1e9, max_steps=steps, device="cpu", workers=0, log_every=1,
-                      ckpt_kimg=0, fd_kimg=0, grid_seeds=2)
+    opts = RunOptions(
+        data=data,
+        out=out,
+        kimg=1e9,
+        max_steps=steps,
+        device="cpu",
+        workers=0,
+        log_every=1,
+        ckpt_kimg=0,
+        fd_kimg=0,
+        grid_seeds=2,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return train(cfg, opts, resume=resume, echo=lambda s: None)
@@ -113,8 +123,17 @@ def test_export_and_weights_only_resume(face_shards, tmp_path):
     assert all(torch.equal(v.half().float(), G.state_dict()[k].float()) for k, v in saved.items())
     assert (folder / "model.safetensors").stat().st_size < 0.6 * sum(v.numel() * 4 for v in saved.values())
     cfg = tiny_config(r1_interval=2, pl_weight=1.0, pl_interval=3)
-    opts = RunOptions(data=face_shards, out=tmp_path / "restart", kimg=1e9, max_steps=1, device="cpu",
-                      workers=0, ckpt_kimg=0, fd_kimg=0, grid_seeds=2)
+    opts = RunOptions(
+        data=face_shards,
+        out=tmp_path / "restart",
+        kimg=1e9,
+        max_steps=1,
+        device="cpu",
+        workers=0,
+        ckpt_kimg=0,
+        fd_kimg=0,
+        grid_seeds=2,
+    )
     with pytest.warns(UserWarning, match="weights only"):
         path = train(cfg, opts, resume=str(folder), echo=lambda s: None)
     ckpt = load_checkpoint(path)
@@ -125,8 +144,17 @@ def test_export_and_weights_only_resume(face_shards, tmp_path):
 
 def test_time_limit_stops_with_a_checkpoint(face_shards, tmp_path):
     cfg = tiny_config()
-    opts = RunOptions(data=face_shards, out=tmp_path, kimg=1e9, max_minutes=0.0, device="cpu", workers=0,
-                      ckpt_kimg=0, fd_kimg=0, grid_seeds=2)
+    opts = RunOptions(
+        data=face_shards,
+        out=tmp_path,
+        kimg=1e9,
+        max_minutes=0.0,
+        device="cpu",
+        workers=0,
+        ckpt_kimg=0,
+        fd_kimg=0,
+        grid_seeds=2,
+    )
     path = train(cfg, opts, echo=lambda s: None)
     assert path is not None and list_checkpoints(tmp_path)
     stop = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
@@ -144,8 +172,17 @@ def test_compact_checkpoint_resumes_approximately(face_shards, tmp_path):
     ckpt = load_checkpoint(small)
     assert "opt_G" not in ckpt and ckpt["G"]["w_avg"].dtype == torch.float16
     cfg = tiny_config(r1_interval=2, pl_weight=1.0, pl_interval=3)
-    opts = RunOptions(data=face_shards, out=tmp_path / "cont", kimg=1e9, max_steps=3, device="cpu",
-                      workers=0, ckpt_kimg=0, fd_kimg=0, grid_seeds=2)
+    opts = RunOptions(
+        data=face_shards,
+        out=tmp_path / "cont",
+        kimg=1e9,
+        max_steps=3,
+        device="cpu",
+        workers=0,
+        ckpt_kimg=0,
+        fd_kimg=0,
+        grid_seeds=2,
+    )
     with pytest.warns(UserWarning, match="approximate"):
         path = train(cfg, opts, resume=str(small), echo=lambda s: None)
     assert load_checkpoint(path)["progress"]["step"] == 3

@@ -16,8 +16,19 @@ from faceage.training.ipcgan import WEIGHTS_NAME, IPCGANTrainOptions, Sampler, t
 from faceage.training.ipcgan_commands import ipcgan_command
 from faceage.training.run import TrainingError
 
-TINY = dict(size=64, batch=4, g_channels=4, g_blocks=1, d_channels=8, d_layers=3, identity_size=64,
-            log_every=1, checkpoint_every=2, sample_every=3, threads=1)
+TINY = dict(
+    size=64,
+    batch=4,
+    g_channels=4,
+    g_blocks=1,
+    d_channels=8,
+    d_layers=3,
+    identity_size=64,
+    log_every=1,
+    checkpoint_every=2,
+    sample_every=3,
+    threads=1,
+)
 
 
 def _opts(data, out, **kw) -> IPCGANTrainOptions:
@@ -77,13 +88,31 @@ def test_run_folder_protection_and_init_from(tiny_data, tmp_path):
     _, meta = read_flat_config(fresh / WEIGHTS_NAME, "IPCGANGenerator")
     assert meta["initialised_from"]["steps"] == 2 and meta["total_kimg"] == pytest.approx(0.012)
     with pytest.raises(ValueError, match="config"):
-        train_ipcgan(_opts(tiny_data, tmp_path / "wider", steps=1, g_channels=8, init_from=str(run / WEIGHTS_NAME)),
-                     log=lambda _: None)
+        train_ipcgan(
+            _opts(tiny_data, tmp_path / "wider", steps=1, g_channels=8, init_from=str(run / WEIGHTS_NAME)),
+            log=lambda _: None,
+        )
 
 
 def test_command_line(tiny_data, tmp_path):
-    args = ["--data", str(tiny_data), "--out", str(tmp_path / "cli"), "--steps", "1", "--batch", "4",
-            "--g-channels", "4", "--g-blocks", "1", "--d-channels", "8", "--threads", "1"]
+    args = [
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(tmp_path / "cli"),
+        "--steps",
+        "1",
+        "--batch",
+        "4",
+        "--g-channels",
+        "4",
+        "--g-blocks",
+        "1",
+        "--d-channels",
+        "8",
+        "--threads",
+        "1",
+    ]
     result = CliRunner().invoke(ipcgan_command, args)
     # size 128 on 96 px shards is refused with a one-line data error
     assert result.exit_code != 0 and "need" in str(result.exception)

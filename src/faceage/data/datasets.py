@@ -53,8 +53,17 @@ UNREADABLE = "unreadable"
 NO_FACE = "no face"
 PIPELINE_ERROR = "pipeline error"
 REASONS = (
-    MALFORMED_NAME, MALFORMED_LABEL, AGE_OUT_OF_RANGE, MISSING_LABEL_ROW, MISSING_IMAGE,
-    LABEL_CONFLICT, DUPLICATE_IMAGE, DUPLICATE_CONFLICT, UNREADABLE, NO_FACE, PIPELINE_ERROR,
+    MALFORMED_NAME,
+    MALFORMED_LABEL,
+    AGE_OUT_OF_RANGE,
+    MISSING_LABEL_ROW,
+    MISSING_IMAGE,
+    LABEL_CONFLICT,
+    DUPLICATE_IMAGE,
+    DUPLICATE_CONFLICT,
+    UNREADABLE,
+    NO_FACE,
+    PIPELINE_ERROR,
 )
 
 # UTKFace: AGE_GENDER_RACE_DATETIME.jpg.chip.jpg. Only the three labels must be well formed; the
@@ -144,24 +153,31 @@ def scan_utkface(folder: str | Path) -> tuple[list[Record], list[Reject]]:
         folder = folder / "images"
     files = _image_files(folder)
     if not any(p.name.lower().endswith(".jpg") for p in files):
-        raise DatasetError(
-            f"no UTKFace images in {folder} (expected AGE_GENDER_RACE_DATETIME.jpg.chip.jpg files)"
-        )
+        raise DatasetError(f"no UTKFace images in {folder} (expected AGE_GENDER_RACE_DATETIME.jpg.chip.jpg files)")
     records: list[Record] = []
     rejects: list[Reject] = []
     for path in files:
         m = _UTK_NAME.match(path.name)
         if m is None or not path.name.lower().endswith(".jpg"):
-            rejects.append(Reject(str(path), MALFORMED_NAME, "expected AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", "utkface"))
+            rejects.append(
+                Reject(str(path), MALFORMED_NAME, "expected AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", "utkface")
+            )
             continue
         age = int(m["age"])
         if not _age_ok(age):
             rejects.append(Reject(str(path), AGE_OUT_OF_RANGE, f"age {age}", "utkface"))
             continue
-        records.append(Record(
-            source="utkface", path=path, file=path.name, key=_key("utk", path.name), age=age,
-            gender=int(m["gender"]), ethnicity=UTK_RACES[int(m["race"])],
-        ))
+        records.append(
+            Record(
+                source="utkface",
+                path=path,
+                file=path.name,
+                key=_key("utk", path.name),
+                age=age,
+                gender=int(m["gender"]),
+                ethnicity=UTK_RACES[int(m["race"])],
+            )
+        )
     return records, rejects
 
 
@@ -220,7 +236,9 @@ def scan_aaf(folder: str | Path) -> tuple[list[Record], list[Reject]]:
             continue
         age, gender = int(age_text), GENDERS.index(gender_text)
         if age != int(m["age"]):
-            rejects.append(Reject(str(path), LABEL_CONFLICT, f"labels.csv age {age}, file name age {int(m['age'])}", "aaf"))
+            rejects.append(
+                Reject(str(path), LABEL_CONFLICT, f"labels.csv age {age}, file name age {int(m['age'])}", "aaf")
+            )
             continue
         if split_genders.get(path.name, {gender}) != {gender}:
             rejects.append(Reject(str(path), LABEL_CONFLICT, "labels.csv and splits/ disagree on gender", "aaf"))
@@ -228,10 +246,19 @@ def scan_aaf(folder: str | Path) -> tuple[list[Record], list[Reject]]:
         if not _age_ok(age):
             rejects.append(Reject(str(path), AGE_OUT_OF_RANGE, f"age {age}", "aaf"))
             continue
-        records.append(Record(
-            source="aaf", path=path, file=path.name, key=_key("aaf", path.name), age=age,
-            gender=gender, ethnicity="asian", ethnicity_assumed=True, person_id=m["pid"],
-        ))
+        records.append(
+            Record(
+                source="aaf",
+                path=path,
+                file=path.name,
+                key=_key("aaf", path.name),
+                age=age,
+                gender=gender,
+                ethnicity="asian",
+                ethnicity_assumed=True,
+                person_id=m["pid"],
+            )
+        )
     for name in sorted(set(rows) - present):
         rejects.append(Reject(str(images / name), MISSING_IMAGE, "listed in labels.csv", "aaf"))
     return records, rejects
@@ -269,9 +296,13 @@ def find_duplicates(records: Sequence[Record]) -> tuple[list[Record], list[Rejec
         names = ", ".join(r.file for r in group)
         if len({_label_tuple(r) for r in group}) == 1:
             kept.append(group[0])
-            rejects.extend(Reject(str(r.path), DUPLICATE_IMAGE, f"same bytes as {group[0].file}", r.source) for r in group[1:])
+            rejects.extend(
+                Reject(str(r.path), DUPLICATE_IMAGE, f"same bytes as {group[0].file}", r.source) for r in group[1:]
+            )
         else:
-            rejects.extend(Reject(str(r.path), DUPLICATE_CONFLICT, f"identical files: {names}", r.source) for r in group)
+            rejects.extend(
+                Reject(str(r.path), DUPLICATE_CONFLICT, f"identical files: {names}", r.source) for r in group
+            )
     kept.sort(key=lambda r: (r.source, r.file))
     return kept, rejects
 

@@ -62,8 +62,19 @@ REJECTS_CSV = "rejects.csv"
 PROGRESS = "progress.jsonl"
 SETTINGS = "prepare-settings.json"
 LABEL_COLUMNS = (
-    "key", "split", "shard", "source", "file", "age", "gender", "ethnicity", "ethnicity_assumed",
-    "decade", "person_id", "score", "coverage",
+    "key",
+    "split",
+    "shard",
+    "source",
+    "file",
+    "age",
+    "gender",
+    "ethnicity",
+    "ethnicity_assumed",
+    "decade",
+    "person_id",
+    "score",
+    "coverage",
 )
 _ORDER_SALT = "faceage-order-v1"
 # Models the face pipeline reads; their hashes go into the manifest as provenance.
@@ -98,7 +109,8 @@ class PrepareReport:
             f"  rejects: {sum(self.rejects.values())}"
             + "".join(f"\n    {reason}: {n}" for reason, n in sorted(self.rejects.items(), key=lambda x: -x[1])),
             f"  shards: {len(self.shards)}, {self.bytes_total / 2**20:.1f} MiB",
-            f"  time: {self.elapsed_s / 60:.1f} min" + (f" (resumed after {self.resumed} faces)" if self.resumed else ""),
+            f"  time: {self.elapsed_s / 60:.1f} min"
+            + (f" (resumed after {self.resumed} faces)" if self.resumed else ""),
         ]
         return "\n".join(lines)
 
@@ -160,9 +172,14 @@ def _align(task: tuple[int, str, int]) -> tuple[int, bytes | None, dict]:
         return index, None, {"reason": datasets.PIPELINE_ERROR, "detail": f"{type(e).__name__}: {e}"}
     image = face.image
     if image.shape != (size, size, 3) or image.dtype.name != "uint8":
-        return index, None, {"reason": datasets.PIPELINE_ERROR, "detail": f"aligned face is {image.shape} {image.dtype}"}
+        return (
+            index,
+            None,
+            {"reason": datasets.PIPELINE_ERROR, "detail": f"aligned face is {image.shape} {image.dtype}"},
+        )
     info: dict[str, float | str] = {
-        "score": round(float(face.score), 4), "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4),
+        "score": round(float(face.score), 4),
+        "coverage": round(_coverage(rgb.shape[:2], face.matrix, size), 4),
     }
     if face.landmarks is not None:
         info[LANDMARKS_KEY] = encode_landmarks(face.landmarks)
@@ -191,8 +208,7 @@ def _ours(path: Path) -> bool:
     if name.endswith(".tmp"):  # a ShardWriter temp
         name = name[:-4]
     return path.is_file() and (
-        SHARD_NAME.fullmatch(name) is not None
-        or name in (MANIFEST, LABELS_CSV, REJECTS_CSV, PROGRESS, SETTINGS)
+        SHARD_NAME.fullmatch(name) is not None or name in (MANIFEST, LABELS_CSV, REJECTS_CSV, PROGRESS, SETTINGS)
     )
 
 
@@ -212,11 +228,14 @@ def _code_version() -> dict:
     info: dict = {"faceage": __version__, "git_commit": None, "git_dirty": None}
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode == 0:
             info["git_commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
-                                   capture_output=True, text=True, timeout=10)
+            dirty = subprocess.run(
+                ["git", "-C", str(here), "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10
+            )
             info["git_dirty"] = bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
@@ -374,8 +393,12 @@ def prepare(
         "aaf": str(Path(aaf_dir).resolve()) if aaf_dir is not None else None,
         "limit": limit,
         "max_shard_bytes": max_shard_bytes,
-        "split": {"salt": splitting.SALT, "test_fraction": splitting.TEST_FRACTION,
-                  "val_fraction": splitting.VAL_FRACTION, "strata": ["source", "decade", "ethnicity"]},
+        "split": {
+            "salt": splitting.SALT,
+            "test_fraction": splitting.TEST_FRACTION,
+            "val_fraction": splitting.VAL_FRACTION,
+            "strata": ["source", "decade", "ethnicity"],
+        },
         "jpeg": {"quality": JPEG_QUALITY, "subsampling": "4:4:4"},
     }
     previous = _open_out_dir(out_dir, settings, overwrite, resume)
@@ -397,9 +420,13 @@ def prepare(
     done_paths = {j.path for j in previous_rejects}
     todo = [r for r in order if r.key not in done and str(r.path) not in done_paths]
     rejects += previous_rejects
-    _log(progress, f"scanned {sum(scanned.values())} files: {len(kept)} usable after "
-                   f"{len(rejects) - len(previous_rejects)} label/duplicate rejects; "
-                   f"{len(todo)} to align" + (f" ({len(done) + len(done_paths)} done before)" if previous_rows or previous_rejects else ""))
+    _log(
+        progress,
+        f"scanned {sum(scanned.values())} files: {len(kept)} usable after "
+        f"{len(rejects) - len(previous_rejects)} label/duplicate rejects; "
+        f"{len(todo)} to align"
+        + (f" ({len(done) + len(done_paths)} done before)" if previous_rows or previous_rejects else ""),
+    )
 
     start_index: dict[str, int] = {}
     for shard in previous_shards:
@@ -417,13 +444,25 @@ def prepare(
     write_json_atomic(out_dir / MANIFEST, manifest)
     (out_dir / PROGRESS).unlink(missing_ok=True)
     rows_split = Counter(row["split"] for row in rows)
-    return PrepareReport(out_dir, {s: rows_split.get(s, 0) for s in splitting.SPLITS},
-                         manifest["rejects"]["by_reason"], shards, elapsed, scanned, resumed)
+    return PrepareReport(
+        out_dir,
+        {s: rows_split.get(s, 0) for s in splitting.SPLITS},
+        manifest["rejects"]["by_reason"],
+        shards,
+        elapsed,
+        scanned,
+        resumed,
+    )
 
 
 def _align_into_shards(
-    todo: list[Record], assignment: dict[str, str], size: int, workers: int, writer: ShardWriter,
-    journal_path: Path, progress: bool,
+    todo: list[Record],
+    assignment: dict[str, str],
+    size: int,
+    workers: int,
+    writer: ShardWriter,
+    journal_path: Path,
+    progress: bool,
 ) -> tuple[list[dict], list[Reject]]:
     """Align each record (in order) and write it to its split's shard; journal every reject."""
     from tqdm import tqdm
@@ -432,8 +471,14 @@ def _align_into_shards(
     rejects: list[Reject] = []
     tasks = [(i, str(r.path), size) for i, r in enumerate(todo)]
     results = _run_tasks(tasks, size, workers)
-    bar = tqdm(total=len(tasks), disable=not progress, unit="face", dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+    bar = tqdm(
+        total=len(tasks),
+        disable=not progress,
+        unit="face",
+        dynamic_ncols=True,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        file=sys.stderr,
+    )
     try:
         with open(journal_path, "a", encoding="utf-8") as journal:
             for index, jpeg, info in results:
@@ -458,8 +503,16 @@ def _align_into_shards(
     return rows, rejects
 
 
-def _manifest(settings: dict, provenance: dict, scanned: dict, rows: list[dict], rejects: list[Reject],
-              shards: list[ShardInfo], elapsed: float, resumed: int) -> dict:
+def _manifest(
+    settings: dict,
+    provenance: dict,
+    scanned: dict,
+    rows: list[dict],
+    rejects: list[Reject],
+    shards: list[ShardInfo],
+    elapsed: float,
+    resumed: int,
+) -> dict:
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -479,8 +532,10 @@ def _manifest(settings: dict, provenance: dict, scanned: dict, rows: list[dict],
         "rejects": {
             "total": len(rejects),
             "by_reason": dict(sorted(Counter(j.reason for j in rejects).items())),
-            "by_source": {src: dict(sorted(Counter(j.reason for j in rejects if j.source == src).items()))
-                          for src in datasets.SOURCES},
+            "by_source": {
+                src: dict(sorted(Counter(j.reason for j in rejects if j.source == src).items()))
+                for src in datasets.SOURCES
+            },
         },
         "shards": [s.to_dict() for s in shards],
         "bytes_total": sum(s.bytes for s in shards),
@@ -505,5 +560,12 @@ def _report_from_manifest(out_dir: Path, started: float) -> PrepareReport:
     m = read_manifest(out_dir)
     shards = [ShardInfo(**s) for s in m["shards"]]
     counts = {s: m["counts"]["by_split"][s]["total"] for s in splitting.SPLITS}
-    return PrepareReport(out_dir, counts, m["rejects"]["by_reason"], shards, time.monotonic() - started,
-                         m.get("scanned", {}), m["counts"]["total"])
+    return PrepareReport(
+        out_dir,
+        counts,
+        m["rejects"]["by_reason"],
+        shards,
+        time.monotonic() - started,
+        m.get("scanned", {}),
+        m["counts"]["total"],
+    )

@@ -80,9 +80,7 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(
-        buf, "JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING
-    )
+    Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, "JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING)
     return buf.getvalue()
 
 
@@ -300,5 +298,3 @@ class ShardReader:
                 if not path.is_file() or path.stat().st_size != info.bytes or sha256_file(path) != info.sha256:
                     raise DatasetError(f"shard {path} is missing or does not match its manifest entry")
             yield from iter_shard(path, decode=self.decode)
-
-

@@ -80,7 +80,9 @@ def check_boxes(boxes: object) -> np.ndarray:
         raise ValueError("boxes must be finite, got NaN or infinity")
     bad = np.flatnonzero((array[:, 2] - array[:, 0] < 1) | (array[:, 3] - array[:, 1] < 1))
     if bad.size:
-        raise ValueError(f"box {int(bad[0])} must have x1 > x0 and y1 > y0 (at least 1 px), got {array[bad[0]].tolist()}")
+        raise ValueError(
+            f"box {int(bad[0])} must have x1 > x0 and y1 > y0 (at least 1 px), got {array[bad[0]].tolist()}"
+        )
     return array
 
 
@@ -91,7 +93,9 @@ def check_faces(faces: object, name: str = "faces") -> list[np.ndarray]:
     """
     if isinstance(faces, np.ndarray):
         if faces.ndim != 4:
-            raise ValueError(f"{name} must be a (B, N, N, 3) uint8 array or a list of (N, N, 3) crops, got shape {faces.shape}")
+            raise ValueError(
+                f"{name} must be a (B, N, N, 3) uint8 array or a list of (N, N, 3) crops, got shape {faces.shape}"
+            )
         items: Sequence[object] = list(faces)
     elif isinstance(faces, Sequence) and not isinstance(faces, (str, bytes)):
         items = faces

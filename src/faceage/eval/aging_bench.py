@@ -56,9 +56,13 @@ def read_faces(data: str | Path, split: str, limit: int | None, seed: int) -> di
     order = np.random.default_rng(seed).permutation(len(keys))
     if limit is not None:
         order = np.sort(order[:limit])
-    return {"keys": [keys[i] for i in order], "images": np.stack([images[i] for i in order]),
-            "ages": np.asarray(ages, np.float32)[order], "ethnicities": np.asarray(ethnicities)[order],
-            "landmarks": np.stack(points)[order]}
+    return {
+        "keys": [keys[i] for i in order],
+        "images": np.stack([images[i] for i in order]),
+        "ages": np.asarray(ages, np.float32)[order],
+        "ethnicities": np.asarray(ethnicities)[order],
+        "landmarks": np.stack(points)[order],
+    }
 
 
 def faces_for(method, faces: dict) -> dict:  # noqa: ANN001 - an AgingMethod
@@ -69,8 +73,10 @@ def faces_for(method, faces: dict) -> dict:  # noqa: ANN001 - an AgingMethod
     if not keep.any():
         from faceage.errors import DatasetError
 
-        raise DatasetError(f"method {method.name!r} needs landmarks, and the prepared faces carry none "
-                           "(prepare them again with this faceage version)")
+        raise DatasetError(
+            f"method {method.name!r} needs landmarks, and the prepared faces carry none "
+            "(prepare them again with this faceage version)"
+        )
     return {k: ([v[i] for i in np.flatnonzero(keep)] if isinstance(v, list) else v[keep]) for k, v in faces.items()}
 
 
@@ -89,12 +95,18 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _summary(pred: np.ndarray, accepted: np.ndarray, similarity: np.ndarray) -> dict:
-    return {"n": int(len(pred)), "age_mean": float(pred.mean()), "age_std": float(pred.std()),
-            "identity_rate": float(accepted.mean() * 100), "similarity_mean": float(similarity.mean())}
+    return {
+        "n": int(len(pred)),
+        "age_mean": float(pred.mean()),
+        "age_std": float(pred.std()),
+        "identity_rate": float(accepted.mean() * 100),
+        "similarity_mean": float(similarity.mean()),
+    }
 
 
-def reference_features(data: str | Path, split: str, exclude: set[str], centres: list[float], size: int,
-                       extractor, cap: int, seed: int) -> dict[float, np.ndarray]:
+def reference_features(
+    data: str | Path, split: str, exclude: set[str], centres: list[float], size: int, extractor, cap: int, seed: int
+) -> dict[float, np.ndarray]:
     """Features of REAL faces of each target group (label age in centre - 5 .. centre + 4), at
     ``size`` px, from the split's faces not in ``exclude``; at most ``cap`` per group, seeded order.
 
@@ -160,14 +172,27 @@ def guard_verdicts(result: dict) -> dict:
     # Edited faces may not sit further from real faces of the target age than the unedited inputs,
     # on average over the targets: a method must not trade realism for the estimator's age.
     realism = (not scored) or (np.mean([s["fd"] for s in scored]) <= np.mean([s["fd_unedited"] for s in scored]))
-    return {"chroma": bool(chroma), "gray": bool(gray), "realism": bool(realism),
-            "passed": bool(chroma and gray and realism)}
+    return {
+        "chroma": bool(chroma),
+        "gray": bool(gray),
+        "realism": bool(realism),
+        "passed": bool(chroma and gray and realism),
+    }
 
 
-def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "test", limit: int | None = 500,
-                        seed: int = 0, batch: int = 32, log: Callable[[str], None] = print,
-                        gray_faces: int = 32, realism: bool = True, reference_cap: int = 1000,
-                        extractor=None) -> dict:
+def run_aging_benchmark(
+    method: AgingMethod,
+    data: str | Path,
+    split: str = "test",
+    limit: int | None = 500,
+    seed: int = 0,
+    batch: int = 32,
+    log: Callable[[str], None] = print,
+    gray_faces: int = 32,
+    realism: bool = True,
+    reference_cap: int = 1000,
+    extractor=None,
+) -> dict:
     """Run the benchmark with its guards; returns a JSON-able dict (see ``format_report``).
 
     The method sees the faces at ``method.face_size`` (the split's faces resized, same framing);
@@ -198,15 +223,25 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
     source_emb = verifier.embed_aligned(stored)
     source_own = _own_ages(regressor, inputs)
     energy_in = chroma_detail_energy(inputs)
-    log(f"{len(stored)} {split} faces; independent source age MAE vs labels "
-        f"{np.abs(source_ages - faces['ages']).mean():.2f}")
+    log(
+        f"{len(stored)} {split} faces; independent source age MAE vs labels "
+        f"{np.abs(source_ages - faces['ages']).mean():.2f}"
+    )
     references = None
     if realism:
         from faceage.eval.fid import FeatureExtractor
 
         extractor = extractor or FeatureExtractor("cpu")
-        references = reference_features(data, split, set(faces["keys"]), list(TARGET_GROUPS.values()),
-                                        method.face_size, extractor, reference_cap, seed)
+        references = reference_features(
+            data,
+            split,
+            set(faces["keys"]),
+            list(TARGET_GROUPS.values()),
+            method.face_size,
+            extractor,
+            reference_cap,
+            seed,
+        )
         features_in = face_features(inputs[: max(len(r) // 2 for r in references.values())], extractor)
         log("real reference faces per target group: " + ", ".join(f"{c:g}: {len(f)}" for c, f in references.items()))
     gray = gray_copies(inputs[:gray_faces]) if gray_faces else None
@@ -217,8 +252,9 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         parts = []
         for i in range(0, len(inputs), batch):
             t0 = time.perf_counter()
-            parts.append(run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed,
-                                  points[i : i + batch]).edited)
+            parts.append(
+                run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed, points[i : i + batch]).edited
+            )
             method_seconds += time.perf_counter() - t0
         edited = np.concatenate(parts)
         judged = _resize(edited, stored.shape[1])
@@ -233,29 +269,47 @@ def run_aging_benchmark(method: AgingMethod, data: str | Path, split: str = "tes
         ratio = (chroma_detail_energy(edited) + CHROMA_EPS) / (energy_in + CHROMA_EPS)
         row["chroma_median"], row["chroma_p90"] = float(np.median(ratio)), float(np.percentile(ratio, 90))
         if gray is not None and gray_ages is not None:
-            gray_out = np.concatenate([run_edit(method, gray[i : i + batch], gray_ages[i : i + batch], aimed,
-                                                points[i : i + batch]).edited
-                                       for i in range(0, len(gray), batch)])
+            gray_out = np.concatenate(
+                [
+                    run_edit(method, gray[i : i + batch], gray_ages[i : i + batch], aimed, points[i : i + batch]).edited
+                    for i in range(0, len(gray), batch)
+                ]
+            )
             spread = channel_spread(gray_out)
             row["gray_spread_max"], row["gray_spread_mean"] = int(spread.max()), float(spread.mean())
         if references is not None:
             ref = references[centre]
             half = len(ref) // 2
             n = min(len(edited), half)  # realism_scores compares n faces per side: embed no more
-            row["realism"] = realism_scores(face_features(edited[:n], extractor), features_in[:n], ref[:half], ref[half:])
-        row["ethnicity"] = {e: _summary(pred[m], accepted[m], similarity[m])
-                            for e in sorted(set(faces["ethnicities"])) if (m := faces["ethnicities"] == e).any()}
+            row["realism"] = realism_scores(
+                face_features(edited[:n], extractor), features_in[:n], ref[:half], ref[half:]
+            )
+        row["ethnicity"] = {
+            e: _summary(pred[m], accepted[m], similarity[m])
+            for e in sorted(set(faces["ethnicities"]))
+            if (m := faces["ethnicities"] == e).any()
+        }
         groups[str(decade)] = row
-        log(f"target {decade}s (centre {centre:g}): age {row['age_mean']:.2f} ± {row['age_std']:.2f}, "
+        log(
+            f"target {decade}s (centre {centre:g}): age {row['age_mean']:.2f} ± {row['age_std']:.2f}, "
             f"identity {row['identity_rate']:.1f} %, chroma detail x{row['chroma_median']:.2f} "
-            f"(p90 x{row['chroma_p90']:.2f})" + (f", gray spread {row['gray_spread_max']}" if gray is not None else ""))
-    out = {"method": method.describe(), "split": split, "faces": len(stored), "seed": seed,
-           "face_size": method.face_size, "stored_size": int(stored.shape[1]),
-           "source_age_mean": float(source_ages.mean()), "source_age_std": float(source_ages.std()),
-           "source_own_age_mean": float(source_own.mean()),
-           "source_age_disagreement": float(np.abs(source_own - source_ages).mean()),
-           "gray_faces": int(0 if gray is None else len(gray)), "groups": groups,
-           "method_ms_per_face": 1000 * method_seconds / (len(inputs) * len(TARGET_GROUPS))}
+            f"(p90 x{row['chroma_p90']:.2f})" + (f", gray spread {row['gray_spread_max']}" if gray is not None else "")
+        )
+    out = {
+        "method": method.describe(),
+        "split": split,
+        "faces": len(stored),
+        "seed": seed,
+        "face_size": method.face_size,
+        "stored_size": int(stored.shape[1]),
+        "source_age_mean": float(source_ages.mean()),
+        "source_age_std": float(source_ages.std()),
+        "source_own_age_mean": float(source_own.mean()),
+        "source_age_disagreement": float(np.abs(source_own - source_ages).mean()),
+        "gray_faces": int(0 if gray is None else len(gray)),
+        "groups": groups,
+        "method_ms_per_face": 1000 * method_seconds / (len(inputs) * len(TARGET_GROUPS)),
+    }
     out["guards"] = guard_verdicts(out)
     return out
 
@@ -274,20 +328,28 @@ def grid_faces(data: str | Path, split: str, seed: int, method) -> tuple[np.ndar
 def format_report(result: dict, command: str, machine: str) -> str:
     """Markdown section for ``benchmarks/results/aging.md`` (one section per method)."""
     name = result["method"]["method"]
-    lines = [f"## {name}", "", f"Command: `{command}`  ", f"Machine: {machine}  ",
-             f"Method: `{result['method']}`  ",
-             f"{result['faces']} faces of the {result['split']} split (seed {result['seed']}); "
-             f"method alone {result['method_ms_per_face']:.1f} ms per aligned face.",
-             f"Unedited input faces read {result['source_age_mean']:.2f}"
-             + (f" ± {result['source_age_std']:.2f}" if "source_age_std" in result else "")
-             + " years (the independent estimate a method that changes nothing would score in every row).", "",
-             "| target | ideal | predicted age (mean ± std) | off by | identity verified (SFace) | mean similarity | GLS-Age anchor age / identity |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {name}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine}  ",
+        f"Method: `{result['method']}`  ",
+        f"{result['faces']} faces of the {result['split']} split (seed {result['seed']}); "
+        f"method alone {result['method_ms_per_face']:.1f} ms per aligned face.",
+        f"Unedited input faces read {result['source_age_mean']:.2f}"
+        + (f" ± {result['source_age_std']:.2f}" if "source_age_std" in result else "")
+        + " years (the independent estimate a method that changes nothing would score in every row).",
+        "",
+        "| target | ideal | predicted age (mean ± std) | off by | identity verified (SFace) | mean similarity | GLS-Age anchor age / identity |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for decade, row in result["groups"].items():
         a_mean, a_std = ANCHOR_AGE[int(decade)]
-        lines.append(f"| {decade}s | {row['centre']:g} | {row['age_mean']:.2f} ± {row['age_std']:.2f} | "
-                     f"{row['age_mean'] - row['centre']:+.2f} | {row['identity_rate']:.1f} % | "
-                     f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % |")
+        lines.append(
+            f"| {decade}s | {row['centre']:g} | {row['age_mean']:.2f} ± {row['age_std']:.2f} | "
+            f"{row['age_mean'] - row['centre']:+.2f} | {row['identity_rate']:.1f} % | "
+            f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % |"
+        )
     if "guards" in result:
         lines += _guard_lines(result)
     if result.get("lag"):
@@ -297,9 +359,13 @@ def format_report(result: dict, command: str, machine: str) -> str:
         if result.get("lag_command"):
             lines += ["", f"LAG command (added to the results above): `{result['lag_command']}`"]
     ethnicities = sorted({e for row in result["groups"].values() for e in row["ethnicity"]})
-    lines += ["", "Per ethnicity (predicted age mean ± std / identity verified):", "",
-              "| ethnicity | n | " + " | ".join(f"{d}s" for d in result["groups"]) + " |",
-              "|---|---|" + "---|" * len(result["groups"])]
+    lines += [
+        "",
+        "Per ethnicity (predicted age mean ± std / identity verified):",
+        "",
+        "| ethnicity | n | " + " | ".join(f"{d}s" for d in result["groups"]) + " |",
+        "|---|---|" + "---|" * len(result["groups"]),
+    ]
     for e in ethnicities:
         cells, n = [], 0
         for row in result["groups"].values():
@@ -319,29 +385,41 @@ def _guard_lines(result: dict) -> list[str]:
 
     verdict = result["guards"]
     word = {True: "pass", False: "FAIL"}
-    lines = ["", f"Guards ({'all pass' if verdict['passed'] else 'FAILED'}): chroma detail {word[verdict['chroma']]} "
-             f"(median <= {CHROMA_MEDIAN_MAX:g}, p90 <= {CHROMA_P90_MAX:g}), gray kept {word[verdict['gray']]} "
-             f"({result['gray_faces']} gray faces, spread <= {GRAY_SPREAD_MAX} levels), realism {word[verdict['realism']]} "
-             "(mean FD over targets not above the unedited inputs'). Chroma detail: energy of YCrCb chroma minus its "
-             "Gaussian blur in the face ellipse, output over input. FD / KID: MobileNetV2 features against real test "
-             "faces of the target group (not in the sample), n faces per side; floor = two disjoint real sets. "
-             "Own age: faceage's age regressor, beside the independent estimator.", "",
-             "| target | chroma detail median / p90 | gray spread max (mean) | FD edited / unedited / floor | "
-             "KID x1000 edited / unedited / floor | n (ref) | own age | own vs independent |",
-             "|---|---|---|---|---|---|---|---|",
-             f"| unedited | 1.00 / 1.00 | 0 | | | | {result['source_own_age_mean']:.2f} | "
-             f"{result['source_age_disagreement']:.2f} |"]
+    lines = [
+        "",
+        f"Guards ({'all pass' if verdict['passed'] else 'FAILED'}): chroma detail {word[verdict['chroma']]} "
+        f"(median <= {CHROMA_MEDIAN_MAX:g}, p90 <= {CHROMA_P90_MAX:g}), gray kept {word[verdict['gray']]} "
+        f"({result['gray_faces']} gray faces, spread <= {GRAY_SPREAD_MAX} levels), realism {word[verdict['realism']]} "
+        "(mean FD over targets not above the unedited inputs'). Chroma detail: energy of YCrCb chroma minus its "
+        "Gaussian blur in the face ellipse, output over input. FD / KID: MobileNetV2 features against real test "
+        "faces of the target group (not in the sample), n faces per side; floor = two disjoint real sets. "
+        "Own age: faceage's age regressor, beside the independent estimator.",
+        "",
+        "| target | chroma detail median / p90 | gray spread max (mean) | FD edited / unedited / floor | "
+        "KID x1000 edited / unedited / floor | n (ref) | own age | own vs independent |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| unedited | 1.00 / 1.00 | 0 | | | | {result['source_own_age_mean']:.2f} | "
+        f"{result['source_age_disagreement']:.2f} |",
+    ]
     for decade, row in result["groups"].items():
         r = row.get("realism") or {}
-        gray = "-" if row.get("gray_spread_max") is None else f"{row['gray_spread_max']} ({row['gray_spread_mean']:.1f})"
-        lines.append(f"| {decade}s | {row['chroma_median']:.2f} / {row['chroma_p90']:.2f} | {gray} | "
-                     f"{_fmt(r.get('fd'))} / {_fmt(r.get('fd_unedited'))} / {_fmt(r.get('fd_floor'))} | "
-                     f"{_fmt(r.get('kid'), '.2f', 1e3)} / {_fmt(r.get('kid_unedited'), '.2f', 1e3)} / "
-                     f"{_fmt(r.get('kid_floor'), '.2f', 1e3)} | {r.get('n', '-')} ({r.get('n_reference', '-')}) | "
-                     f"{row['own_age_mean']:.2f} | {row['age_disagreement']:.2f} |")
+        gray = (
+            "-" if row.get("gray_spread_max") is None else f"{row['gray_spread_max']} ({row['gray_spread_mean']:.1f})"
+        )
+        lines.append(
+            f"| {decade}s | {row['chroma_median']:.2f} / {row['chroma_p90']:.2f} | {gray} | "
+            f"{_fmt(r.get('fd'))} / {_fmt(r.get('fd_unedited'))} / {_fmt(r.get('fd_floor'))} | "
+            f"{_fmt(r.get('kid'), '.2f', 1e3)} / {_fmt(r.get('kid_unedited'), '.2f', 1e3)} / "
+            f"{_fmt(r.get('kid_floor'), '.2f', 1e3)} | {r.get('n', '-')} ({r.get('n_reference', '-')}) | "
+            f"{row['own_age_mean']:.2f} | {row['age_disagreement']:.2f} |"
+        )
     if result.get("grid"):
-        lines += ["", f"Grid: `{result['grid']}` (16 test faces; columns: input, then targets "
-                  + ", ".join(f"{t:g}" for t in result.get("grid_targets", [])) + ")."]
+        lines += [
+            "",
+            f"Grid: `{result['grid']}` (16 test faces; columns: input, then targets "
+            + ", ".join(f"{t:g}" for t in result.get("grid_targets", []))
+            + ").",
+        ]
     return lines
 
 
@@ -353,6 +431,8 @@ def update_results_file(path: str | Path, section: str, title: str = "# Aging be
     text = path.read_text(encoding="utf-8") if path.is_file() else f"{title}\n\n"
     head = section.splitlines()[0]
     blocks = text.split("\n## ")
-    kept = [blocks[0].rstrip() + "\n"] + ["## " + b.rstrip() + "\n" for b in blocks[1:] if not ("## " + b).startswith(head)]
+    kept = [blocks[0].rstrip() + "\n"] + [
+        "## " + b.rstrip() + "\n" for b in blocks[1:] if not ("## " + b).startswith(head)
+    ]
     kept.append(section)
     write_text_atomic(path, "\n".join(kept))

@@ -23,34 +23,91 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("aging", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--method", "method_name", type=click.Choice(method_names()), default=DEFAULT_METHOD,
-              help="Aging method (faceage.methods.registry).")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Weights file instead of the shipped ones.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Method option, passed to the method's loader (repeatable).")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Prepared shard folder (faceage data prepare --out); faces are resized to the method's size.")
+@click.option(
+    "--method",
+    "method_name",
+    type=click.Choice(method_names()),
+    default=DEFAULT_METHOD,
+    help="Aging method (faceage.methods.registry).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Weights file instead of the shipped ones.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Method option, passed to the method's loader (repeatable).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Prepared shard folder (faceage data prepare --out); faces are resized to the method's size.",
+)
 @click.option("--split", default="test")
 @click.option("--limit", type=click.IntRange(min=1), default=500, help="Faces sampled from the split (seeded).")
 @click.option("--seed", type=int, default=0)
-@click.option("--gray-faces", type=click.IntRange(min=0), default=32, help="Gray copies checked for staying gray (0: skip).")
+@click.option(
+    "--gray-faces", type=click.IntRange(min=0), default=32, help="Gray copies checked for staying gray (0: skip)."
+)
 @click.option("--realism/--no-realism", default=True, help="FD and KID against real faces of each target group.")
-@click.option("--lag", "lag_root", type=click.Path(file_okay=False, path_type=Path), default=Path("../shared/datasets/lag"),
-              help="LAG dataset folder (images/PERSON/young|old/NN.jpg) for the real-person protocol.")
-@click.option("--lag-limit", type=click.IntRange(min=0), default=None,
-              help="First N LAG people (default all; 0 skips the protocol).")
-@click.option("--grid", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Picture grid PNG [default: grid_METHOD.png beside --out].")
+@click.option(
+    "--lag",
+    "lag_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("../shared/datasets/lag"),
+    help="LAG dataset folder (images/PERSON/young|old/NN.jpg) for the real-person protocol.",
+)
+@click.option(
+    "--lag-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="First N LAG people (default all; 0 skips the protocol).",
+)
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Picture grid PNG [default: grid_METHOD.png beside --out].",
+)
 @click.option("--no-grid", is_flag=True, help="Do not write the picture grid.")
-@click.option("--lag-only", is_flag=True,
-              help="Run only the LAG protocol and add it to this method's existing results (JSON beside --out).")
+@click.option(
+    "--lag-only",
+    is_flag=True,
+    help="Run only the LAG protocol and add it to this method's existing results (JSON beside --out).",
+)
 @click.option("--device", default="cpu")
 @click.option("--threads", type=click.IntRange(1, 256), default=2)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/results/aging.md"),
-              help="Markdown results file (one section per method); the JSON goes beside it.")
-def aging_command(method_name, weights, sets, data, split, limit, seed, gray_faces, realism, lag_root, lag_limit,
-                  grid, no_grid, lag_only, device, threads, out) -> None:
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("benchmarks/results/aging.md"),
+    help="Markdown results file (one section per method); the JSON goes beside it.",
+)
+def aging_command(
+    method_name,
+    weights,
+    sets,
+    data,
+    split,
+    limit,
+    seed,
+    gray_faces,
+    realism,
+    lag_root,
+    lag_limit,
+    grid,
+    no_grid,
+    lag_only,
+    device,
+    threads,
+    out,
+) -> None:
     """Predicted age (independent estimator) and identity (SFace) per target group 0/10/20/30/50, the
     guards (chroma detail, gray kept, realism, second age opinion) and the LAG real-person protocol."""
     import json
@@ -72,7 +129,9 @@ def aging_command(method_name, weights, sets, data, split, limit, seed, gray_fac
         if lag_limit == 0:
             raise click.BadParameter("--lag-only with --lag-limit 0 has nothing to run", param_hint="--lag-only")
         if not json_path.is_file():
-            raise DatasetError(f"--lag-only adds to existing results, but {json_path} does not exist (run the bench first)")
+            raise DatasetError(
+                f"--lag-only adds to existing results, but {json_path} does not exist (run the bench first)"
+            )
         previous = json.loads(json_path.read_text(encoding="utf-8"))
     torch.set_num_threads(threads)
     method = load_method(method_name, device=device, weights=weights, **options)
@@ -86,8 +145,9 @@ def aging_command(method_name, weights, sets, data, split, limit, seed, gray_fac
         write_text_atomic(json_path, json.dumps(result, indent=1) + "\n")
         click.echo(f"wrote {out}")
         return
-    result = run_aging_benchmark(method, data, split=split, limit=limit, seed=seed, log=click.echo,
-                                 gray_faces=gray_faces, realism=realism)
+    result = run_aging_benchmark(
+        method, data, split=split, limit=limit, seed=seed, log=click.echo, gray_faces=gray_faces, realism=realism
+    )
     if lag_limit != 0:
         from faceage.eval.lag import run_lag
 

@@ -48,8 +48,7 @@ class FeatureExtractor:
         x = images.to(self.device, torch.float32).clamp(-1.0, 1.0)
         if x.shape[-2:] != (self.size, self.size):
             shrink = x.shape[-1] > self.size
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                              align_corners=False, antialias=shrink)
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink)
         # fp32 (TF32 on GPUs when enabled) rather than bf16: FD is sensitive to feature noise.
         with torch.autocast(self.device.type, enabled=False):
             return self.net.forward_features(imagenet_normalize(x)).float()
@@ -100,8 +99,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     m1, m2 = (torch.as_tensor(np.asarray(m, np.float64)) for m in (mu1, mu2))
     s1, s2 = (torch.as_tensor(np.asarray(m, np.float64)) for m in (sigma1, sigma2))
     if m1.shape != m2.shape or s1.shape != s2.shape or tuple(s1.shape) != (m1.numel(), m1.numel()):
-        raise ValueError(f"shape mismatch: mu {tuple(m1.shape)} vs {tuple(m2.shape)}, "
-                         f"sigma {tuple(s1.shape)} vs {tuple(s2.shape)}")
+        raise ValueError(
+            f"shape mismatch: mu {tuple(m1.shape)} vs {tuple(m2.shape)}, sigma {tuple(s1.shape)} vs {tuple(s2.shape)}"
+        )
     w1, v1 = torch.linalg.eigh((s1 + s1.T) / 2)
     sqrt_s1 = (v1 * w1.clamp(min=0).sqrt()) @ v1.T
     m = sqrt_s1 @ s2 @ sqrt_s1

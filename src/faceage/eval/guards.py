@@ -108,8 +108,11 @@ def kid(x: np.ndarray, y: np.ndarray) -> float:
     kxx = (a @ a.T / d + 1) ** 3
     kyy = (b @ b.T / d + 1) ** 3
     kxy = (a @ b.T / d + 1) ** 3
-    value = ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-             - 2 * kxy.mean())
+    value = (
+        (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+        + (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+        - 2 * kxy.mean()
+    )
     return float(value)
 
 
@@ -156,12 +159,26 @@ def realism_scores(edited: np.ndarray, unedited: np.ndarray, real_a: np.ndarray,
     """
     n = min(len(edited), len(unedited), len(real_a))
     if n < 2 or len(real_b) < 2:
-        return {"n": int(n), "fd": None, "fd_unedited": None, "fd_floor": None,
-                "kid": None, "kid_unedited": None, "kid_floor": None}
+        return {
+            "n": int(n),
+            "fd": None,
+            "fd_unedited": None,
+            "fd_floor": None,
+            "kid": None,
+            "kid_unedited": None,
+            "kid_floor": None,
+        }
     e, u, a = edited[:n], unedited[:n], real_a[:n]
-    return {"n": int(n), "n_reference": int(len(real_b)),
-            "fd": fd(e, real_b), "fd_unedited": fd(u, real_b), "fd_floor": fd(a, real_b),
-            "kid": kid(e, real_b), "kid_unedited": kid(u, real_b), "kid_floor": kid(a, real_b)}
+    return {
+        "n": int(n),
+        "n_reference": int(len(real_b)),
+        "fd": fd(e, real_b),
+        "fd_unedited": fd(u, real_b),
+        "fd_floor": fd(a, real_b),
+        "kid": kid(e, real_b),
+        "kid_unedited": kid(u, real_b),
+        "kid_floor": kid(a, real_b),
+    }
 
 
 def margin_for(gains: Sequence[np.ndarray], share: float = 0.05) -> float:
@@ -185,8 +202,9 @@ class Unchanged(AgingMethod):
     def __init__(self, face_size: int = 128) -> None:
         self.face_size = int(face_size)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         return Edit(np.array(faces, np.uint8, copy=True))
 
 
@@ -199,11 +217,14 @@ class JpegReencode(Unchanged):
         super().__init__(face_size)
         self.quality = int(quality)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         out = []
         for face in _check(faces):
-            ok, data = cv2.imencode(".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            ok, data = cv2.imencode(
+                ".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+            )
             decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
             if decoded is None:
                 raise RuntimeError(f"OpenCV could not JPEG re-encode a {face.shape} face at quality {self.quality}")
@@ -220,8 +241,9 @@ class GaussianBlur(Unchanged):
         super().__init__(face_size)
         self.sigma = float(sigma)
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         out = [cv2.GaussianBlur(f, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT) for f in _check(faces)]
         return Edit(np.stack(out) if out else np.array(faces, copy=True))
 
@@ -238,9 +260,14 @@ GRID_FACES = 16  # at most: the datasets' licences allow showing a few faces, no
 GRID_TILE = 128
 
 
-def render_grid(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray,
-                targets: Sequence[float] = GRID_TARGETS, tile: int = GRID_TILE,
-                landmarks: np.ndarray | None = None) -> np.ndarray:
+def render_grid(
+    method: AgingMethod,
+    faces: np.ndarray,
+    source_ages: np.ndarray,
+    targets: Sequence[float] = GRID_TARGETS,
+    tile: int = GRID_TILE,
+    landmarks: np.ndarray | None = None,
+) -> np.ndarray:
     """(rows, cols) picture: one face per row, the input then each target age, with a label strip."""
     faces = _check(faces)[:GRID_FACES]
     source_ages = np.asarray(source_ages, np.float64)[: len(faces)]
@@ -256,7 +283,8 @@ def render_grid(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray,
         cv2.putText(canvas, label, (c * tile + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         for r, image in enumerate(images):
             canvas[header + r * tile : header + (r + 1) * tile, c * tile : (c + 1) * tile] = (
-                image if image.shape[0] == tile else cv2.resize(image, (tile, tile), interpolation=interp))
+                image if image.shape[0] == tile else cv2.resize(image, (tile, tile), interpolation=interp)
+            )
     return canvas
 
 

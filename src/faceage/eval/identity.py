@@ -174,7 +174,9 @@ class IdentityVerifier:
                 raise ValueError("points= is only used by the sface model; dlib aligns with its own 5-point predictor")
             five = _check_points(points)
             if boxes is not None and len(check_boxes(boxes)) != len(five):
-                raise ValueError(f"boxes and points must describe the same faces, got {len(check_boxes(boxes))} boxes and {len(five)} point sets")
+                raise ValueError(
+                    f"boxes and points must describe the same faces, got {len(check_boxes(boxes))} boxes and {len(five)} point sets"
+                )
             crops = [_warp(rgb, similarity_transform(p, ARCFACE_TEMPLATE_112)) for p in five]
             return self._sface(crops)
         boxes = hog_detect(self._detector, rgb) if boxes is None else check_boxes(boxes)
@@ -222,7 +224,9 @@ class IdentityVerifier:
             score = 1.0 - distance
             accepted = distance < self.threshold
         if single_a and single_b:
-            return VerificationResult(self.model, float(score[0]), float(distance[0]), bool(accepted[0]), self.threshold)
+            return VerificationResult(
+                self.model, float(score[0]), float(distance[0]), bool(accepted[0]), self.threshold
+            )
         return VerificationResult(
             self.model, score.astype(np.float32), distance.astype(np.float32), accepted, self.threshold
         )
@@ -236,7 +240,10 @@ class IdentityVerifier:
             return self._sface(crops)
         if not shapes:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        chips = [dlib.get_face_chip(image, shape, _DLIB_CHIP_SIZE, _DLIB_CHIP_PADDING) for image, shape in zip(images, shapes)]
+        chips = [
+            dlib.get_face_chip(image, shape, _DLIB_CHIP_SIZE, _DLIB_CHIP_PADDING)
+            for image, shape in zip(images, shapes)
+        ]
         return np.asarray(self._resnet.compute_face_descriptor(chips), dtype=np.float32)
 
     def _sface(self, crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -253,7 +260,9 @@ class IdentityVerifier:
 
 def _warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     # Same interpolation and border as OpenCV's FaceRecognizerSF.alignCrop.
-    return cv2.warpAffine(image, matrix, (_SFACE_SIZE, _SFACE_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(
+        image, matrix, (_SFACE_SIZE, _SFACE_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
 
 
 def _check_points(points: object) -> np.ndarray:
@@ -270,7 +279,9 @@ def _check_points(points: object) -> np.ndarray:
 def _check_embeddings(e: object, name: str) -> tuple[np.ndarray, bool]:
     array = np.asarray(e, dtype=np.float64)
     if array.ndim not in (1, 2) or array.shape[-1] != EMBEDDING_DIM:
-        raise ValueError(f"{name} must be ({EMBEDDING_DIM},) or (N, {EMBEDDING_DIM}) embeddings, got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be ({EMBEDDING_DIM},) or (N, {EMBEDDING_DIM}) embeddings, got shape {array.shape}"
+        )
     if not np.isfinite(array).all():
         raise ValueError(f"{name} must be finite, got NaN or infinity")
     return array.reshape(-1, EMBEDDING_DIM), array.ndim == 1

@@ -92,8 +92,9 @@ def align_people(people, size: int, pipeline=None) -> tuple[list[str], dict, dic
     return names, pack(young, young_lm), pack(old, old_lm), skipped
 
 
-def _edit_each(method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targets: np.ndarray,
-               landmarks: np.ndarray) -> np.ndarray:
+def _edit_each(
+    method: AgingMethod, faces: np.ndarray, sources: np.ndarray, targets: np.ndarray, landmarks: np.ndarray
+) -> np.ndarray:
     """Each face aged to its own target, rounded to whole years so that faces sharing a target go
     through the method as one batch (half a year is far below the estimator's error)."""
     lo, hi = method.supported_ages()
@@ -111,17 +112,35 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
-def direction(method: AgingMethod, nulls: list[AgingMethod], inputs: dict, others: dict,
-              source_ages: np.ndarray, other_ages: np.ndarray, estimator, verifier) -> dict:
+def direction(
+    method: AgingMethod,
+    nulls: list[AgingMethod],
+    inputs: dict,
+    others: dict,
+    source_ages: np.ndarray,
+    other_ages: np.ndarray,
+    estimator,
+    verifier,
+) -> dict:
     """One direction (``inputs`` aged towards ``others``' ages), with its null-edit margin; both
     are ``align_people`` packs (images and landmarks)."""
     points = inputs["landmarks"]
-    return _direction(method, nulls, inputs["images"], others["images"], points, source_ages, other_ages,
-                      estimator, verifier)
+    return _direction(
+        method, nulls, inputs["images"], others["images"], points, source_ages, other_ages, estimator, verifier
+    )
 
 
-def _direction(method: AgingMethod, nulls: list[AgingMethod], inputs: np.ndarray, others: np.ndarray,
-               points: np.ndarray, source_ages: np.ndarray, other_ages: np.ndarray, estimator, verifier) -> dict:
+def _direction(
+    method: AgingMethod,
+    nulls: list[AgingMethod],
+    inputs: np.ndarray,
+    others: np.ndarray,
+    points: np.ndarray,
+    source_ages: np.ndarray,
+    other_ages: np.ndarray,
+    estimator,
+    verifier,
+) -> dict:
     other_emb = verifier.embed_aligned(others)
     base = _cosine(verifier.embed_aligned(inputs), other_emb)
     null_gains, null_names = [], []
@@ -134,13 +153,18 @@ def _direction(method: AgingMethod, nulls: list[AgingMethod], inputs: np.ndarray
     sim = _cosine(verifier.embed_aligned(edited), other_emb)
     gain = sim - base
     reached = estimator.estimate_aligned(edited)
-    return {"people": int(len(inputs)), "target_age_mean": float(other_ages.mean()),
-            "similarity_unedited": float(base.mean()), "similarity_edited": float(sim.mean()),
-            "gain_mean": float(gain.mean()), "margin": margin,
-            "share_closer": float((gain > margin).mean() * 100),
-            "null_share_closer": {n: float((g > margin).mean() * 100) for n, g in zip(null_names, null_gains)},
-            "age_error_unedited": float(np.abs(source_ages - other_ages).mean()),
-            "age_error_edited": float(np.abs(reached - other_ages).mean())}
+    return {
+        "people": int(len(inputs)),
+        "target_age_mean": float(other_ages.mean()),
+        "similarity_unedited": float(base.mean()),
+        "similarity_edited": float(sim.mean()),
+        "gain_mean": float(gain.mean()),
+        "margin": margin,
+        "share_closer": float((gain > margin).mean() * 100),
+        "null_share_closer": {n: float((g > margin).mean() * 100) for n, g in zip(null_names, null_gains)},
+        "age_error_unedited": float(np.abs(source_ages - other_ages).mean()),
+        "age_error_edited": float(np.abs(reached - other_ages).mean()),
+    }
 
 
 def _margin(gains: list[np.ndarray]) -> float:
@@ -149,8 +173,15 @@ def _margin(gains: list[np.ndarray]) -> float:
     return margin_for(gains, NULL_SHARE)
 
 
-def run_lag(method: AgingMethod, root: str | Path = DEFAULT_LAG, limit: int | None = None,
-            estimator=None, verifier=None, pipeline=None, log: Callable[[str], None] = print) -> dict:
+def run_lag(
+    method: AgingMethod,
+    root: str | Path = DEFAULT_LAG,
+    limit: int | None = None,
+    estimator=None,
+    verifier=None,
+    pipeline=None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """The protocol on the first ``limit`` people (all when None); both directions separately."""
     from faceage.eval.guards import null_edits
 
@@ -171,32 +202,49 @@ def run_lag(method: AgingMethod, root: str | Path = DEFAULT_LAG, limit: int | No
         raise DatasetError(f"LAG: no face found in the first {len(people)} people's photos")
     young_ages, old_ages = estimator.estimate_aligned(young["images"]), estimator.estimate_aligned(old["images"])
     nulls = null_edits(method.face_size)
-    directions = {"young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
-                  "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier)}
-    result = {"people": len(people), "aligned": len(names), "skipped": skipped, "upscale": UPSCALE,
-              "young_age_mean": float(young_ages.mean()), "old_age_mean": float(old_ages.mean()), **directions}
+    directions = {
+        "young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
+        "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier),
+    }
+    result = {
+        "people": len(people),
+        "aligned": len(names),
+        "skipped": skipped,
+        "upscale": UPSCALE,
+        "young_age_mean": float(young_ages.mean()),
+        "old_age_mean": float(old_ages.mean()),
+        **directions,
+    }
     for key, d in directions.items():
-        log(f"LAG {key}: similarity {d['similarity_unedited']:.3f} -> {d['similarity_edited']:.3f} "
+        log(
+            f"LAG {key}: similarity {d['similarity_unedited']:.3f} -> {d['similarity_edited']:.3f} "
             f"(gain {d['gain_mean']:+.3f}), closer by > {d['margin']:.3f}: {d['share_closer']:.1f} %, "
-            f"age error {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f}")
+            f"age error {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f}"
+        )
     return result
 
 
 def format_lag(lag: dict) -> list[str]:
     """Markdown lines for the results file."""
-    lines = ["", f"Real people (LAG, large age gap): {lag['aligned']} of the first {lag['people']} people "
-             f"(first young and first old photo, upscaled x{lag['upscale']}; {lag['skipped']} without a face found). "
-             f"Independent ages: young photos {lag['young_age_mean']:.1f}, old photos {lag['old_age_mean']:.1f}. "
-             "Each photo is aged to the other photo's estimated age; SFace similarity to the REAL other photo, "
-             "unedited vs edited. The margin is the smallest gain that each null edit (JPEG q=90, 1-px blur) "
-             f"exceeds for at most {NULL_SHARE * 100:g} % of people.", "",
-             "| direction | people | target age | similarity unedited -> edited | mean gain | margin | "
-             "moved closer by > margin | null edits closer (jpeg / blur) | age error unedited -> edited |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Real people (LAG, large age gap): {lag['aligned']} of the first {lag['people']} people "
+        f"(first young and first old photo, upscaled x{lag['upscale']}; {lag['skipped']} without a face found). "
+        f"Independent ages: young photos {lag['young_age_mean']:.1f}, old photos {lag['old_age_mean']:.1f}. "
+        "Each photo is aged to the other photo's estimated age; SFace similarity to the REAL other photo, "
+        "unedited vs edited. The margin is the smallest gain that each null edit (JPEG q=90, 1-px blur) "
+        f"exceeds for at most {NULL_SHARE * 100:g} % of people.",
+        "",
+        "| direction | people | target age | similarity unedited -> edited | mean gain | margin | "
+        "moved closer by > margin | null edits closer (jpeg / blur) | age error unedited -> edited |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, label in (("young_to_old", "young -> old"), ("old_to_young", "old -> young")):
         d = lag[key]
         nulls = " / ".join(f"{v:.1f} %" for v in d["null_share_closer"].values())
-        lines.append(f"| {label} | {d['people']} | {d['target_age_mean']:.1f} | {d['similarity_unedited']:.3f} -> "
-                     f"{d['similarity_edited']:.3f} | {d['gain_mean']:+.3f} | {d['margin']:.3f} | "
-                     f"{d['share_closer']:.1f} % | {nulls} | {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f} |")
+        lines.append(
+            f"| {label} | {d['people']} | {d['target_age_mean']:.1f} | {d['similarity_unedited']:.3f} -> "
+            f"{d['similarity_edited']:.3f} | {d['gain_mean']:+.3f} | {d['margin']:.3f} | "
+            f"{d['share_closer']:.1f} % | {nulls} | {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f} |"
+        )
     return lines

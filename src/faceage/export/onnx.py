@@ -249,8 +249,15 @@ def _export_verified(
     try:
         with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
-                module, tuple(trace_inputs.values()), dynamo=True, input_names=names, output_names=[output_name],
-                dynamic_shapes=dynamic_shapes, opset_version=opset, optimize=True, verbose=False,
+                module,
+                tuple(trace_inputs.values()),
+                dynamo=True,
+                input_names=names,
+                output_names=[output_name],
+                dynamic_shapes=dynamic_shapes,
+                opset_version=opset,
+                optimize=True,
+                verbose=False,
             )
             if program is None:  # only the legacy (dynamo=False) exporter returns nothing
                 raise ExportError(f"the ONNX exporter returned no program for {what}")
@@ -294,8 +301,15 @@ def _write(out_dir: Path, name: str, kind: str, result, **extra) -> ExportedFile
     data, diff, ms, inputs, outputs = result
     write_bytes_atomic(out_dir / name, data)
     return ExportedFile(
-        file=name, kind=kind, sha256=sha256_bytes(data), bytes=len(data), inputs=inputs, outputs=outputs,
-        max_abs_diff=diff, ms_per_image=round(ms, 3), **extra,
+        file=name,
+        kind=kind,
+        sha256=sha256_bytes(data),
+        bytes=len(data),
+        inputs=inputs,
+        outputs=outputs,
+        max_abs_diff=diff,
+        ms_per_image=round(ms, 3),
+        **extra,
     )
 
 
@@ -355,19 +369,28 @@ def export_generator(
             progress(entry)
 
     if mapping:
+
         def mapping_inputs(b: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
             psi = torch.rand(1, generator=rng) * 0.5 + 0.5
             return {"z": torch.randn(b, cfg.z_dim, generator=rng), "truncation": psi}
 
         result = _export_verified(
-            _Mapping(batched), mapping_inputs, {"z": (0,)}, "w", "the mapping network", opset, tolerance,
-            timing_repeats, reference=_Mapping(reference),
+            _Mapping(batched),
+            mapping_inputs,
+            {"z": (0,)},
+            "w",
+            "the mapping network",
+            opset,
+            tolerance,
+            timing_repeats,
+            reference=_Mapping(reference),
         )
         done(_write(out_dir, "mapping.onnx", "mapping", result))
 
     for resolution in resolutions:
         need = Generator.num_ws_for(resolution)
         for ratio in ratios:
+
             def ws_inputs(b: int, rng: torch.Generator, need=need) -> dict[str, torch.Tensor]:
                 # real W+ codes: mapped from z (raw Gaussians are far outside the W distribution)
                 with torch.no_grad():
@@ -376,11 +399,26 @@ def export_generator(
 
             what = f"the {resolution} px x{ratio:g} sub-generator"
             result = _export_verified(
-                _Synthesis(batched, resolution, ratio), ws_inputs, {"ws": (0,)}, "image", what, opset,
-                tolerance, timing_repeats, reference=_Synthesis(reference, resolution, ratio),
+                _Synthesis(batched, resolution, ratio),
+                ws_inputs,
+                {"ws": (0,)},
+                "image",
+                what,
+                opset,
+                tolerance,
+                timing_repeats,
+                reference=_Synthesis(reference, resolution, ratio),
             )
-            done(_write(out_dir, synthesis_file_name(resolution, ratio), "synthesis", result,
-                        resolution=resolution, ratio=float(ratio)))
+            done(
+                _write(
+                    out_dir,
+                    synthesis_file_name(resolution, ratio),
+                    "synthesis",
+                    result,
+                    resolution=resolution,
+                    ratio=float(ratio),
+                )
+            )
     return written
 
 
@@ -408,8 +446,14 @@ def export_ipcgan(
         return {"image": image, "condition": condition}
 
     result = _export_verified(
-        _IPCGAN(generator), inputs, {"image": (0,), "condition": (0,)}, "aged", "the IPCGAN generator",
-        opset, tolerance, timing_repeats,
+        _IPCGAN(generator),
+        inputs,
+        {"image": (0,), "condition": (0,)},
+        "aged",
+        "the IPCGAN generator",
+        opset,
+        tolerance,
+        timing_repeats,
     )
     return _write(Path(out_dir), "ipcgan_generator.onnx", "ipcgan_generator", result)
 
@@ -432,8 +476,9 @@ def read_manifest(out_dir: str | os.PathLike) -> dict | None:
 _SOURCE_OF_KIND = {"mapping": "generator", "synthesis": "generator", "ipcgan_generator": "ipcgan_generator"}
 
 
-def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], sources: dict, opset: int,
-                   tolerance: float) -> Path:
+def write_manifest(
+    out_dir: str | os.PathLike, entries: Sequence[ExportedFile], sources: dict, opset: int, tolerance: float
+) -> Path:
     """Write ``onnx_manifest.json``: these entries, plus earlier entries that still hold.
 
     ``sources`` maps "generator" / "ipcgan_generator" to what was exported (name, sha256, config).
@@ -470,7 +515,9 @@ def write_manifest(out_dir: str | os.PathLike, entries: Sequence[ExportedFile], 
         "opset": opset,
         "tolerance": tolerance,
         "timing": {
-            "provider": "CPUExecutionProvider", "batch": 1, "threads": torch.get_num_threads(),
+            "provider": "CPUExecutionProvider",
+            "batch": 1,
+            "threads": torch.get_num_threads(),
             "cpu": cpu_name(),
         },
         "sources": merged_sources,
@@ -536,14 +583,21 @@ def export_onnx(
         assert generator is not None
         weights = Path(generator) / "model.safetensors"
         # names, not paths: the manifest may travel with the files
-        sources["generator"] = {"name": Path(generator).resolve().name, "sha256": sha256_bytes(weights.read_bytes()),
-                                "config": gen.cfg.to_dict()}
-        entries += export_generator(gen, out_dir, resolutions, ratios, opset, tolerance,
-                                    timing_repeats=timing_repeats, progress=progress)
+        sources["generator"] = {
+            "name": Path(generator).resolve().name,
+            "sha256": sha256_bytes(weights.read_bytes()),
+            "config": gen.cfg.to_dict(),
+        }
+        entries += export_generator(
+            gen, out_dir, resolutions, ratios, opset, tolerance, timing_repeats=timing_repeats, progress=progress
+        )
     if ipc is not None:
         assert ipcgan is not None
-        sources["ipcgan_generator"] = {"name": Path(ipcgan).name, "sha256": sha256_bytes(Path(ipcgan).read_bytes()),
-                                       "config": ipc.cfg.to_dict()}
+        sources["ipcgan_generator"] = {
+            "name": Path(ipcgan).name,
+            "sha256": sha256_bytes(Path(ipcgan).read_bytes()),
+            "config": ipc.cfg.to_dict(),
+        }
         entry = export_ipcgan(ipc, out_dir, opset, tolerance, timing_repeats=timing_repeats)
         entries.append(entry)
         if progress is not None:

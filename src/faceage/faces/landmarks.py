@@ -125,7 +125,15 @@ def __getattr__(name: str):  # noqa: ANN202 - module attributes built on first u
 
 
 REGION_NAMES = (
-    "face_oval", "lips", "left_eye", "right_eye", "left_brow", "right_brow", "left_iris", "right_iris", "nose",
+    "face_oval",
+    "lips",
+    "left_eye",
+    "right_eye",
+    "left_brow",
+    "right_brow",
+    "left_iris",
+    "right_iris",
+    "nose",
 )
 
 

@@ -120,8 +120,9 @@ def _default_segmenter() -> PersonSegmenter:
     return PersonSegmenter()
 
 
-def face_masks(image: np.ndarray, landmarks: np.ndarray, person: np.ndarray | None = None,
-               *, segmenter=None, refine: bool = True) -> dict[str, np.ndarray]:
+def face_masks(
+    image: np.ndarray, landmarks: np.ndarray, person: np.ndarray | None = None, *, segmenter=None, refine: bool = True
+) -> dict[str, np.ndarray]:
     """Semantic masks of one aligned face (see the module docstring for the classes).
 
     Args:
@@ -175,13 +176,17 @@ def face_masks(image: np.ndarray, landmarks: np.ndarray, person: np.ndarray | No
         skin = (skin & ~to_hair) | to_skin
         hair = (hair & ~to_skin) | to_hair
 
-    return {"skin": skin, "eyes": eyes, "brows": brows, "lips": lips, "nose": nose,
-            "hair": hair, "background": ~person}
+    return {"skin": skin, "eyes": eyes, "brows": brows, "lips": lips, "nose": nose, "hair": hair, "background": ~person}
 
 
-def _hairline_moves(image: np.ndarray, points: np.ndarray, axes: tuple[np.ndarray, np.ndarray],
-                    coords: tuple[np.ndarray, np.ndarray], skin: np.ndarray,
-                    hair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hairline_moves(
+    image: np.ndarray,
+    points: np.ndarray,
+    axes: tuple[np.ndarray, np.ndarray],
+    coords: tuple[np.ndarray, np.ndarray],
+    skin: np.ndarray,
+    hair: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Where the oval's top edge misses the real hairline: (skin → hair, hair → skin) bool masks.
 
     Only pixels above the highest brow point change. A pixel there is skin-coloured when its Lab
@@ -294,8 +299,9 @@ def inpaint_non_age(image: np.ndarray, mask: np.ndarray, radius: float = 3.0) ->
     return out
 
 
-def mask_overlay(image: np.ndarray, masks: Mapping[str, np.ndarray], alpha: float = 0.5,
-                 legend: bool = True) -> np.ndarray:
+def mask_overlay(
+    image: np.ndarray, masks: Mapping[str, np.ndarray], alpha: float = 0.5, legend: bool = True
+) -> np.ndarray:
     """Tint each class of ``masks`` with its fixed colour (``COLOURS``) and draw a small legend.
 
     Returns a new (H, W, 3) uint8 RGB image; pixels in no mask keep their values (except under
@@ -334,5 +340,6 @@ def _draw_legend(canvas: np.ndarray, names: list[str]) -> None:
     for i, name in enumerate(names):
         y = 2 + i * row
         cv2.rectangle(canvas, (2, y), (2 + swatch, y + swatch), COLOURS[name], -1)
-        cv2.putText(canvas, name, (6 + swatch, y + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas, name, (6 + swatch, y + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )

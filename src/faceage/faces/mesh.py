@@ -77,8 +77,9 @@ def triangulate(points: np.ndarray) -> np.ndarray:
 def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Signed area of every triangle (T,): the sign flips where a mesh folds."""
     p = np.asarray(points, np.float64)[triangles]
-    return 0.5 * ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
-                  - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    return 0.5 * (
+        (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])
+    )
 
 
 def grid_points(grid: int, size: int) -> np.ndarray:

@@ -305,8 +305,12 @@ def warp_photo(
     xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     qx = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2]).astype(np.float32)
     qy = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2]).astype(np.float32)
-    fx = cv2.remap(np.ascontiguousarray(flow[..., 0]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    fy = cv2.remap(np.ascontiguousarray(flow[..., 1]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    fx = cv2.remap(
+        np.ascontiguousarray(flow[..., 0]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    fy = cv2.remap(
+        np.ascontiguousarray(flow[..., 1]), qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     a = inv[:2, :2]  # aligned → photo, linear part
     map_x = (xs + a[0, 0] * fx + a[0, 1] * fy).astype(np.float32)
     map_y = (ys + a[1, 0] * fx + a[1, 1] * fy).astype(np.float32)

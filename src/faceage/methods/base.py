@@ -51,8 +51,9 @@ class AgingMethod(abc.ABC):
     keep_gamut: bool = False
 
     @abc.abstractmethod
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         """Age ``faces`` (N, S, S, 3) uint8 RGB, whose estimated ages are ``source_ages`` (N,)
         float years, to ``target_age`` years. Deterministic for the same inputs. ``landmarks``
         (N, 478, 2) aligned points are given to methods with ``uses_landmarks``; others ignore them."""
@@ -66,8 +67,13 @@ class AgingMethod(abc.ABC):
         return (0.0, 100.0)
 
 
-def run_edit(method: AgingMethod, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+def run_edit(
+    method: AgingMethod,
+    faces: np.ndarray,
+    source_ages: np.ndarray,
+    target_age: float,
+    landmarks: np.ndarray | None = None,
+) -> Edit:
     """``method.edit``, handing over ``landmarks`` only to methods that use them (so methods written
     before landmarks existed keep their three-argument ``edit``)."""
     if method.uses_landmarks:

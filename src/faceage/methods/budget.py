@@ -181,8 +181,12 @@ class LatencyTable:
             doc = json.loads(self.cache_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return empty
-        if (not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT or doc.get("version") != CACHE_VERSION
-                or not isinstance(doc.get("entries"), dict)):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != CACHE_FORMAT
+            or doc.get("version") != CACHE_VERSION
+            or not isinstance(doc.get("entries"), dict)
+        ):
             return empty
         return doc
 
@@ -250,8 +254,9 @@ class LatencyTable:
         return choose_submodel(self.latencies(), budget_ms)
 
 
-def generator_submodels(generator, resolutions: Iterable[int] | None = None,
-                        ratios: Iterable[float] | None = None) -> tuple[SubModel, ...]:
+def generator_submodels(
+    generator, resolutions: Iterable[int] | None = None, ratios: Iterable[float] | None = None
+) -> tuple[SubModel, ...]:
     """Every (resolution, ratio) pair of a StyleGAN2 Generator (default: resolutions >= 32, all ratios)."""
     from faceage.models.stylegan2 import Generator
 

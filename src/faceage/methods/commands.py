@@ -228,6 +228,7 @@ def _made_by_faceage(path: Path) -> bool:
 def _unique_names(jobs: list[Job]) -> list[Job]:
     """Give inputs that would write the same outputs (same stem, same output folder) distinct stems:
     the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed."""
+
     def key(job: Job, stem: str) -> tuple[str, str]:
         return (os.path.normcase(str(job.out_dir.resolve())), stem.casefold())
 
@@ -300,8 +301,10 @@ class _Record:
             outputs = entry["outputs"]
             if any(str(path.resolve()) not in outputs for path in expected):
                 return False
-            return all(os.path.getsize(name) == out["size"] and _sha256(Path(name)) == out["sha256"]
-                       for name, out in outputs.items())
+            return all(
+                os.path.getsize(name) == out["size"] and _sha256(Path(name)) == out["sha256"]
+                for name, out in outputs.items()
+            )
         except (OSError, KeyError, TypeError):
             return False
 
@@ -319,8 +322,9 @@ class _Record:
             "input": str(job.source.resolve()),
             "source": source,
             "settings": settings,
-            "outputs": {str(Path(p).resolve()): {"size": os.path.getsize(p), "sha256": _sha256(Path(p))}
-                        for p in outputs},
+            "outputs": {
+                str(Path(p).resolve()): {"size": os.path.getsize(p), "sha256": _sha256(Path(p))} for p in outputs
+            },
             "rows": rows,
         }
         self.entries[str(job.source.resolve())] = entry
@@ -363,10 +367,14 @@ class _Writer:
         key = path.resolve()
         other = self.claimed.get(key)
         if other is not None and other != str(job.source):
-            raise ImageWriteError(f"{job.source.name}: output {path} was already written for {other} in this run; "
-                                  "rename one of the inputs")
+            raise ImageWriteError(
+                f"{job.source.name}: output {path} was already written for {other} in this run; "
+                "rename one of the inputs"
+            )
         if str(key) in self.protect:
-            raise ImageWriteError(f"{path.name}: refusing to overwrite an input image ({path}); choose another output folder")
+            raise ImageWriteError(
+                f"{path.name}: refusing to overwrite an input image ({path}); choose another output folder"
+            )
         if self.overwrite or other is not None or not os.path.lexists(path) or self.record.owns(job, path):
             return
         if path.suffix.lower() == ".mp4":
@@ -376,8 +384,10 @@ class _Writer:
                 return
         elif _made_from(path, job.source):
             return
-        raise ImageWriteError(f"{job.source.name}: {path} already exists and faceage did not make it from "
-                              "this input; left alone (--overwrite replaces it, or choose another -o)")
+        raise ImageWriteError(
+            f"{job.source.name}: {path} already exists and faceage did not make it from "
+            "this input; left alone (--overwrite replaces it, or choose another -o)"
+        )
 
     def claim(self, path: Path, job: Job) -> Path:
         self.check(path, job)
@@ -510,26 +520,58 @@ def _face_line(face: dict) -> str:
 
 @click.command("age")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--to", "ages", required=True, callback=parse_ages, metavar="AGE[,AGE...]",
-              help="Target age, or several: 60 or 10,30,50,70 (years, 0-120).")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (created if missing). Default: beside each input file; required for folders.")
+@click.option(
+    "--to",
+    "ages",
+    required=True,
+    callback=parse_ages,
+    metavar="AGE[,AGE...]",
+    help="Target age, or several: 60 or 10,30,50,70 (years, 0-120).",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (created if missing). Default: beside each input file; required for folders.",
+)
 @click.option("--method", **method_option(), help=method_help())
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Weights file for the method instead of the shipped one.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Weights file for the method instead of the shipped one.",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", help="Where the method runs.")
-@click.option("--max-faces", type=click.IntRange(min=1), default=None, help="Age at most N faces per photo (largest first).")
+@click.option(
+    "--max-faces", type=click.IntRange(min=1), default=None, help="Age at most N faces per photo (largest first)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option("--strip", is_flag=True, help="Also write a labelled progression strip (original + every age).")
 @click.option("--gif", is_flag=True, help="Also write an animated GIF of the progression.")
 @click.option("--mp4", is_flag=True, help="Also write the progression as an MP4 video (no metadata inside).")
 @click.option("--crop", is_flag=True, help="Progressions of each aligned face instead of the whole photo.")
 @click.option("--no-eval", is_flag=True, help="Skip measuring reached age and identity (faster).")
-@click.option("--overwrite", is_flag=True,
-              help="Redo inputs already done, and replace files that exist at output names.")
-def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, method: str, weights: Path | None,
-        device: str, max_faces: int | None, as_json: bool, strip: bool, gif: bool, mp4: bool, crop: bool, no_eval: bool,
-        overwrite: bool) -> None:
+@click.option(
+    "--overwrite", is_flag=True, help="Redo inputs already done, and replace files that exist at output names."
+)
+def age(
+    paths: tuple[Path, ...],
+    ages: tuple[float, ...],
+    out_dir: Path | None,
+    method: str,
+    weights: Path | None,
+    device: str,
+    max_faces: int | None,
+    as_json: bool,
+    strip: bool,
+    gif: bool,
+    mp4: bool,
+    crop: bool,
+    no_eval: bool,
+    overwrite: bool,
+) -> None:
     """Age every face in each PHOTO (or every photo under a folder) to --to years.
 
     Prints, per face: estimated source age, target, age reached and identity similarity (both
@@ -554,8 +596,16 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
         if not _summary_is_ours(summary):
             raise click.UsageError(f"{summary} exists and is not a faceage summary; move it away or choose another -o")
     record = record or _Record(None)
-    settings = {"method": method, "weights": None if weights is None else str(weights.resolve()),
-                "ages": list(ages), "strip": strip, "gif": gif, "mp4": mp4, "crop": crop, "max_faces": max_faces}
+    settings = {
+        "method": method,
+        "weights": None if weights is None else str(weights.resolve()),
+        "ages": list(ages),
+        "strip": strip,
+        "gif": gif,
+        "mp4": mp4,
+        "crop": crop,
+        "max_faces": max_faces,
+    }
 
     todo, skipped = [], set()
     for job in jobs:
@@ -568,8 +618,11 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
     from faceage.methods.registry import load_method
 
     # nothing to do (a finished batch run again) needs no models
-    ager = Ager(load_method(method, device=device, weights=weights), evaluate=not no_eval,
-                max_faces=max_faces) if todo else None
+    ager = (
+        Ager(load_method(method, device=device, weights=weights), evaluate=not no_eval, max_faces=max_faces)
+        if todo
+        else None
+    )
     writer = _Writer({str(job.source.resolve()) for job in jobs}, record, overwrite)
     results: list[FileResult] = []
     failures: list[FileFailure] = []
@@ -607,8 +660,11 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
         if summary is not None:
             done = {r.file: r.rows for r in results}
             try:
-                _write_summary(summary, jobs, lambda job: done.get(str(job.source))
-                               or (record.rows(job) if str(job.source) in skipped else []))
+                _write_summary(
+                    summary,
+                    jobs,
+                    lambda job: done.get(str(job.source)) or (record.rows(job) if str(job.source) in skipped else []),
+                )
             except ImageWriteError as error:
                 click.echo(f"error: {error}; {summary} holds the rows appended so far", err=True)
 
@@ -637,8 +693,11 @@ def age(paths: tuple[Path, ...], ages: tuple[float, ...], out_dir: Path | None, 
         except SystemExit:
             pass
         left = len(todo) - len(results) - len(failures)
-        click.echo(f"error: {stopped}; stopped with {left} of {len(todo)} files not done "
-                   "(free space or fix the folder, then run the same command again to resume)", err=True)
+        click.echo(
+            f"error: {stopped}; stopped with {left} of {len(todo)} files not done "
+            "(free space or fix the folder, then run the same command again to resume)",
+            err=True,
+        )
         raise SystemExit(1)
     report_failures(failures, len(jobs))
 

@@ -116,8 +116,15 @@ class Ager:
         max_faces: age at most this many faces per photo (largest first); None for all.
     """
 
-    def __init__(self, method: AgingMethod, pipeline=None, estimator=None, verifier=None,
-                 evaluate: bool = True, max_faces: int | None = None) -> None:
+    def __init__(
+        self,
+        method: AgingMethod,
+        pipeline=None,
+        estimator=None,
+        verifier=None,
+        evaluate: bool = True,
+        max_faces: int | None = None,
+    ) -> None:
         if not isinstance(method, AgingMethod):
             raise TypeError(f"method must be an AgingMethod, got {type(method).__name__}")
         if max_faces is not None and (isinstance(max_faces, bool) or int(max_faces) != max_faces or max_faces < 1):
@@ -127,7 +134,9 @@ class Ager:
 
             pipeline = FacePipeline(size=method.face_size)
         if pipeline.size != method.face_size:
-            raise ValueError(f"pipeline aligns {pipeline.size} px faces, method {method.name!r} needs {method.face_size} px")
+            raise ValueError(
+                f"pipeline aligns {pipeline.size} px faces, method {method.name!r} needs {method.face_size} px"
+            )
         if estimator is None:
             from faceage.eval.age import AgeEstimator
 
@@ -178,8 +187,10 @@ class Ager:
         aimed = float(min(max(requested, lo), hi))
         warning = None
         if aimed != requested:
-            warning = (f"target age {requested:g} is outside what {self.method.name} can aim for "
-                       f"({lo:g}-{hi:g}); aimed at {aimed:g}")
+            warning = (
+                f"target age {requested:g} is outside what {self.method.name} can aim for "
+                f"({lo:g}-{hi:g}); aimed at {aimed:g}"
+            )
         start = time.perf_counter()
         points = None
         if self.method.uses_landmarks:
@@ -199,8 +210,16 @@ class Ager:
             if edit.flow is not None:
                 warp_photo(out, edit.flow[i], face.matrix, out=out)
             if edit.reconstructed is not None:
-                paste_delta(out, edit.edited[i], edit.reconstructed[i], face.matrix, mask=mask, feather=feather, out=out,
-                            keep_gamut=self.method.keep_gamut)
+                paste_delta(
+                    out,
+                    edit.edited[i],
+                    edit.reconstructed[i],
+                    face.matrix,
+                    mask=mask,
+                    feather=feather,
+                    out=out,
+                    keep_gamut=self.method.keep_gamut,
+                )
             else:
                 paste_back(out, edit.edited[i], face.matrix, mask=mask, feather=feather, out=out)
             ms.append(edit_ms + (time.perf_counter() - start) * 1000.0)
@@ -243,10 +262,13 @@ def _check_edit(edit: Edit, shape: tuple[int, ...], name: str) -> None:
         raise TypeError(f"method {name!r} returned {type(edit).__name__}, expected an Edit")
     for what, array in (("edited", edit.edited), ("reconstructed", edit.reconstructed)):
         if array is not None and (array.shape != shape or array.dtype != np.uint8):
-            raise ValueError(f"method {name!r} returned {what} faces of shape {array.shape} {array.dtype}, "
-                             f"expected {shape} uint8")
+            raise ValueError(
+                f"method {name!r} returned {what} faces of shape {array.shape} {array.dtype}, expected {shape} uint8"
+            )
     if edit.flow is not None and (edit.flow.shape != (*shape[:3], 2) or edit.reconstructed is None):
-        raise ValueError(f"method {name!r} returned a flow of shape {edit.flow.shape} "
-                         f"(expected {(*shape[:3], 2)}, with the warped input as reconstructed)")
+        raise ValueError(
+            f"method {name!r} returned a flow of shape {edit.flow.shape} "
+            f"(expected {(*shape[:3], 2)}, with the warped input as reconstructed)"
+        )
     if edit.mask is not None and edit.mask.shape != shape[:3]:
         raise ValueError(f"method {name!r} returned masks of shape {edit.mask.shape}, expected {shape[:3]}")

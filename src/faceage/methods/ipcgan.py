@@ -73,11 +73,19 @@ class IPCGANMethod(AgingMethod):
     name = "ipcgan"
     keep_gamut = True  # a brightening must not desaturate a near-white cheek or colour a gray photo
 
-    def __init__(self, generator: IPCGANGenerator, grouping: AgeGrouping, device: str | torch.device = "cpu",
-                 info: dict | None = None, batch: int = 16, colour: str = "smooth") -> None:
+    def __init__(
+        self,
+        generator: IPCGANGenerator,
+        grouping: AgeGrouping,
+        device: str | torch.device = "cpu",
+        info: dict | None = None,
+        batch: int = 16,
+        colour: str = "smooth",
+    ) -> None:
         if grouping.num_groups != generator.cfg.num_groups:
-            raise ValueError(f"grouping {grouping.name} has {grouping.num_groups} groups, "
-                             f"the generator {generator.cfg.num_groups}")
+            raise ValueError(
+                f"grouping {grouping.name} has {grouping.num_groups} groups, the generator {generator.cfg.num_groups}"
+            )
         self.device = torch.device(device)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.grouping = grouping
@@ -100,8 +108,11 @@ class IPCGANMethod(AgingMethod):
             path = verify_shipped(SHIPPED_NAME)
         _, training = read_flat_config(path, "IPCGANGenerator")
         grouping = get_grouping(training.get("grouping", "lifespan"))
-        info = {"weights": Path(path).name, "grouping": grouping.name,
-                **{k: training[k] for k in ("kimg", "steps", "sha256") if k in training}}
+        info = {
+            "weights": Path(path).name,
+            "grouping": grouping.name,
+            **{k: training[k] for k in ("kimg", "steps", "sha256") if k in training},
+        }
         return cls(generator, grouping, device, info)
 
     def supported_ages(self) -> tuple[float, float]:
@@ -115,12 +126,14 @@ class IPCGANMethod(AgingMethod):
         return keep_colour(x, y) if self.colour == "smooth" else y
 
     @torch.inference_mode()
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[1:] != (self.face_size, self.face_size, 3) or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, {self.face_size}, {self.face_size}, 3) uint8, "
-                             f"got {faces.shape} {faces.dtype}")
+            raise ValueError(
+                f"faces must be (N, {self.face_size}, {self.face_size}, 3) uint8, got {faces.shape} {faces.dtype}"
+            )
         source_ages = np.asarray(source_ages, np.float64).reshape(-1)
         if len(source_ages) != len(faces):
             raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")

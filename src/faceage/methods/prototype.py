@@ -142,8 +142,15 @@ class PrototypeMethod(AgingMethod):
     face_size = 256
     uses_landmarks = True
 
-    def __init__(self, prototypes: PrototypeSet, strength: float = 1.0, non_age: bool = True, hair: bool = True,
-                 calibrated: bool = True, info: dict | None = None) -> None:
+    def __init__(
+        self,
+        prototypes: PrototypeSet,
+        strength: float = 1.0,
+        non_age: bool = True,
+        hair: bool = True,
+        calibrated: bool = True,
+        info: dict | None = None,
+    ) -> None:
         if not np.isfinite(strength) or not 0.0 <= strength <= 3.0:
             raise ValueError(f"strength must be between 0 and 3, got {strength}")
         self.p = prototypes
@@ -161,8 +168,9 @@ class PrototypeMethod(AgingMethod):
         self.light_region = cv2.resize(self.region, (LIGHT_GRID, LIGHT_GRID), interpolation=cv2.INTER_AREA)
         self.energy_region = cv2.resize(self.region, (ENERGY_GRID, ENERGY_GRID), interpolation=cv2.INTER_AREA)
         # each cell's mean at the lighting lattice, and its basis as (R, l*l*3) rows
-        self.light_mean = np.stack([cv2.resize(c, (LIGHT_GRID, LIGHT_GRID), interpolation=cv2.INTER_AREA)
-                                    for c in prototypes.colour])
+        self.light_mean = np.stack(
+            [cv2.resize(c, (LIGHT_GRID, LIGHT_GRID), interpolation=cv2.INTER_AREA) for c in prototypes.colour]
+        )
         self.light_basis = prototypes.light.reshape(prototypes.light.shape[0], prototypes.light.shape[1], -1)
         self._segmenter: PersonSegmenter | None = None
 
@@ -175,8 +183,11 @@ class PrototypeMethod(AgingMethod):
             path = verify_shipped(SHIPPED_NAME)
             verify_shipped(Path(SHIPPED_NAME).with_suffix(".json").name)
         protos = PrototypeSet.load(path)
-        info = {"weights": Path(path).name, "faces": protos.info.get("faces"),
-                "cells": len(protos.info.get("cells", []))}
+        info = {
+            "weights": Path(path).name,
+            "faces": protos.info.get("faces"),
+            "cells": len(protos.info.get("cells", [])),
+        }
         return cls(protos, info=info, **options)
 
     def describe(self) -> dict:
@@ -187,8 +198,9 @@ class PrototypeMethod(AgingMethod):
 
     # --- public ----------------------------------------------------------------------------
 
-    def edit(self, faces: np.ndarray, source_ages: np.ndarray, target_age: float,
-             landmarks: np.ndarray | None = None) -> Edit:
+    def edit(
+        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
+    ) -> Edit:
         faces = np.asarray(faces)
         s = self.face_size
         if faces.ndim != 4 or faces.shape[1:] != (s, s, 3) or faces.dtype != np.uint8:
@@ -230,8 +242,10 @@ class PrototypeMethod(AgingMethod):
         """Gender and ethnicity probabilities the method sees in ``face`` (for reports and tests)."""
         light = self.light_frame.sample(to_ycrcb(face), landmarks)
         pg, pe = self.p.classify(classifier_features(light, landmarks, self.p.mean_shape, self.face_size)[None])
-        return {"gender": dict(zip(GENDERS, pg[0].round(3).tolist())),
-                "ethnicity": dict(zip(ETHNICITIES, pe[0].round(3).tolist()))}
+        return {
+            "gender": dict(zip(GENDERS, pg[0].round(3).tolist())),
+            "ethnicity": dict(zip(ETHNICITIES, pe[0].round(3).tolist())),
+        }
 
     def edit_one(self, face: np.ndarray, landmarks: np.ndarray, source: float, target: float) -> FaceEdit:
         """One aligned face (S, S, 3) uint8 with its landmarks, from ``source`` to ``target`` years."""
@@ -269,13 +283,19 @@ class PrototypeMethod(AgingMethod):
         flow = (mapping - mesh.identity_map(s)).astype(np.float32)
 
         # where each output pixel lies in the mean frame, on the colour lattice's scale
-        to_mean = mesh.upsample_map(
-            mesh.backward_map(new_control, self.mean_control, FLOW_GRID, s), s)
+        to_mean = mesh.upsample_map(mesh.backward_map(new_control, self.mean_control, FLOW_GRID, s), s)
+
         def to_face(image: np.ndarray) -> np.ndarray:
             grid = image.shape[0]
             lattice = (to_mean + 0.5) * (grid / s) - 0.5
-            return cv2.remap(np.ascontiguousarray(image), lattice[..., 0], lattice[..., 1], cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            return cv2.remap(
+                np.ascontiguousarray(image),
+                lattice[..., 0],
+                lattice[..., 1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
 
         # masks in the output frame
         edit_mask, hair_mask, nonage = self._masks(warped, new_lm)
@@ -293,8 +313,9 @@ class PrototypeMethod(AgingMethod):
         if self.non_age and nonage.any():
             # Telea fills hair/background before the bands are taken, so their edges are not
             # amplified into the face; the original pixels come back through the mask below
-            filled = cv2.inpaint(np.clip(base, 0, 255).astype(np.uint8), nonage.astype(np.uint8), 3.0,
-                                 cv2.INPAINT_TELEA).astype(np.float32)
+            filled = cv2.inpaint(
+                np.clip(base, 0, 255).astype(np.uint8), nonage.astype(np.uint8), 3.0, cv2.INPAINT_TELEA
+            ).astype(np.float32)
             base = np.where(nonage, filled, base)
         bands, _ = decompose(base)
         detail = np.zeros_like(base)
@@ -331,8 +352,9 @@ class PrototypeMethod(AgingMethod):
         a = (np.conj(x) * r).sum() / max((np.abs(x) ** 2).sum(), 1e-9)
         return float(np.sqrt(np.mean(np.abs(x * a - r) ** 2)))
 
-    def _colour_change(self, face: np.ndarray, landmarks: np.ndarray, source: float, target: float,
-                       mix: list) -> np.ndarray:
+    def _colour_change(
+        self, face: np.ndarray, landmarks: np.ndarray, source: float, target: float, mix: list
+    ) -> np.ndarray:
         """(g, g, 3) YCrCb change in the mean frame: mean difference plus the lighting terms."""
         x = self.light_frame.sample(to_ycrcb(face), landmarks)  # this face, shape-normalised
         w = self.light_region[..., None]
@@ -375,8 +397,12 @@ class PrototypeMethod(AgingMethod):
 
         s = self.face_size
         shape = (s, s)
-        protect = _fill(shape, region_polygons(landmarks, "left_eye") + region_polygons(landmarks, "right_eye")
-                        + region_polygons(landmarks, "lips")[1:])  # eye openings and the inner mouth
+        protect = _fill(
+            shape,
+            region_polygons(landmarks, "left_eye")
+            + region_polygons(landmarks, "right_eye")
+            + region_polygons(landmarks, "lips")[1:],
+        )  # eye openings and the inner mouth
         protect = _feather(cv2.dilate(protect, np.ones((3, 3), np.uint8)), s / 128.0)
         hair = np.zeros(shape, np.float32)
         nonage = np.zeros(shape, bool)
@@ -414,9 +440,15 @@ class PrototypeMethod(AgingMethod):
         return max(amount(target) - amount(source), 0.0)
 
 
-def calibrate(method: PrototypeMethod, faces: np.ndarray, landmarks: np.ndarray, source_ages: np.ndarray,
-              targets: tuple[float, ...], gains: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
-              device: str = "cpu") -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def calibrate(
+    method: PrototypeMethod,
+    faces: np.ndarray,
+    landmarks: np.ndarray,
+    source_ages: np.ndarray,
+    targets: tuple[float, ...],
+    gains: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0),
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Per target age, the strength gain whose results faceage's *own* age regressor reads closest
     to the target (never the independent estimator, which only judges). Returns (targets, gains,
     the table of every trial)."""

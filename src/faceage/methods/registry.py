@@ -82,7 +82,10 @@ def _prototype(weights: str | Path | None, device: str, **options) -> AgingMetho
     from faceage.methods.prototype import PrototypeMethod
 
     known: dict[str, Callable[[object], object]] = {
-        "strength": _number, "non_age": _flag, "hair": _flag, "calibrated": _flag,
+        "strength": _number,
+        "non_age": _flag,
+        "hair": _flag,
+        "calibrated": _flag,
     }
     settings = method_options("prototype", options, known)
     try:

@@ -155,9 +155,7 @@ class AgeRegressor(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(width, c.num_bins)
         # Bin centres in years; a buffer so it follows .to(device) but is rebuilt, not saved.
-        self.register_buffer(
-            "bin_ages", torch.arange(c.min_age, c.max_age + 1, dtype=torch.float32), persistent=False
-        )
+        self.register_buffer("bin_ages", torch.arange(c.min_age, c.max_age + 1, dtype=torch.float32), persistent=False)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -60,11 +60,21 @@ class ShiftTolerantAlexNet(nn.Module):
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
         layers = [
-            nn.Conv2d(3, 64, 11, 1, 2), BlurPool(64), nn.ReLU(),  # 0-2: slice1
-            nn.MaxPool2d(3, 1), BlurPool(64), nn.Conv2d(64, 192, 5, 1, 2), nn.ReLU(),  # 3-6: slice2
-            nn.MaxPool2d(3, 1), BlurPool(192), nn.Conv2d(192, 384, 3, 1, 1), nn.ReLU(),  # 7-10: slice3
-            nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(),  # 11-12: slice4
-            nn.Conv2d(256, 256, 3, 1, 1), nn.ReLU(),  # 13-14: slice5
+            nn.Conv2d(3, 64, 11, 1, 2),
+            BlurPool(64),
+            nn.ReLU(),  # 0-2: slice1
+            nn.MaxPool2d(3, 1),
+            BlurPool(64),
+            nn.Conv2d(64, 192, 5, 1, 2),
+            nn.ReLU(),  # 3-6: slice2
+            nn.MaxPool2d(3, 1),
+            BlurPool(192),
+            nn.Conv2d(192, 384, 3, 1, 1),
+            nn.ReLU(),  # 7-10: slice3
+            nn.Conv2d(384, 256, 3, 1, 1),
+            nn.ReLU(),  # 11-12: slice4
+            nn.Conv2d(256, 256, 3, 1, 1),
+            nn.ReLU(),  # 13-14: slice5
         ]
         bounds = [(0, 3), (3, 7), (7, 11), (11, 13), (13, 15)]
         self.net = nn.Module()
@@ -101,8 +111,11 @@ def load_alexnet(path: str | Path | None = None, device: str | torch.device = "c
         raise ModelFileError(f"AlexNet weights are missing: {path}") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise ModelFileError(f"AlexNet weights {path} are unreadable: {exc}") from None
-    state = {("shift" if k == "scaling_layer.shift" else "scale" if k == "scaling_layer.scale" else k): v
-             for k, v in state.items() if not k.startswith("lin")}
+    state = {
+        ("shift" if k == "scaling_layer.shift" else "scale" if k == "scaling_layer.scale" else k): v
+        for k, v in state.items()
+        if not k.startswith("lin")
+    }
     model = ShiftTolerantAlexNet()
     load_state_dict_strict(model, state, str(path))
     return model.to(device).eval().requires_grad_(False)

@@ -18,9 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-_RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
-                            [-0.168736, -0.331264, 0.5],
-                            [0.5, -0.418688, -0.081312]])
+_RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _YCC_TO_RGB = torch.linalg.inv(_RGB_TO_YCC.double()).float()
 
 # The largest smooth colour gain allowed: aging may saturate skin a little, never much.
@@ -72,8 +70,9 @@ def gain_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return MAX_CHROMA_GAIN * torch.sigmoid(logits + offset)
 
 
-def luma_chroma_edit(images: torch.Tensor, delta_luma: torch.Tensor, gain_logits: torch.Tensor,
-                     factor: int) -> torch.Tensor:
+def luma_chroma_edit(
+    images: torch.Tensor, delta_luma: torch.Tensor, gain_logits: torch.Tensor, factor: int
+) -> torch.Tensor:
     """Apply a full-resolution luma change and a smooth chroma gain to ``images``.
 
     ``delta_luma`` (B, 1, H, W) is added to Y; ``gain_logits`` (B, 2, H, W) are low-passed by

@@ -207,7 +207,12 @@ def save_flat(model: nn.Module, path: str | os.PathLike, metadata: dict | None =
     # One metadata key only: safetensors serialises metadata in hash-map order, and a fixed byte
     # layout keeps the file's sha256 reproducible. The class lives in the config JSON.
     write_bytes_atomic(path, st_save(tensors, metadata={"format": "pt"}))
-    doc: dict[str, object] = {"format": FORMAT, "version": VERSION, "class": name, "config": _config_of(model).to_dict()}
+    doc: dict[str, object] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "class": name,
+        "config": _config_of(model).to_dict(),
+    }
     if metadata:
         doc["training"] = metadata
     write_bytes_atomic(flat_config_path(path), (json.dumps(doc, indent=2) + "\n").encode())

@@ -74,7 +74,9 @@ class IPCGANConfig(JsonConfig):
             raise ValueError(f"d_layers={self.d_layers} downsamples a {self.resolution} px image below 2 px")
 
 
-def condition_maps(groups: torch.Tensor, num_groups: int, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def condition_maps(
+    groups: torch.Tensor, num_groups: int, size: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Condition planes (B, G, size, size) from group indices or group weights.
 
     ``groups`` (B,) int: one-hot planes (the paper's: all ones in the group's plane, zeros elsewhere).
@@ -90,8 +92,10 @@ def condition_maps(groups: torch.Tensor, num_groups: int, size: int, dtype: torc
             raise ValueError(f"group indices must be in [0, {num_groups}), got {groups.tolist()}")
         weights = F.one_hot(groups.long(), num_groups).to(dtype)
     else:
-        raise ValueError(f"groups must be (B,) integer indices or (B, {num_groups}) float weights, "
-                         f"got shape {tuple(groups.shape)} of {groups.dtype}")
+        raise ValueError(
+            f"groups must be (B,) integer indices or (B, {num_groups}) float weights, "
+            f"got shape {tuple(groups.shape)} of {groups.dtype}"
+        )
     return weights[:, :, None, None].expand(-1, -1, size, size)
 
 
@@ -106,7 +110,9 @@ def _check_images(images: torch.Tensor, resolution: int) -> None:
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, act: nn.Module) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False, padding_mode="reflect" if stride == 1 else "zeros"),
+        nn.Conv2d(
+            cin, cout, kernel, stride, kernel // 2, bias=False, padding_mode="reflect" if stride == 1 else "zeros"
+        ),
         nn.BatchNorm2d(cout),
         act,
     )
@@ -227,9 +233,14 @@ class ProjectedDiscriminator(nn.Module):
                 conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / w**0.5)
             self.ccm.append(conv.requires_grad_(False))
         self.heads = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(mix, mix, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
-                          nn.Conv2d(mix, 2 * mix, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
-            for _ in widths)
+            nn.Sequential(
+                nn.Conv2d(mix, mix, 3, 1, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(mix, 2 * mix, 4, 2, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+            )
+            for _ in widths
+        )
         self.scores = nn.ModuleList(nn.Conv2d(2 * mix, 1, 1) for _ in widths)
         self.embed = nn.ModuleList(nn.Linear(c.num_groups, 2 * mix, bias=False) for _ in widths)
 

@@ -81,8 +81,9 @@ def oval_region(mean_shape: np.ndarray, size: int, grid: int) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(mask, (0, 0), sigmaX=grid / 64.0), 0.0, 1.0)
 
 
-def face_statistics(rgb: np.ndarray, landmarks: np.ndarray, colour_frame: MeanFrame, energy_frame: MeanFrame,
-                    light_frame: MeanFrame) -> dict[str, np.ndarray]:
+def face_statistics(
+    rgb: np.ndarray, landmarks: np.ndarray, colour_frame: MeanFrame, energy_frame: MeanFrame, light_frame: MeanFrame
+) -> dict[str, np.ndarray]:
     """What one face contributes to its cell: mean-frame YCrCb at both lattices and band energies."""
     ycc = to_ycrcb(rgb)
     bands, _ = decompose(ycc[..., 0])
@@ -95,8 +96,7 @@ def face_statistics(rgb: np.ndarray, landmarks: np.ndarray, colour_frame: MeanFr
     }
 
 
-def classifier_features(light_ycc: np.ndarray, landmarks: np.ndarray, mean_shape: np.ndarray,
-                        size: int) -> np.ndarray:
+def classifier_features(light_ycc: np.ndarray, landmarks: np.ndarray, mean_shape: np.ndarray, size: int) -> np.ndarray:
     """1-D float32 features for the gender/ethnicity classifier: the shape-normalised face at the
     light lattice (contrast-normalised luma, raw chroma) and the landmarks' offsets from the mean."""
     luma = light_ycc[..., 0]

@@ -36,14 +36,40 @@ FORMAT = "faceage-prototypes"
 VERSION = 1
 # Age bins of the lifespan face-aging work (FFHQ-Aging) with the 50s, 60s and 70s apart.
 BINS: tuple[tuple[int, int], ...] = (
-    (0, 2), (3, 6), (7, 9), (10, 14), (15, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 79), (80, 120),
+    (0, 2),
+    (3, 6),
+    (7, 9),
+    (10, 14),
+    (15, 19),
+    (20, 29),
+    (30, 39),
+    (40, 49),
+    (50, 59),
+    (60, 69),
+    (70, 79),
+    (80, 120),
 )
 GENDERS = ("male", "female")
 ETHNICITIES = ("white", "black", "asian", "indian", "other")
 POOLED = len(ETHNICITIES)  # ethnicity index of the cells pooled over ethnicities
 
-_ARRAYS = ("shapes", "colour", "light", "energy", "mean_shape", "triangles", "region", "cell_index",
-           "centres", "clf_mean", "clf_components", "clf_weights", "clf_bias", "calib_targets", "calib_gains")
+_ARRAYS = (
+    "shapes",
+    "colour",
+    "light",
+    "energy",
+    "mean_shape",
+    "triangles",
+    "region",
+    "cell_index",
+    "centres",
+    "clf_mean",
+    "clf_components",
+    "clf_weights",
+    "clf_bias",
+    "calib_targets",
+    "calib_gains",
+)
 
 
 def bin_of(age: float) -> int:
@@ -141,7 +167,7 @@ class PrototypeSet:
             ea = np.exp(a - a.max(axis=1, keepdims=True))
             return ea / ea.sum(axis=1, keepdims=True)
 
-        return softmax(logits[:, : len(GENDERS)]), softmax(logits[:, len(GENDERS):])
+        return softmax(logits[:, : len(GENDERS)]), softmax(logits[:, len(GENDERS) :])
 
     def gain(self, target: float) -> float:
         """Calibrated strength gain for ``target`` (1 without calibration)."""
@@ -169,9 +195,16 @@ class PrototypeSet:
                 a = a.astype(np.float32)
             tensors[name] = a
         write_bytes_atomic(path, save(tensors))
-        meta = {"format": FORMAT, "version": VERSION, "size": self.size, "fit_limit": self.fit_limit,
-                "bins": [list(b) for b in BINS], "genders": list(GENDERS), "ethnicities": list(ETHNICITIES),
-                **self.info}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "size": self.size,
+            "fit_limit": self.fit_limit,
+            "bins": [list(b) for b in BINS],
+            "genders": list(GENDERS),
+            "ethnicities": list(ETHNICITIES),
+            **self.info,
+        }
         write_json_atomic(path.with_suffix(".json"), meta)
         return path
 
@@ -196,8 +229,11 @@ class PrototypeSet:
         if missing:
             raise ModelFileError(f"prototype file {path} lacks {', '.join(missing)}")
         kwargs = {n: arrays[n].astype(np.int64 if n in ("triangles", "cell_index") else np.float32) for n in _ARRAYS}
-        info = {k: v for k, v in meta.items() if k not in ("format", "version", "size", "fit_limit", "bins",
-                                                           "genders", "ethnicities")}
+        info = {
+            k: v
+            for k, v in meta.items()
+            if k not in ("format", "version", "size", "fit_limit", "bins", "genders", "ethnicities")
+        }
         try:
             return cls(size=int(meta["size"]), fit_limit=float(meta["fit_limit"]), info=info, **kwargs)
         except (KeyError, ValueError) as e:

@@ -132,7 +132,9 @@ class SynthesisBlock(nn.Module):
             self.conv0 = None
             self.skip_up = None
         else:
-            self.conv0 = StyledConv(in_channels, out_channels, cfg.w_dim, res, upsample=True, blur_kernel=cfg.blur_kernel)
+            self.conv0 = StyledConv(
+                in_channels, out_channels, cfg.w_dim, res, upsample=True, blur_kernel=cfg.blur_kernel
+            )
             self.skip_up = SkipUpsample(cfg.blur_kernel)
         self.conv1 = StyledConv(out_channels, out_channels, cfg.w_dim, res, blur_kernel=cfg.blur_kernel)
         self.torgb = ToRGB(out_channels, cfg.w_dim)
@@ -207,7 +209,9 @@ class Generator(nn.Module):
         """Channels each block produces in the (resolution, ratio) sub-generator."""
         resolution = self.cfg.resolution if resolution is None else resolution
         return {
-            blk.res: channels_for_ratio(blk.out_channels, ratio) for blk in self.synthesis_blocks() if blk.res <= resolution
+            blk.res: channels_for_ratio(blk.out_channels, ratio)
+            for blk in self.synthesis_blocks()
+            if blk.res <= resolution
         }
 
     def count_parameters(self, resolution: int | None = None, ratio: float = 1.0, include_mapping: bool = True) -> int:
@@ -276,14 +280,23 @@ class Generator(nn.Module):
     # -- synthesis ---------------------------------------------------------------------------
     @overload
     def synthesis(
-        self, ws: torch.Tensor, resolution: int | None = ..., ratio: float = ..., noise_mode: str = ...,
+        self,
+        ws: torch.Tensor,
+        resolution: int | None = ...,
+        ratio: float = ...,
+        noise_mode: str = ...,
         return_all: Literal[False] = ...,
     ) -> torch.Tensor: ...
 
     @overload
     def synthesis(
-        self, ws: torch.Tensor, resolution: int | None = ..., ratio: float = ..., noise_mode: str = ...,
-        *, return_all: Literal[True],
+        self,
+        ws: torch.Tensor,
+        resolution: int | None = ...,
+        ratio: float = ...,
+        noise_mode: str = ...,
+        *,
+        return_all: Literal[True],
     ) -> dict[int, torch.Tensor]: ...
 
     def synthesis(
@@ -307,7 +320,9 @@ class Generator(nn.Module):
         if ws.ndim == 2:
             ws = ws.unsqueeze(1).expand(-1, need, -1)
         if ws.ndim != 3 or ws.shape[1] < need or ws.shape[2] != self.cfg.w_dim:
-            raise ValueError(f"ws must be (B, >={need}, {self.cfg.w_dim}) or (B, {self.cfg.w_dim}), got {tuple(ws.shape)}")
+            raise ValueError(
+                f"ws must be (B, >={need}, {self.cfg.w_dim}) or (B, {self.cfg.w_dim}), got {tuple(ws.shape)}"
+            )
         b = ws.shape[0]
         fused = self.cfg.fused_modconv if self.cfg.fused_modconv is not None else b == 1
 
@@ -426,7 +441,9 @@ class Discriminator(nn.Module):
         if r not in self.cfg.resolutions:
             raise ValueError(f"image size must be one of {self.cfg.resolutions}, got {r}")
         if (c is None) != (self.embed is None):
-            raise ValueError(f"label c is {'required' if self.embed is not None else 'not accepted'} (c_dim={self.cfg.c_dim})")
+            raise ValueError(
+                f"label c is {'required' if self.embed is not None else 'not accepted'} (c_dim={self.cfg.c_dim})"
+            )
         x = self.from_rgb[f"b{r}"](img)
         for res in reversed(self.cfg.resolutions):
             if res > r:

@@ -203,8 +203,9 @@ def _check_path(path: str | os.PathLike[str], suffix: str) -> Path:
 
 def _check_frames(frames: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
     if isinstance(frames, np.ndarray) and frames.ndim != 4:
-        raise ValueError(f"{what}: expected a list of (H, W, 3) images or an (N, H, W, 3) array, "
-                         f"got shape {frames.shape}")
+        raise ValueError(
+            f"{what}: expected a list of (H, W, 3) images or an (N, H, W, 3) array, got shape {frames.shape}"
+        )
     try:
         frames = list(frames)
     except TypeError:
@@ -268,7 +269,7 @@ def _pad(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
         return rgb
     out = np.full((height, width, 3), _BAR_RGB, np.uint8)
     top, left = (height - rgb.shape[0]) // 2, (width - rgb.shape[1]) // 2
-    out[top:top + rgb.shape[0], left:left + rgb.shape[1]] = rgb
+    out[top : top + rgb.shape[0], left : left + rgb.shape[1]] = rgb
     return out
 
 

@@ -87,7 +87,10 @@ def progression_frames(
 
 
 def progression_strip_of(
-    info: dict, results: Sequence[AgingResult], photo: np.ndarray | None = None, face: int | None = None,
+    info: dict,
+    results: Sequence[AgingResult],
+    photo: np.ndarray | None = None,
+    face: int | None = None,
     with_source: bool = True,
 ) -> tuple[np.ndarray, dict[str, str]]:
     """A labelled strip of ``progression_frames`` and its provenance (the faces it shows)."""

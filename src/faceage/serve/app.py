@@ -109,8 +109,15 @@ class ServeConfig:
     room_wait_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_waiting", "max_strip_ages", "cache_bytes",
-                     "max_pixels_in_flight", "max_decodes"):
+        for name in (
+            "max_upload_bytes",
+            "max_pixels",
+            "max_waiting",
+            "max_strip_ages",
+            "cache_bytes",
+            "max_pixels_in_flight",
+            "max_decodes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -358,17 +365,23 @@ class ServeApp:
         if (headers.get("Sec-Fetch-Site") or "same-origin") not in ("same-origin", "none"):
             raise HTTPError(403, "requests from other web pages are refused (Sec-Fetch-Site header)")
         if not self._known_token(headers.get(TOKEN_HEADER)):
-            raise HTTPError(403, "this upload does not come from the app's page (no valid page token); "
-                                 "reload the page")
+            raise HTTPError(403, "this upload does not come from the app's page (no valid page token); reload the page")
 
     def close(self, timeout: float | None = 600.0) -> bool:
         """Refuse new and waiting photos (HTTP 503), finish the one being aged; returns whether the
         worker stopped within ``timeout`` seconds."""
         return self.queue.close(timeout, cancel_waiting=True)
 
-    def handle(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes], headers: Headers | None = None,
-               still_wanted: Callable[[], bool] | None = None) -> Response:
+    def handle(
+        self,
+        verb: str,
+        path: str,
+        query: str,
+        content_length: int | None,
+        read_body: Callable[[int], bytes],
+        headers: Headers | None = None,
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> Response:
         """Answer one request; never raises. ``headers``: the request's (Host, Origin, token...);
         None only for in-process callers, which are not checked. ``still_wanted()`` says whether the
         client is still connected (checked before a queued photo is aged)."""
@@ -382,8 +395,15 @@ class ServeApp:
             log.exception("unexpected error answering %s %s", verb, path)
             return json_response(500, {"error": "internal error while handling the request (see the server log)"})
 
-    def _route(self, verb: str, path: str, query: str, content_length: int | None,
-               read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
+    def _route(
+        self,
+        verb: str,
+        path: str,
+        query: str,
+        content_length: int | None,
+        read_body: Callable[[int], bytes],
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> Response:
         try:
             params = parse_qs(query, keep_blank_values=True, max_num_fields=20)
         except ValueError:
@@ -449,8 +469,13 @@ class ServeApp:
             raise HTTPError(400, str(error)) from None
         return method, target, strip, _clean_name(one("name"))
 
-    def _age(self, params: dict[str, list[str]], content_length: int | None,
-             read_body: Callable[[int], bytes], still_wanted: Callable[[], bool] | None = None) -> Response:
+    def _age(
+        self,
+        params: dict[str, list[str]],
+        content_length: int | None,
+        read_body: Callable[[int], bytes],
+        still_wanted: Callable[[], bool] | None = None,
+    ) -> Response:
         from faceage.imageio import decode_image_bytes, image_header
 
         start = time.perf_counter()
@@ -459,8 +484,9 @@ class ServeApp:
         if content_length is None:
             raise HTTPError(411, "the upload has no Content-Length")
         if content_length > limit:
-            raise HTTPError(413, f"{name}: the file is {content_length / 2**20:.1f} MiB; "
-                                 f"the limit is {limit / 2**20:.1f} MiB")
+            raise HTTPError(
+                413, f"{name}: the file is {content_length / 2**20:.1f} MiB; the limit is {limit / 2**20:.1f} MiB"
+            )
         if content_length == 0:
             raise HTTPError(400, f"{name}: no file was sent (the upload is empty)")
         body = read_body(content_length)
@@ -472,8 +498,9 @@ class ServeApp:
             raise HTTPError(503, "the server is busy with other photos; try again in a minute", {"Retry-After": "30"})
         pixels = width * height
         if not self.pixels.take(pixels, self.config.room_wait_s):
-            raise HTTPError(503, "the server is busy decoding other photos; try again in a minute",
-                            {"Retry-After": "30"})
+            raise HTTPError(
+                503, "the server is busy decoding other photos; try again in a minute", {"Retry-After": "30"}
+            )
         try:
             with self._decoding, _image_errors():
                 rgb = decode_image_bytes(body, name=name, max_pixels=self.config.max_pixels)
@@ -482,8 +509,16 @@ class ServeApp:
         finally:
             self.pixels.give(pixels)
 
-    def _age_decoded(self, rgb: np.ndarray, method: MethodChoice, target: float, strip: list[float], name: str,
-                     start: float, still_wanted: Callable[[], bool] | None) -> Response:
+    def _age_decoded(
+        self,
+        rgb: np.ndarray,
+        method: MethodChoice,
+        target: float,
+        strip: list[float],
+        name: str,
+        start: float,
+        still_wanted: Callable[[], bool] | None,
+    ) -> Response:
         def job() -> tuple[Rendering, float, float]:
             if still_wanted is not None and not still_wanted():
                 raise ClientGone()  # the client left while waiting: nobody would see the result
@@ -494,9 +529,13 @@ class ServeApp:
         try:
             ticket = self.queue.submit(job)
         except BusyError as error:
-            raise HTTPError(503, "the server is shutting down" if "shutting" in str(error) else
-                            "the server is busy with other photos; try again in a minute",
-                            {"Retry-After": "30"}) from None
+            raise HTTPError(
+                503,
+                "the server is shutting down"
+                if "shutting" in str(error)
+                else "the server is busy with other photos; try again in a minute",
+                {"Retry-After": "30"},
+            ) from None
         try:
             rendering, began, ended = ticket.future.result()
         except BusyError:
@@ -511,8 +550,9 @@ class ServeApp:
             raise HTTPError(400, f"{name}: {error}") from None
         return self._answer(rendering, method, ticket.position, start, began, ended)
 
-    def _answer(self, rendering: Rendering, method: MethodChoice, position: int, start: float,
-                began: float, ended: float) -> Response:
+    def _answer(
+        self, rendering: Rendering, method: MethodChoice, position: int, start: float, began: float, ended: float
+    ) -> Response:
         report = rendering.report
         age_label = f"{report['target_age']:g}"
         images = {"result": (rendering.image, rendering.metadata)}

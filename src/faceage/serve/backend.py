@@ -30,8 +30,14 @@ class EngineBackend:
         others: also serve the other registered methods whose shipped weights are installed.
     """
 
-    def __init__(self, method: str, device: str = "cpu", weights: str | Path | None = None,
-                 max_faces: int | None = 8, others: bool = True) -> None:
+    def __init__(
+        self,
+        method: str,
+        device: str = "cpu",
+        weights: str | Path | None = None,
+        max_faces: int | None = 8,
+        others: bool = True,
+    ) -> None:
         from faceage.methods.engine import Ager
         from faceage.methods.registry import METHODS, available_methods, load_method
 

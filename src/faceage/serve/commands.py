@@ -27,24 +27,58 @@ def _stop(signum, frame) -> None:
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--host", default="127.0.0.1",
-              help="Address to listen on; 127.0.0.1 keeps the app private to this computer.")
+@click.option(
+    "--host", default="127.0.0.1", help="Address to listen on; 127.0.0.1 keeps the app private to this computer."
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=7860, help="Port (0 picks a free one).")
-@click.option("--method", **method_option(),
-              help="Method offered first; every other method with installed weights is offered too. " + method_help())
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Weights file for --method instead of its shipped one.")
+@click.option(
+    "--method",
+    **method_option(),
+    help="Method offered first; every other method with installed weights is offered too. " + method_help(),
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Weights file for --method instead of its shipped one.",
+)
 @click.option("--device", default="cpu", help="torch device for the methods (cpu, cuda, cuda:1...).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=20.0,
-              help="Largest upload accepted, in MiB.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000,
-              help="Largest image accepted, in pixels (checked on the header, before decoding).")
-@click.option("--max-faces", type=click.IntRange(1, 100), default=8,
-              help="Faces aged per photo (largest first); bounds the time one request takes.")
-@click.option("--queue", "max_waiting", type=click.IntRange(1, 10_000), default=32,
-              help="Requests that may wait for the model worker; more are answered 'busy' (HTTP 503).")
-def serve(host: str, port: int, method: str, weights: Path | None, device: str, max_upload_mb: float,
-          max_pixels: int, max_faces: int, max_waiting: int) -> None:
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    help="Largest upload accepted, in MiB.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=50_000_000,
+    help="Largest image accepted, in pixels (checked on the header, before decoding).",
+)
+@click.option(
+    "--max-faces",
+    type=click.IntRange(1, 100),
+    default=8,
+    help="Faces aged per photo (largest first); bounds the time one request takes.",
+)
+@click.option(
+    "--queue",
+    "max_waiting",
+    type=click.IntRange(1, 10_000),
+    default=32,
+    help="Requests that may wait for the model worker; more are answered 'busy' (HTTP 503).",
+)
+def serve(
+    host: str,
+    port: int,
+    method: str,
+    weights: Path | None,
+    device: str,
+    max_upload_mb: float,
+    max_pixels: int,
+    max_faces: int,
+    max_waiting: int,
+) -> None:
     """Run the web app: upload a photo, pick a method and a target age, see and download the result."""
     import logging
 
@@ -53,8 +87,12 @@ def serve(host: str, port: int, method: str, weights: Path | None, device: str, 
     from faceage.serve.server import make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config = ServeConfig(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
-                         max_waiting=max_waiting, allowed_hosts=allowed_hosts(host))
+    config = ServeConfig(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        max_waiting=max_waiting,
+        allowed_hosts=allowed_hosts(host),
+    )
     click.echo(f"loading {method}" + (f" from {weights}" if weights else " (shipped weights)") + " ...")
     backend = EngineBackend(method, device=device, weights=weights, max_faces=max_faces)
     app = ServeApp(backend, config)

@@ -157,7 +157,9 @@ def resize_uint8(images: np.ndarray, size: int, chunk: int = 512) -> np.ndarray:
     return out
 
 
-def load_split(data: str | Path, split: str, size: int, cache_dir: str | Path | None = None, limit: int | None = None) -> FaceArrays:
+def load_split(
+    data: str | Path, split: str, size: int, cache_dir: str | Path | None = None, limit: int | None = None
+) -> FaceArrays:
     """Decode a split of a prepared folder into memory at ``size`` px; cached in ``cache_dir``.
 
     The cache file name holds a hash of the split's shard checksums, the size and the limit, so a
@@ -187,7 +189,9 @@ def load_split(data: str | Path, split: str, size: int, cache_dir: str | Path | 
         assert isinstance(image, np.ndarray)  # the reader decodes
         side = side or image.shape[0]
         if image.shape != (side, side, 3) or side < size:
-            raise DatasetError(f"face {key} in {data} is {image.shape[1]}x{image.shape[0]}; need {side}x{side}, >= {size} px")
+            raise DatasetError(
+                f"face {key} in {data} is {image.shape[1]}x{image.shape[0]}; need {side}x{side}, >= {size} px"
+            )
         pending.append(image)
         if len(pending) == 1024:  # resize as we go: the full-size split never sits in memory
             chunks.append(resize_uint8(np.stack(pending), size))
@@ -271,7 +275,9 @@ def predict_ages(model: AgeRegressor, images: np.ndarray, batch: int = 256) -> n
     model.eval()
     device = next(model.parameters()).device
     try:
-        out = [model(to_tensor(images[i : i + batch]).to(device)).age.cpu().numpy() for i in range(0, len(images), batch)]
+        out = [
+            model(to_tensor(images[i : i + batch]).to(device)).age.cpu().numpy() for i in range(0, len(images), batch)
+        ]
     finally:
         model.train(was_training)
     return np.concatenate(out).astype(np.float32)
@@ -397,8 +403,15 @@ def train_age_regressor(
         return seconds_before + time.perf_counter() - t0
 
     def checkpoint() -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "best": best, "history": history, "options": opts.to_dict(), "seconds": seconds()}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "best": best,
+            "history": history,
+            "options": opts.to_dict(),
+            "seconds": seconds(),
+        }
         save_checkpoint(out, step, state, keep=2)
 
     stopped = False
@@ -416,8 +429,10 @@ def train_age_regressor(
                     rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
                     last_log = now
                     append_jsonl(metrics_path, {"step": step, "epoch": epoch, **parts, "images_per_s": rate})
-                    log(f"step {step}/{total_steps} epoch {epoch + 1} loss {parts['loss']:.3f} "
-                        f"l1 {parts['l1']:.2f} lr {parts['lr']:.2e} {rate:.0f} img/s")
+                    log(
+                        f"step {step}/{total_steps} epoch {epoch + 1} loss {parts['loss']:.3f} "
+                        f"l1 {parts['l1']:.2f} lr {parts['lr']:.2e} {rate:.0f} img/s"
+                    )
                 over_time = bool(stop.reason())  # --max-minutes, or SIGTERM/SIGINT: stop with a checkpoint
                 interrupted = stop_after_steps is not None and step >= stop_after_steps
                 if step % steps_per_epoch == 0:
@@ -427,7 +442,12 @@ def train_age_regressor(
                     append_jsonl(metrics_path, record)
                     log(f"epoch {epoch + 1}: val MAE {result['mae']:.2f}, balanced {result['balanced_mae']:.2f}")
                     if best is None or result["balanced_mae"] < best["balanced_mae"]:
-                        best = {"epoch": epoch + 1, "step": step, "balanced_mae": result["balanced_mae"], "mae": result["mae"]}
+                        best = {
+                            "epoch": epoch + 1,
+                            "step": step,
+                            "balanced_mae": result["balanced_mae"],
+                            "mae": result["mae"],
+                        }
                         save_age_regressor(model, out / WEIGHTS_NAME, _export_metadata(opts, run_info, best, result))
                     checkpoint()
                 elif step % opts.checkpoint_every == 0 or over_time or interrupted:
@@ -438,8 +458,14 @@ def train_age_regressor(
             if stopped:
                 break
 
-    summary: dict[str, Any] = {"finished": step >= total_steps, "step": step, "total_steps": total_steps,
-               "images_seen": step * opts.batch, "best": best, "seconds": seconds()}
+    summary: dict[str, Any] = {
+        "finished": step >= total_steps,
+        "step": step,
+        "total_steps": total_steps,
+        "images_seen": step * opts.batch,
+        "best": best,
+        "seconds": seconds(),
+    }
     if not summary["finished"]:
         log(f"stopped at step {step} of {total_steps}; continue with --resume")
         return summary
@@ -449,8 +475,14 @@ def train_age_regressor(
     # Record the test result beside the weights too (the fp16 weights round-trip byte-identically).
     best_val = next(h["val"] for h in history if h["step"] == best["step"])
     metadata = _export_metadata(opts, run_info, best, best_val, summary["test"])
-    metadata.update({"run_steps": step, "run_images_seen": step * opts.batch, "wall_minutes": round(summary["seconds"] / 60, 1),
-                     "hardware": f"{'CPU' if opts.device == 'cpu' else opts.device}, {opts.threads} torch threads, torch {torch.__version__}"})
+    metadata.update(
+        {
+            "run_steps": step,
+            "run_images_seen": step * opts.batch,
+            "wall_minutes": round(summary["seconds"] / 60, 1),
+            "hardware": f"{'CPU' if opts.device == 'cpu' else opts.device}, {opts.threads} torch threads, torch {torch.__version__}",
+        }
+    )
     save_age_regressor(load_age_regressor(out / WEIGHTS_NAME), out / WEIGHTS_NAME, metadata)
     write_json_atomic(out / REPORT_NAME, summary)
     log(format_decade_report(summary["test"], f"test split, weights of epoch {best['epoch']}"))
@@ -469,25 +501,39 @@ def _run_info(opts: AgeTrainOptions, n_train: int, n_val: int) -> dict:
 
 
 def _short_metrics(m: dict) -> dict:
-    return {"mae": round(m["mae"], 3), "balanced_mae": round(m["balanced_mae"], 3), "n": m["n"],
-            "decades": {k: round(v["mae"], 3) for k, v in m["decades"].items()}}
+    return {
+        "mae": round(m["mae"], 3),
+        "balanced_mae": round(m["balanced_mae"], 3),
+        "n": m["n"],
+        "decades": {k: round(v["mae"], 3) for k, v in m["decades"].items()},
+    }
 
 
 def _export_metadata(opts: AgeTrainOptions, run_info: dict, best: dict, val: dict, test: dict | None = None) -> dict:
-    meta = {**run_info, "selected_on": "lowest balanced MAE on val", "epoch": best["epoch"], "step": best["step"],
-            "images_seen": best["step"] * opts.batch, "val": _short_metrics(val)}
+    meta = {
+        **run_info,
+        "selected_on": "lowest balanced MAE on val",
+        "epoch": best["epoch"],
+        "step": best["step"],
+        "images_seen": best["step"] * opts.batch,
+        "val": _short_metrics(val),
+    }
     if test is not None:
         meta["test"] = {**_short_metrics(test), "sources": {k: round(v, 3) for k, v in test.get("sources", {}).items()}}
     return meta
 
 
-def evaluate_weights(weights: str | Path, opts: AgeTrainOptions, cache_dir: str | Path | None = None, split: str = "test") -> dict:
+def evaluate_weights(
+    weights: str | Path, opts: AgeTrainOptions, cache_dir: str | Path | None = None, split: str = "test"
+) -> dict:
     """MAE per decade (and per source) of saved weights on one split of ``opts.data``."""
     model = load_age_regressor(weights)
     arrays = load_split(opts.data, split, model.cfg.input_size, cache_dir, opts.limit)
     pred = predict_ages(model, arrays.images, opts.eval_batch)
     result = decade_mae(pred, arrays.ages)
     sources = np.asarray(arrays.sources)
-    result["sources"] = {s: decade_mae(pred[sources == s], arrays.ages[sources == s])["mae"] for s in sorted(set(arrays.sources))}
+    result["sources"] = {
+        s: decade_mae(pred[sources == s], arrays.ages[sources == s])["mae"] for s in sorted(set(arrays.sources))
+    }
     result["split"] = split
     return result

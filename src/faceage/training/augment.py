@@ -61,7 +61,9 @@ class AugmentConfig:
             raise ValueError(f"need 0 <= p_init <= p_max <= 1, got {self.p_init}, {self.p_max}")
 
 
-def augment(images: torch.Tensor, p: float, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    images: torch.Tensor, p: float, cfg: AugmentConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Apply the ADA pipeline with probability ``p`` per op and sample; differentiable in ``images``.
 
     ``images`` (B, 3, H, W) float in [-1, 1]; returns the same shape and dtype. ``p == 0`` returns
@@ -159,7 +161,11 @@ class AdaptiveAugment:
             return self.p
         rt = total / n
         self.last_rt = rt
-        step = 0.0 if rt == self.cfg.target else math.copysign(images_seen / (self.cfg.speed_kimg * 1000.0), rt - self.cfg.target)
+        step = (
+            0.0
+            if rt == self.cfg.target
+            else math.copysign(images_seen / (self.cfg.speed_kimg * 1000.0), rt - self.cfg.target)
+        )
         self.p = float(min(max(self.p + step, 0.0), self.cfg.p_max))
         self.acc.zero_()
         return self.p
@@ -170,5 +176,7 @@ class AdaptiveAugment:
 
     def load_state_dict(self, state: dict) -> None:
         self.p = float(state["p"])
-        self.acc = torch.tensor([float(state["sign_sum"]), float(state["count"])], dtype=torch.float64, device=self.acc.device)
+        self.acc = torch.tensor(
+            [float(state["sign_sum"]), float(state["count"])], dtype=torch.float64, device=self.acc.device
+        )
         self.last_rt = state.get("last_rt")

@@ -57,15 +57,19 @@ def load_generator(path: Path):
         raise FaceageError(f"{path} is not a GAN training checkpoint")
     G = Generator(GANConfig.from_dict(ckpt["config"]).generator_config())
     load_module(G, ckpt["G_ema"], f"{path} G_ema")
-    return G.eval(), f"checkpoint {path.name} (G_ema, step {ckpt['progress']['step']}, {ckpt['progress']['nimg'] / 1000:.1f} kimg)"
+    return (
+        G.eval(),
+        f"checkpoint {path.name} (G_ema, step {ckpt['progress']['step']}, {ckpt['progress']['nimg'] / 1000:.1f} kimg)",
+    )
 
 
 def _to_uint8(img: torch.Tensor) -> list[np.ndarray]:
     """(B, 3, r, r) in [-1, 1] -> list of (128, 128, 3) uint8 RGB (bicubic up when r < 128)."""
     x = img.float().clamp(-1, 1)
     if x.shape[-1] != FACE_SIZE:
-        x = F.interpolate(x, size=(FACE_SIZE, FACE_SIZE), mode="bicubic", align_corners=False,
-                          antialias=x.shape[-1] > FACE_SIZE).clamp(-1, 1)
+        x = F.interpolate(
+            x, size=(FACE_SIZE, FACE_SIZE), mode="bicubic", align_corners=False, antialias=x.shape[-1] > FACE_SIZE
+        ).clamp(-1, 1)
     arr = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [np.ascontiguousarray(a) for a in arr]
 
@@ -75,9 +79,13 @@ def _age_summary(ages: np.ndarray) -> dict:
         return {}
     hist = Counter(min(int(a // 10) * 10, DECADES[-1]) for a in ages)
     return {
-        "n": int(ages.size), "mean": float(ages.mean()), "std": float(ages.std()),
-        "p5": float(np.percentile(ages, 5)), "p95": float(np.percentile(ages, 95)),
-        "min": float(ages.min()), "max": float(ages.max()),
+        "n": int(ages.size),
+        "mean": float(ages.mean()),
+        "std": float(ages.std()),
+        "p5": float(np.percentile(ages, 5)),
+        "p95": float(np.percentile(ages, 95)),
+        "min": float(ages.min()),
+        "max": float(ages.max()),
         "decades": {f"{d}-{d + 9}" if d < DECADES[-1] else f"{d}+": hist.get(d, 0) / ages.size for d in DECADES},
     }
 
@@ -115,10 +123,22 @@ class _FaceJudges:
         return out
 
 
-def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, resolutions=(32, 64, 128),
-              ratios=(0.25, 0.5, 0.75, 1.0), split: str = "train", truncation: float = 1.0, batch: int = 250,
-              device: str = "auto", seed: int = 0, cache: Path | None = None,
-              out: Path = Path("benchmarks/results/gan.md"), echo: Callable[[str], None] = print) -> dict:
+def bench_gan(
+    weights: Path,
+    data: Path,
+    n: int = 10000,
+    n_faces: int = 500,
+    resolutions=(32, 64, 128),
+    ratios=(0.25, 0.5, 0.75, 1.0),
+    split: str = "train",
+    truncation: float = 1.0,
+    batch: int = 250,
+    device: str = "auto",
+    seed: int = 0,
+    cache: Path | None = None,
+    out: Path = Path("benchmarks/results/gan.md"),
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Run the benchmark; writes ``out`` (markdown) and ``out.with_suffix('.json')``; returns the report."""
     from faceage.eval.fid import FeatureExtractor, FeatureStats, cached_stats, fd_between, stats_of_images
     from faceage.training.dataset import ShardImageDataset, real_batches
@@ -136,7 +156,9 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     bad = [r for r in resolutions if r not in G.cfg.resolutions]
     if bad:
         raise FaceageError(f"resolutions {bad} not offered by this generator ({G.cfg.resolutions})")
-    subs = [(R, 1.0)] + [(r, c) for r in sorted(resolutions, reverse=True) for c in sorted(ratios, reverse=True) if (r, c) != (R, 1.0)]
+    subs = [(R, 1.0)] + [
+        (r, c) for r in sorted(resolutions, reverse=True) for c in sorted(ratios, reverse=True) if (r, c) != (R, 1.0)
+    ]
     echo(f"[bench gan] {source}; {len(subs)} models; n={n}; device {dev}")
 
     with torch.random.fork_rng(devices=[]):
@@ -189,7 +211,8 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
     for s in subs:
         res, ratio = s
         row = {
-            "resolution": res, "ratio": ratio,
+            "resolution": res,
+            "ratio": ratio,
             "synthesis_params": G.count_parameters(res, ratio, include_mapping=False),
             "fd": fd_between(stats[s], real_stats[res]),
         }
@@ -202,19 +225,31 @@ def bench_gan(weights: Path, data: Path, n: int = 10000, n_faces: int = 500, res
             row.update(judges.judge(faces[s]))
             row["judge_seconds"] = time.monotonic() - t0
         rows.append(row)
-        echo(f"[bench gan] r{res} c{ratio:g}: FD {row['fd']:.2f}" + (f", cons MSE {row['cons_mse']:.4f}" if "cons_mse" in row else "")
-             + (f", detect {row['detect_rate']:.2f}" if "detect_rate" in row else "")
-             + (f", age p5-p95 {row['age']['p5']:.0f}-{row['age']['p95']:.0f}" if row.get("age") else ""))
+        echo(
+            f"[bench gan] r{res} c{ratio:g}: FD {row['fd']:.2f}"
+            + (f", cons MSE {row['cons_mse']:.4f}" if "cons_mse" in row else "")
+            + (f", detect {row['detect_rate']:.2f}" if "detect_rate" in row else "")
+            + (f", age p5-p95 {row['age']['p5']:.0f}-{row['age']['p95']:.0f}" if row.get("age") else "")
+        )
 
     real_ages = dataset._ages[np.isfinite(dataset._ages)]
     report = {
         "benchmark": "gan",
-        "weights": str(weights), "source": source, "generator_config": G.cfg.to_dict(),
-        "data": dataset.stats(), "real_age": _age_summary(real_ages),
-        "n": n, "n_real": n_real, "n_faces": n_faces, "truncation": truncation, "seed": seed,
+        "weights": str(weights),
+        "source": source,
+        "generator_config": G.cfg.to_dict(),
+        "data": dataset.stats(),
+        "real_age": _age_summary(real_ages),
+        "n": n,
+        "n_real": n_real,
+        "n_faces": n_faces,
+        "truncation": truncation,
+        "seed": seed,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "feature_net": "MobileNetV2 ImageNet (torchvision mobilenet_v2-b0353104), pooled 1280-d, 224 px bilinear",
-        "notes": judges.notes if judges is not None else {"detector": "skipped: --n-faces 0", "age": "skipped: --n-faces 0"},
+        "notes": judges.notes
+        if judges is not None
+        else {"detector": "skipped: --n-faces 0", "age": "skipped: --n-faces 0"},
         "rows": rows,
         "seconds": time.monotonic() - t_start,
         "command": "faceage bench gan " + f"--weights {weights} --data {data} --n {n} --n-faces {n_faces}",
@@ -246,22 +281,40 @@ def render_markdown(report: dict) -> str:
     ]
     for r in report["rows"]:
         age = r.get("age") or {}
-        cells = [str(r["resolution"]), f"{r['ratio']:g}", f"{r['synthesis_params'] / 1e6:.2f}", f"{r['fd']:.2f}",
-                 f"{r['cons_mse']:.4f}" if "cons_mse" in r else "—",
-                 f"{r['cons_psnr_db']:.1f}" if "cons_psnr_db" in r else "—",
-                 f"{r['detect_rate'] * 100:.1f} %" if "detect_rate" in r else "—",
-                 f"{age['mean']:.1f}" if age else "—",
-                 f"{age['p5']:.0f}-{age['p95']:.0f}" if age else "—"]
+        cells = [
+            str(r["resolution"]),
+            f"{r['ratio']:g}",
+            f"{r['synthesis_params'] / 1e6:.2f}",
+            f"{r['fd']:.2f}",
+            f"{r['cons_mse']:.4f}" if "cons_mse" in r else "—",
+            f"{r['cons_psnr_db']:.1f}" if "cons_psnr_db" in r else "—",
+            f"{r['detect_rate'] * 100:.1f} %" if "detect_rate" in r else "—",
+            f"{age['mean']:.1f}" if age else "—",
+            f"{age['p5']:.0f}-{age['p95']:.0f}" if age else "—",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     decade_rows = [r for r in report["rows"] if r.get("age")]
     if decade_rows or report.get("real_age"):
         keys = list((decade_rows[0]["age"] if decade_rows else report["real_age"])["decades"])
-        lines += ["", "Estimated age per decade (share of faces):", "",
-                  "| model | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        lines += [
+            "",
+            "Estimated age per decade (share of faces):",
+            "",
+            "| model | " + " | ".join(keys) + " |",
+            "|---|" + "---:|" * len(keys),
+        ]
         if report.get("real_age"):
-            lines.append("| real faces (labels) | " + " | ".join(f"{report['real_age']['decades'][k] * 100:.1f}" for k in keys) + " |")
+            lines.append(
+                "| real faces (labels) | "
+                + " | ".join(f"{report['real_age']['decades'][k] * 100:.1f}" for k in keys)
+                + " |"
+            )
         for r in decade_rows:
-            lines.append(f"| r{r['resolution']} c{r['ratio']:g} | " + " | ".join(f"{r['age']['decades'][k] * 100:.1f}" for k in keys) + " |")
+            lines.append(
+                f"| r{r['resolution']} c{r['ratio']:g} | "
+                + " | ".join(f"{r['age']['decades'][k] * 100:.1f}" for k in keys)
+                + " |"
+            )
     for what, note in report["notes"].items():
         lines += ["", f"Note ({what}): {note}"]
     return "\n".join(lines) + "\n"

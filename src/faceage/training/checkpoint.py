@@ -65,7 +65,9 @@ def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         return {"__tensor__": key}
     if isinstance(obj, np.ndarray):
         key = path or "array"
-        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "iub" else np.float64))
+        tensors[key] = torch.from_numpy(
+            np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "iub" else np.float64)
+        )
         return {"__ndarray__": key, "dtype": obj.dtype.str}
     if isinstance(obj, np.generic):
         return obj.item()
@@ -112,7 +114,9 @@ def _header_estimate(key: str, ndim: int) -> int:
     return len(key.encode()) + 80 + 22 * ndim
 
 
-def _pack(tensors: dict[str, torch.Tensor], max_part_bytes: int) -> tuple[list[dict[str, torch.Tensor]], dict[str, dict]]:
+def _pack(
+    tensors: dict[str, torch.Tensor], max_part_bytes: int
+) -> tuple[list[dict[str, torch.Tensor]], dict[str, dict]]:
     """Greedy packing into parts; tensors too large for one part become chunks ``key#i``."""
     budget = max_part_bytes - 4096  # room for the JSON header and its 8-byte length prefix
     parts: list[dict[str, torch.Tensor]] = [{}]
@@ -167,7 +171,9 @@ def save_checkpoint(
             raise CheckpointError(f"part {i} of {stem} is {len(data)} bytes > limit {max_part_bytes}")
         name = f"{stem}.part{i:03d}.safetensors"
         write_bytes_atomic(run_dir / name, data)
-        part_entries.append({"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "keys": len(part)})
+        part_entries.append(
+            {"file": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "keys": len(part)}
+        )
     index = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -32,12 +32,28 @@ def train() -> None:
 
 # CLI option name -> GANConfig field ("augment.X" = AugmentConfig field); None = run option only.
 _CONFIG_FIELDS = {
-    "resolution": "resolution", "channel_max": "channel_max", "sub_res": "sub_resolutions",
-    "ratios": "ratios", "cons_weight": "cons_weight", "batch": "batch", "g_lr": "g_lr", "d_lr": "d_lr",
-    "gamma": "r1_gamma", "r1_interval": "r1_interval", "pl_weight": "pl_weight", "mixing": "style_mixing",
-    "ema_kimg": "ema_kimg", "mirror": "mirror", "seed": "seed", "amp": "amp",
-    "channels_last": "channels_last", "tf32": "tf32", "compile_mode": "compile",
-    "aug": "augment.ops", "ada_target": "augment.target", "ada_kimg": "augment.speed_kimg",
+    "resolution": "resolution",
+    "channel_max": "channel_max",
+    "sub_res": "sub_resolutions",
+    "ratios": "ratios",
+    "cons_weight": "cons_weight",
+    "batch": "batch",
+    "g_lr": "g_lr",
+    "d_lr": "d_lr",
+    "gamma": "r1_gamma",
+    "r1_interval": "r1_interval",
+    "pl_weight": "pl_weight",
+    "mixing": "style_mixing",
+    "ema_kimg": "ema_kimg",
+    "mirror": "mirror",
+    "seed": "seed",
+    "amp": "amp",
+    "channels_last": "channels_last",
+    "tf32": "tf32",
+    "compile_mode": "compile",
+    "aug": "augment.ops",
+    "ada_target": "augment.target",
+    "ada_kimg": "augment.speed_kimg",
     "ada_p_max": "augment.p_max",
 }
 
@@ -45,51 +61,93 @@ _CONFIG_FIELDS = {
 @train.command("gan")
 @click.option("--data", type=_DIR, required=True, help="Prepared shard folder (manifest.json + faces-*.tar).")
 @click.option("--out", type=_DIR, required=True, help="Run folder: checkpoints, metrics.jsonl, options, sample grids.")
-@resume_option("Alone or auto: the newest checkpoint in --out if any; or a checkpoint .json, a run folder, or a "
-               "model folder (weights only: G_ema; D and optimizers restart).")
-@click.option("--kimg", type=click.FloatRange(min=0), default=1000.0, help="Stop at this many thousand real images (total).")
+@resume_option(
+    "Alone or auto: the newest checkpoint in --out if any; or a checkpoint .json, a run folder, or a "
+    "model folder (weights only: G_ema; D and optimizers restart)."
+)
+@click.option(
+    "--kimg", type=click.FloatRange(min=0), default=1000.0, help="Stop at this many thousand real images (total)."
+)
 @max_minutes_option
-@click.option("--max-steps", type=click.IntRange(min=0), default=None, help="Stop after this many iterations (timing runs).")
+@click.option(
+    "--max-steps", type=click.IntRange(min=0), default=None, help="Stop after this many iterations (timing runs)."
+)
 @click.option("--batch", type=click.IntRange(2, 4096), default=64, help="Images per GPU per step.")
 @device_option()
-@click.option("--compile", "compile_mode", type=click.Choice(["off", "d", "all"]), default="off",
-              help="torch.compile: d = discriminator only (seconds); all = also G synthesis (minutes of compile).")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", help="bf16 autocast (auto: on CUDA).")
+@click.option(
+    "--compile",
+    "compile_mode",
+    type=click.Choice(["off", "d", "all"]),
+    default="off",
+    help="torch.compile: d = discriminator only (seconds); all = also G synthesis (minutes of compile).",
+)
+@click.option(
+    "--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto", help="bf16 autocast (auto: on CUDA)."
+)
 @click.option("--channels-last/--no-channels-last", default=True, help="channels_last memory format for D.")
 @click.option("--tf32/--no-tf32", default=True)
 @click.option("--workers", type=click.IntRange(0, 64), default=6, help="DataLoader processes decoding JPEGs (per GPU).")
 @click.option("--seed", type=int, default=0)
-@click.option("--resolution", type=click.Choice(["32", "64", "128", "256"]), default="128", callback=lambda c, p, v: int(v))
+@click.option(
+    "--resolution", type=click.Choice(["32", "64", "128", "256"]), default="128", callback=lambda c, p, v: int(v)
+)
 @click.option("--channel-max", type=click.IntRange(8, 1024), default=256)
-@click.option("--sub-res", type=str, default="32,64,128", callback=lambda c, p, v: _int_list(v),
-              help="Sub-generator output resolutions sampled per step.")
-@click.option("--ratios", type=str, default="0.25,0.5,0.75,1", callback=lambda c, p, v: _float_list(v),
-              help="Sub-generator channel ratios sampled per step.")
-@click.option("--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the sub-generator consistency MSE.")
+@click.option(
+    "--sub-res",
+    type=str,
+    default="32,64,128",
+    callback=lambda c, p, v: _int_list(v),
+    help="Sub-generator output resolutions sampled per step.",
+)
+@click.option(
+    "--ratios",
+    type=str,
+    default="0.25,0.5,0.75,1",
+    callback=lambda c, p, v: _float_list(v),
+    help="Sub-generator channel ratios sampled per step.",
+)
+@click.option(
+    "--cons-weight", type=click.FloatRange(min=0), default=20.0, help="Weight of the sub-generator consistency MSE."
+)
 @click.option("--gamma", type=click.FloatRange(min=0), default=0.25, help="R1 weight at full resolution.")
 @click.option("--r1-interval", type=click.IntRange(min=1), default=16)
-@click.option("--pl-weight", type=click.FloatRange(min=0), default=0.0, help="Path-length regularisation weight (0 = off).")
+@click.option(
+    "--pl-weight", type=click.FloatRange(min=0), default=0.0, help="Path-length regularisation weight (0 = off)."
+)
 @click.option("--g-lr", type=click.FloatRange(min=0), default=0.0025)
 @click.option("--d-lr", type=click.FloatRange(min=0), default=0.0025)
 @click.option("--mixing", type=click.FloatRange(0, 1), default=0.9, help="Style-mixing probability.")
 @click.option("--ema-kimg", type=click.FloatRange(min=0), default=20.0, help="EMA half-life of G in kimg.")
 @click.option("--mirror/--no-mirror", default=True, help="Add x-flipped copies of the training faces.")
-@click.option("--aug", type=str, default="xflip,translate,brightness,contrast,saturation,cutout",
-              callback=lambda c, p, v: tuple(t for t in v.split(",") if t.strip() and v != "none"),
-              help="ADA operations (comma-separated) or 'none'.")
+@click.option(
+    "--aug",
+    type=str,
+    default="xflip,translate,brightness,contrast,saturation,cutout",
+    callback=lambda c, p, v: tuple(t for t in v.split(",") if t.strip() and v != "none"),
+    help="ADA operations (comma-separated) or 'none'.",
+)
 @click.option("--ada-target", type=click.FloatRange(0, 1), default=0.6)
 @click.option("--ada-kimg", type=click.FloatRange(min=1), default=100.0, help="kimg for ADA p to move by 1.")
 @click.option("--ada-p-max", type=click.FloatRange(0, 1), default=1.0)
 @click.option("--split", default="train", help="Data split to train on.")
 @click.option("--log-every", type=click.IntRange(min=1), default=50, help="Steps between metrics lines.")
-@click.option("--ckpt-kimg", type=click.FloatRange(min=0), default=50.0, help="Checkpoint every this many kimg (0 = only at the end).")
+@click.option(
+    "--ckpt-kimg",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    help="Checkpoint every this many kimg (0 = only at the end).",
+)
 @click.option("--ckpt-minutes", type=click.FloatRange(min=0.1), default=4.0, help="...and at least this often.")
 @click.option("--keep-ckpts", type=click.IntRange(min=1), default=2)
 @click.option("--fd-kimg", type=click.FloatRange(min=0), default=50.0, help="Quick FD every this many kimg (0 = off).")
 @click.option("--fd-n", type=click.IntRange(min=10), default=2000, help="Samples for the quick FD.")
-@click.option("--compact-to", type=_DIR, default=None,
-              help="At the end also write a compact checkpoint here (fp16 networks, no Adam state, ~52 MiB "
-                   "at 128 px: small enough to bring back from a GPU machine and upload again).")
+@click.option(
+    "--compact-to",
+    type=_DIR,
+    default=None,
+    help="At the end also write a compact checkpoint here (fp16 networks, no Adam state, ~52 MiB "
+    "at 128 px: small enough to bring back from a GPU machine and upload again).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 def train_gan(**kw) -> None:
     """Train the StyleGAN2 generator with sampled sub-generators and their consistency loss."""
@@ -111,7 +169,9 @@ def train_gan(**kw) -> None:
             explicit[fieldname] = kw[opt]
     flat = {f: kw[o] for o, f in _CONFIG_FIELDS.items() if not f.startswith("augment.")}
     if any(r > kw["resolution"] for r in kw["sub_res"]):
-        raise click.BadParameter(f"sub resolutions {kw['sub_res']} exceed --resolution {kw['resolution']}", param_hint="--sub-res")
+        raise click.BadParameter(
+            f"sub resolutions {kw['sub_res']} exceed --resolution {kw['resolution']}", param_hint="--sub-res"
+        )
     if kw["resume"] is not None and kw["resume"] != "auto" and not Path(kw["resume"]).exists():
         raise click.BadParameter(f"{kw['resume']} does not exist", param_hint="--resume")
     try:
@@ -121,14 +181,35 @@ def train_gan(**kw) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     opts = RunOptions(
-        data=kw["data"], out=kw["out"], kimg=kw["kimg"], max_minutes=kw["max_minutes"], max_steps=kw["max_steps"],
-        device=kw["device"], split=kw["split"], workers=kw["workers"], log_every=kw["log_every"],
-        ckpt_kimg=kw["ckpt_kimg"], ckpt_minutes=kw["ckpt_minutes"], keep_ckpts=kw["keep_ckpts"],
-        fd_kimg=kw["fd_kimg"], fd_n=kw["fd_n"], compact_to=kw["compact_to"], started=started,
+        data=kw["data"],
+        out=kw["out"],
+        kimg=kw["kimg"],
+        max_minutes=kw["max_minutes"],
+        max_steps=kw["max_steps"],
+        device=kw["device"],
+        split=kw["split"],
+        workers=kw["workers"],
+        log_every=kw["log_every"],
+        ckpt_kimg=kw["ckpt_kimg"],
+        ckpt_minutes=kw["ckpt_minutes"],
+        keep_ckpts=kw["keep_ckpts"],
+        fd_kimg=kw["fd_kimg"],
+        fd_n=kw["fd_n"],
+        compact_to=kw["compact_to"],
+        started=started,
     )
     if kw["dry_run"]:
-        click.echo(json.dumps({"config": cfg.to_dict(), "explicit": {k: list(v) if isinstance(v, tuple) else v for k, v in explicit.items()},
-                               "resume": kw["resume"], "run": {k: str(v) for k, v in vars(opts).items()}}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "config": cfg.to_dict(),
+                    "explicit": {k: list(v) if isinstance(v, tuple) else v for k, v in explicit.items()},
+                    "resume": kw["resume"],
+                    "run": {k: str(v) for k, v in vars(opts).items()},
+                },
+                indent=2,
+            )
+        )
         return
     if not kw["data"].is_dir():
         raise FaceageError(f"data folder not found: {kw['data']}")
@@ -181,12 +262,20 @@ def bench() -> None:
 
 
 @bench.command("gan")
-@click.option("--weights", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Model folder (exported G_ema), checkpoint .json, or run folder (newest checkpoint).")
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Model folder (exported G_ema), checkpoint .json, or run folder (newest checkpoint).",
+)
 @click.option("--data", type=_DIR, required=True, help="Prepared shard folder with the real faces.")
 @click.option("--n", type=click.IntRange(min=10), default=10000, help="Generated (and real) faces per FD.")
-@click.option("--n-faces", type=click.IntRange(min=0), default=500,
-              help="Generated faces per sub-model given to the face detector and age estimator (CPU-bound).")
+@click.option(
+    "--n-faces",
+    type=click.IntRange(min=0),
+    default=500,
+    help="Generated faces per sub-model given to the face detector and age estimator (CPU-bound).",
+)
 @click.option("--resolutions", type=str, default="32,64,128", callback=lambda c, p, v: _int_list(v))
 @click.option("--ratios", type=str, default="0.25,0.5,0.75,1", callback=lambda c, p, v: _float_list(v))
 @click.option("--split", default="train", help="Real faces to compare with.")
@@ -195,8 +284,12 @@ def bench() -> None:
 @device_option()
 @click.option("--seed", type=int, default=0)
 @click.option("--cache", type=_DIR, default=None, help="Real-statistics cache (default: DATA/.fdstats).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("benchmarks/results/gan.md"),
-              help="Markdown report; the JSON goes beside it.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("benchmarks/results/gan.md"),
+    help="Markdown report; the JSON goes beside it.",
+)
 def bench_gan(**kw) -> None:
     """FD per sub-model, sub-vs-full consistency, detector hit rate and age spread of generated faces."""
     from faceage.training.bench import bench_gan as run

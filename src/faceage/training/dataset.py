@@ -89,7 +89,9 @@ class ShardImageDataset(Dataset):
         mirror: expose horizontally mirrored copies as a second half of the index space.
     """
 
-    def __init__(self, folder: str | Path, split: str | None = "train", resolution: int | None = None, mirror: bool = True):
+    def __init__(
+        self, folder: str | Path, split: str | None = "train", resolution: int | None = None, mirror: bool = True
+    ):
         self.folder = Path(folder)
         self.split = split
         self.paths = find_shards(self.folder, split)
@@ -192,8 +194,15 @@ class StepBatchSampler(Sampler[list[int]]):
     and rank ``r`` takes the ``r``-th slice of each. ``start_step`` skips the steps already done.
     """
 
-    def __init__(self, dataset_len: int, batch_per_rank: int, rank: int = 0, world_size: int = 1,
-                 seed: int = 0, start_step: int = 0):
+    def __init__(
+        self,
+        dataset_len: int,
+        batch_per_rank: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        start_step: int = 0,
+    ):
         if batch_per_rank < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"bad sampler setup: batch {batch_per_rank}, rank {rank}, world {world_size}")
         self.global_batch = batch_per_rank * world_size
@@ -225,8 +234,16 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # decoding is PIL's work; keep workers off the trainer's cores
 
 
-def make_loader(dataset: ShardImageDataset, batch_per_rank: int, rank: int, world_size: int, seed: int,
-                start_step: int, workers: int, pin_memory: bool) -> DataLoader:
+def make_loader(
+    dataset: ShardImageDataset,
+    batch_per_rank: int,
+    rank: int,
+    world_size: int,
+    seed: int,
+    start_step: int,
+    workers: int,
+    pin_memory: bool,
+) -> DataLoader:
     """Endless DataLoader of uint8 (B, 3, R, R) batches starting at ``start_step``."""
     sampler = StepBatchSampler(len(dataset), batch_per_rank, rank, world_size, seed, start_step)
     kwargs: dict[str, Any] = {}
@@ -234,8 +251,14 @@ def make_loader(dataset: ShardImageDataset, batch_per_rank: int, rank: int, worl
         kwargs = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": _worker_init}
     # A private generator: DataLoader draws a base seed when iterated, which would otherwise come
     # from (and shift) the global RNG that training restores on resume.
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
-                      generator=torch.Generator().manual_seed(seed), **kwargs)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
+        **kwargs,
+    )
 
 
 def to_float_images(batch: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
@@ -244,11 +267,15 @@ def to_float_images(batch: torch.Tensor, device: torch.device, channels_last: bo
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def real_batches(dataset: ShardImageDataset, n: int, batch: int, seed: int = 123, workers: int = 0) -> Iterator[torch.Tensor]:
+def real_batches(
+    dataset: ShardImageDataset, n: int, batch: int, seed: int = 123, workers: int = 0
+) -> Iterator[torch.Tensor]:
     """The first ``n`` unmirrored faces of a seeded permutation, as uint8 batches (for FD statistics)."""
     n = min(n, dataset.n)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(dataset.n, generator=g)[:n].tolist()
     chunks = [order[i : i + batch] for i in range(0, n, batch)]
-    loader = DataLoader(dataset, batch_sampler=chunks, num_workers=workers, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        dataset, batch_sampler=chunks, num_workers=workers, generator=torch.Generator().manual_seed(seed)
+    )
     yield from loader

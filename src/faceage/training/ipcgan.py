@@ -60,8 +60,18 @@ from faceage.training.ema import make_ema, update_ema
 from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
-_RESUME_FREE = {"data", "out", "threads", "max_minutes", "log_every", "steps", "init_from", "sample_every",
-                "checkpoint_every", "device"}
+_RESUME_FREE = {
+    "data",
+    "out",
+    "threads",
+    "max_minutes",
+    "log_every",
+    "steps",
+    "init_from",
+    "sample_every",
+    "checkpoint_every",
+    "device",
+}
 
 
 @dataclass
@@ -116,10 +126,16 @@ class IPCGANTrainOptions:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def model_config(self) -> IPCGANConfig:
-        return IPCGANConfig(resolution=self.size, num_groups=get_grouping(self.grouping).num_groups,
-                            g_channels=self.g_channels, g_blocks=self.g_blocks,
-                            d_channels=self.d_channels, d_layers=self.d_layers, head=self.head,
-                            d_type=self.d_type)
+        return IPCGANConfig(
+            resolution=self.size,
+            num_groups=get_grouping(self.grouping).num_groups,
+            g_channels=self.g_channels,
+            g_blocks=self.g_blocks,
+            d_channels=self.d_channels,
+            d_layers=self.d_layers,
+            head=self.head,
+            d_type=self.d_type,
+        )
 
 
 class Sampler:
@@ -177,8 +193,9 @@ class IPCGANLosses:
         """Channel-normalised conv5 features (unit length at each position, as LPIPS compares them):
         the raw activations are tiny (mean square ~1e-4) and their scale says nothing about identity."""
         if images.shape[-1] != self.identity_size:
-            images = F.interpolate(images, size=(self.identity_size,) * 2, mode="bilinear", align_corners=False,
-                                   antialias=True)
+            images = F.interpolate(
+                images, size=(self.identity_size,) * 2, mode="bilinear", align_corners=False, antialias=True
+            )
         f = self.alexnet(images).relu5
         return f / (f.pow(2).sum(1, keepdim=True) + 1e-20).sqrt()
 
@@ -239,10 +256,16 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
     g_opt.step()
     real_mean = sum(float(x.detach().mean()) for x in d_real) / len(d_real)
     fake_mean = sum(float(x.detach().mean()) for x in d_fake) / len(d_fake)
-    return {"d_loss": float(d_loss.detach()), "d_real": real_mean, "d_fake": fake_mean,
-            "g_gan": float(g_gan.detach()), "g_id": float(g_id.detach()), "g_age": float(g_age.detach()),
-            "age_acc": float(age_acc),
-            "change": float((fake.detach() - source).abs().mean())}
+    return {
+        "d_loss": float(d_loss.detach()),
+        "d_real": real_mean,
+        "d_fake": fake_mean,
+        "g_gan": float(g_gan.detach()),
+        "g_id": float(g_id.detach()),
+        "g_age": float(g_age.detach()),
+        "age_acc": float(age_acc),
+        "change": float((fake.detach() - source).abs().mean()),
+    }
 
 
 @torch.no_grad()
@@ -255,9 +278,12 @@ def evaluate(G, losses: IPCGANLosses, images: np.ndarray, num_groups: int, centr
         fake = G(x, groups)
         pred = losses.regressor(fake)
         log_p = group_log_probs(pred.logits, losses.regressor.bin_ages, losses.edges)
-        out[str(g)] = {"centre": centres[g], "mean_age": float(pred.age.mean()),
-                       "group_acc": float((log_p.argmax(1) == groups).float().mean()),
-                       "identity_loss": float(losses.identity(fake, x))}
+        out[str(g)] = {
+            "centre": centres[g],
+            "mean_age": float(pred.age.mean()),
+            "group_acc": float((log_p.argmax(1) == groups).float().mean()),
+            "identity_loss": float(losses.identity(fake, x)),
+        }
     return out
 
 
@@ -273,26 +299,41 @@ def sample_grid(G, images: np.ndarray, num_groups: int, device) -> np.ndarray:
 def _generator_metadata(opts: IPCGANTrainOptions, step: int, extra: dict | None = None) -> dict:
     from faceage.data.shards import MANIFEST, sha256_file
 
-    meta = {"grouping": opts.grouping, "steps": step, "kimg": round(step * opts.batch / 1000, 3),
-            "batch": opts.batch, "data": str(opts.data),
-            "data_manifest_sha256": sha256_file(Path(opts.data) / MANIFEST),
-            "losses": {"lambda_gan": opts.lambda_gan, "lambda_id": opts.lambda_id, "lambda_age": opts.lambda_age,
-                       "identity_features": f"ST-LPIPS AlexNet conv5, channel-normalised, at {opts.identity_size} px (stlpips-pytorch 0.0.2)",
-                       "age_classifier": "faceage age_regressor (shipped)"}}
+    meta = {
+        "grouping": opts.grouping,
+        "steps": step,
+        "kimg": round(step * opts.batch / 1000, 3),
+        "batch": opts.batch,
+        "data": str(opts.data),
+        "data_manifest_sha256": sha256_file(Path(opts.data) / MANIFEST),
+        "losses": {
+            "lambda_gan": opts.lambda_gan,
+            "lambda_id": opts.lambda_id,
+            "lambda_age": opts.lambda_age,
+            "identity_features": f"ST-LPIPS AlexNet conv5, channel-normalised, at {opts.identity_size} px (stlpips-pytorch 0.0.2)",
+            "age_classifier": "faceage age_regressor (shipped)",
+        },
+    }
     if opts.init_from:
         from faceage.models.io import read_flat_config
 
         _, before = read_flat_config(opts.init_from, "IPCGANGenerator")
-        meta["initialised_from"] = {"file": Path(opts.init_from).name,
-                                    **{k: before[k] for k in ("steps", "kimg", "total_kimg") if k in before}}
+        meta["initialised_from"] = {
+            "file": Path(opts.init_from).name,
+            **{k: before[k] for k in ("steps", "kimg", "total_kimg") if k in before},
+        }
         meta["total_kimg"] = round(before.get("total_kimg", before.get("kimg", 0.0)) + meta["kimg"], 3)
     if extra:
         meta.update(extra)
     return meta
 
 
-def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[str], None] = print,
-                 stop_after_steps: int | None = None) -> dict:
+def train_ipcgan(
+    opts: IPCGANTrainOptions,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    stop_after_steps: int | None = None,
+) -> dict:
     """Train (or resume) a run in ``opts.out``; return a summary. ``stop_after_steps`` ends the call
     after that many global steps with a checkpoint, as an interruption would."""
     from faceage.imageio import save_image
@@ -316,16 +357,19 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
     rng = np.random.default_rng(opts.seed)
     val_idx = np.sort(rng.choice(len(val), size=min(32, len(val)), replace=False))
     val_faces = val.images[val_idx]
-    log(f"data: {len(train)} train, {len(val)} val faces at {opts.size} px; groups {grouping.labels()} "
-        f"with {[len(i) for i in sampler.by_group]} faces ({time.perf_counter() - t0:.0f} s)")
+    log(
+        f"data: {len(train)} train, {len(val)} val faces at {opts.size} px; groups {grouping.labels()} "
+        f"with {[len(i) for i in sampler.by_group]} faces ({time.perf_counter() - t0:.0f} s)"
+    )
 
     torch.manual_seed(opts.seed)
     cfg = opts.model_config()
     G, D = IPCGANGenerator(cfg).to(device), build_discriminator(cfg).to(device)
     if opts.init_from and not resume:
         init = load_flat(opts.init_from, IPCGANGenerator, WEIGHTS_NAME, "IPCGAN generator weights")
-        same_body = replace(init.cfg, head=cfg.head, d_type=cfg.d_type, d_channels=cfg.d_channels,
-                            d_layers=cfg.d_layers) == cfg
+        same_body = (
+            replace(init.cfg, head=cfg.head, d_type=cfg.d_type, d_channels=cfg.d_channels, d_layers=cfg.d_layers) == cfg
+        )
         if not same_body:
             raise ValueError(f"--init-from {opts.init_from} has config {init.cfg}, the run wants {cfg}")
         G.load_state_dict(init.state_dict())
@@ -346,15 +390,25 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
         step, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
         log(f"resumed at step {step}")
     else:
-        log(f"G {count_parameters(G) / 1e6:.2f} M, D {count_parameters(D) / 1e6:.2f} M parameters; "
-            f"{opts.steps} steps of {opts.batch}")
+        log(
+            f"G {count_parameters(G) / 1e6:.2f} M, D {count_parameters(D) / 1e6:.2f} M parameters; "
+            f"{opts.steps} steps of {opts.batch}"
+        )
 
     def seconds() -> float:
         return seconds_before + time.perf_counter() - t0
 
     def checkpoint(extra: dict | None = None) -> None:
-        state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "g_opt": g_opt.state_dict(),
-                 "d_opt": d_opt.state_dict(), "step": step, "options": opts.to_dict(), "seconds": seconds()}
+        state = {
+            "G": G.state_dict(),
+            "D": D.state_dict(),
+            "G_ema": G_ema.state_dict(),
+            "g_opt": g_opt.state_dict(),
+            "d_opt": d_opt.state_dict(),
+            "step": step,
+            "options": opts.to_dict(),
+            "seconds": seconds(),
+        }
         save_checkpoint(out, step, state, keep=2)
         save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step, extra))
 
@@ -362,18 +416,26 @@ def train_ipcgan(opts: IPCGANTrainOptions, resume: bool = False, log: Callable[[
     stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
     while step < opts.steps:
         source, target, real, wrong = sampler.draw(step, opts.batch)
-        batch = {"source": to_tensor(train.images[source]).to(device), "real": to_tensor(train.images[real]).to(device),
-                 "target": torch.from_numpy(target).to(device), "wrong": torch.from_numpy(wrong).to(device)}
+        batch = {
+            "source": to_tensor(train.images[source]).to(device),
+            "real": to_tensor(train.images[real]).to(device),
+            "target": torch.from_numpy(target).to(device),
+            "wrong": torch.from_numpy(wrong).to(device),
+        }
         parts = train_step(G, D, g_opt, d_opt, losses, batch, opts, step)
         step += 1
-        update_ema(G_ema, G, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, step * opts.batch * 0.5))))
+        update_ema(
+            G_ema, G, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, step * opts.batch * 0.5)))
+        )
         if step % opts.log_every == 0:
             now = time.perf_counter()
             rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
             last_log = now
             append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
-            log(f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
-                f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s")
+            log(
+                f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
+                f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s"
+            )
         over_time = bool(stop.reason())
         interrupted = stop_after_steps is not None and step >= stop_after_steps
         if step % opts.sample_every == 0 or step == opts.steps:

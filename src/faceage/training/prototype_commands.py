@@ -14,20 +14,40 @@ CALIBRATION_TARGETS = (2.0, 5.0, 10.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0,
 
 
 @click.command("prototypes", context_settings=CONTEXT_SETTINGS)
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder from `faceage data prepare --size 256` (its samples carry landmarks).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/prototypes"),
-              help="Run folder: per-shard caches (resume) and prototypes.safetensors/.json.")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder from `faceage data prepare --size 256` (its samples carry landmarks).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/prototypes"),
+    help="Run folder: per-shard caches (resume) and prototypes.safetensors/.json.",
+)
 @click.option("--size", type=click.IntRange(64, 1024), default=256, help="Face size of the prepared folder.")
-@click.option("--min-cell", type=click.IntRange(10), default=80,
-              help="Faces an ethnicity cell needs; fewer: the pooled cell of that age and gender is used.")
-@click.option("--calibration-faces", type=click.IntRange(0), default=48,
-              help="Validation faces for the strength calibration with faceage's own age regressor (0: none).")
-@click.option("--recalibrate", is_flag=True,
-              help="Do not build: load --out/prototypes.safetensors and only fit the strength calibration again.")
+@click.option(
+    "--min-cell",
+    type=click.IntRange(10),
+    default=80,
+    help="Faces an ethnicity cell needs; fewer: the pooled cell of that age and gender is used.",
+)
+@click.option(
+    "--calibration-faces",
+    type=click.IntRange(0),
+    default=48,
+    help="Validation faces for the strength calibration with faceage's own age regressor (0: none).",
+)
+@click.option(
+    "--recalibrate",
+    is_flag=True,
+    help="Do not build: load --out/prototypes.safetensors and only fit the strength calibration again.",
+)
 @click.option("--ship", is_flag=True, help="Copy the result into faceage/weights and update the manifest.")
-def prototypes_command(data: Path, out: Path, size: int, min_cell: int, calibration_faces: int, recalibrate: bool,
-                       ship: bool) -> None:
+def prototypes_command(
+    data: Path, out: Path, size: int, min_cell: int, calibration_faces: int, recalibrate: bool, ship: bool
+) -> None:
     """Build the age prototypes (shape, relit colour, band energies per age bin x gender x ethnicity).
 
     Resumable: per-shard statistics are cached in --out, so a rerun after an interruption only
@@ -47,8 +67,10 @@ def prototypes_command(data: Path, out: Path, size: int, min_cell: int, calibrat
         protos = _calibrate(protos, data, calibration_faces)
         protos.info["calibration"]["seconds"] = round(time.monotonic() - t0, 1)
     path = protos.save(out / "prototypes.safetensors")
-    click.echo(f"prototypes: {len(protos.info['cells'])} cells from {protos.info['faces']} faces -> {path} "
-               f"({path.stat().st_size / 2**20:.1f} MiB, built in {protos.info['build_s'] / 60:.1f} min)")
+    click.echo(
+        f"prototypes: {len(protos.info['cells'])} cells from {protos.info['faces']} faces -> {path} "
+        f"({path.stat().st_size / 2**20:.1f} MiB, built in {protos.info['build_s'] / 60:.1f} min)"
+    )
     if protos.info.get("calibration"):
         gains = ", ".join(f"{t:g}: {g:g}" for t, g in zip(protos.calib_targets, protos.calib_gains))
         click.echo(f"calibrated strength gains per target: {gains}")
@@ -75,9 +97,12 @@ def _calibrate(protos, data: Path, n: int):  # noqa: ANN001, ANN202
     method = PrototypeMethod(protos, calibrated=False)
     targets, gains, table = calibrate(method, faces, points, ages, CALIBRATION_TARGETS)
     protos.calib_targets, protos.calib_gains = targets, gains
-    protos.info["calibration"] = {"faces": len(faces), "source_ages": [float(ages.min()), float(ages.max())],
-                                  "judge": "faceage's own age regressor (not the independent estimator)",
-                                  "trials": table}
+    protos.info["calibration"] = {
+        "faces": len(faces),
+        "source_ages": [float(ages.min()), float(ages.max())],
+        "judge": "faceage's own age regressor (not the independent estimator)",
+        "trials": table,
+    }
     return protos
 
 
@@ -100,7 +125,7 @@ def _ship(path: Path) -> None:
             "kind": "ours",
             "use": "age prototypes of the default `prototype` aging method",
             "training_data": f"faceage data prepare --size 256 train split (UTKFace + All-Age-Faces), "
-                             f"{meta.get('faces')} faces; research use only",
+            f"{meta.get('faces')} faces; research use only",
             "build": f"faceage train prototypes, {meta.get('build_s', 0) / 60:.1f} min on 2 CPU cores",
             "cells": len(meta.get("cells", [])),
             "classifier": meta.get("classifier", {}),

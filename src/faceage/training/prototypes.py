@@ -73,8 +73,16 @@ def read_faces(folder: Path, split: str) -> list[dict]:
             if points is None:  # the landmarker failed on this face; alignment used the detector's points
                 without += 1
                 continue
-            rows.append({"key": key, "shard": info.name, "age": int(labels["age"]), "gender": int(labels["gender"]),
-                         "ethnicity": ETHNICITIES.index(labels["ethnicity"]), "landmarks": points})
+            rows.append(
+                {
+                    "key": key,
+                    "shard": info.name,
+                    "age": int(labels["age"]),
+                    "gender": int(labels["gender"]),
+                    "ethnicity": ETHNICITIES.index(labels["ethnicity"]),
+                    "landmarks": points,
+                }
+            )
     if without and not rows:
         raise DatasetError(
             f"{folder} has no landmarks in its samples: prepare it again with this faceage version "
@@ -111,8 +119,16 @@ def _cell_key(row: dict) -> tuple[int, int, int]:
     return row["gender"], row["ethnicity"], bin_of(row["age"])
 
 
-def _shard_statistics(folder: Path, shard: str, rows: list[dict], colour_frame: MeanFrame,
-                      energy_frame: MeanFrame, light_frame: MeanFrame, mean: np.ndarray, size: int) -> dict:
+def _shard_statistics(
+    folder: Path,
+    shard: str,
+    rows: list[dict],
+    colour_frame: MeanFrame,
+    energy_frame: MeanFrame,
+    light_frame: MeanFrame,
+    mean: np.ndarray,
+    size: int,
+) -> dict:
     """Sums per fine cell for one shard, plus each face's light-lattice colour and features."""
     by_key = {r["key"]: r for r in rows}
     sums: dict[tuple[int, int, int], dict] = {}
@@ -191,8 +207,11 @@ def _fit_classifier(x: np.ndarray, gender: np.ndarray, ethnicity: np.ndarray, pc
     def closure():  # noqa: ANN202
         opt.zero_grad()
         logits = zt @ w + b
-        loss = torch.nn.functional.cross_entropy(logits[:, :2], g) + torch.nn.functional.cross_entropy(
-            logits[:, 2:], e, weight=class_w) + 1e-3 * (w**2).sum()
+        loss = (
+            torch.nn.functional.cross_entropy(logits[:, :2], g)
+            + torch.nn.functional.cross_entropy(logits[:, 2:], e, weight=class_w)
+            + 1e-3 * (w**2).sum()
+        )
         loss.backward()
         return loss
 
@@ -200,19 +219,25 @@ def _fit_classifier(x: np.ndarray, gender: np.ndarray, ethnicity: np.ndarray, pc
     return mean.astype(np.float32), components.astype(np.float32), w.detach().numpy(), b.detach().numpy()
 
 
-def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = BuildOptions(),
-          progress: bool = True) -> PrototypeSet:
+def build(
+    folder: str | Path, run_dir: str | Path, options: BuildOptions = BuildOptions(), progress: bool = True
+) -> PrototypeSet:
     """Build the prototypes of ``folder``'s training split; caches go to ``run_dir/cache``."""
     started = time.monotonic()
     folder, run_dir = Path(folder), Path(run_dir)
     size = options.size
-    manifest_size = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("size") \
-        if (folder / "manifest.json").is_file() else None
+    manifest_size = (
+        json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("size")
+        if (folder / "manifest.json").is_file()
+        else None
+    )
     if manifest_size is None:
         raise DatasetError(f"{folder} is not a finished prepared folder (no manifest.json)")
     if manifest_size != size:
-        raise FaceageError(f"{folder} holds {manifest_size} px faces; the prototypes are built from {size} px "
-                           f"faces (faceage data prepare --size {size})")
+        raise FaceageError(
+            f"{folder} holds {manifest_size} px faces; the prototypes are built from {size} px "
+            f"faces (faceage data prepare --size {size})"
+        )
     rows = read_faces(folder, "train")
     if not rows:
         raise DatasetError(f"{folder} has no training faces")
@@ -229,8 +254,10 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
     # a face whose mesh folds against the mean cannot be shape-normalised: leave it out
     folded = np.array([colour_frame.fold_fraction(p) > FOLD_LIMIT for p in points])
     keep = [r for r, f in zip(rows, folded) if not f]
-    _log(f"mean shape from {len(rows)} faces; {int(folded.sum())} with folded meshes (> 1.5 % of the area) left out; "
-         f"Procrustes residual median {np.median(residual):.2f} px, 99.5% {np.quantile(residual, 0.995):.2f} px")
+    _log(
+        f"mean shape from {len(rows)} faces; {int(folded.sum())} with folded meshes (> 1.5 % of the area) left out; "
+        f"Procrustes residual median {np.median(residual):.2f} px, 99.5% {np.quantile(residual, 0.995):.2f} px"
+    )
 
     cache_dir = run_dir / CACHE
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -245,8 +272,9 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
     frames = (colour_frame, energy_frame, light_frame)
     for i, shard in enumerate(sorted(by_shard)):
         t0 = time.monotonic()
-        part = _cached(cache_dir, shard,
-                       lambda shard=shard: _shard_statistics(folder, shard, by_shard[shard], *frames, mean, size))
+        part = _cached(
+            cache_dir, shard, lambda shard=shard: _shard_statistics(folder, shard, by_shard[shard], *frames, mean, size)
+        )
         for j, cell in enumerate(map(tuple, part["cells"].tolist())):
             fine_colour[cell] = fine_colour.get(cell, 0.0) + part["colour"][j]
             fine_energy[cell] = fine_energy.get(cell, 0.0) + part["energy"][j]
@@ -255,7 +283,9 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
             light_by_key[key] = part["light"][k]
             feats_by_key[key] = part["features"][k]
         if progress:
-            _log(f"  shard {i + 1}/{len(by_shard)} {shard}: {len(by_shard[shard])} faces, {time.monotonic() - t0:.1f} s")
+            _log(
+                f"  shard {i + 1}/{len(by_shard)} {shard}: {len(by_shard[shard])} faces, {time.monotonic() - t0:.1f} s"
+            )
 
     aligned_by_key = {r["key"]: a for r, a in zip(rows, aligned)}
     rows_by_cell: dict[tuple, list[dict]] = defaultdict(list)
@@ -282,8 +312,17 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
         basis = np.zeros((options.light_rank, LIGHT_GRID * LIGHT_GRID * 3), np.float32)
         basis[: min(len(vt), options.light_rank)] = vt[: options.light_rank]
         basis = basis.reshape(-1, LIGHT_GRID, LIGHT_GRID, 3)  # type: ignore[assignment]  # (R, l, l, 3)
-        cells.append({"shape": shape, "colour": colour, "energy": energy, "light": basis,
-                      "count": count, "mean_age": float(np.mean([r["age"] for r in faces])), **label})
+        cells.append(
+            {
+                "shape": shape,
+                "colour": colour,
+                "energy": energy,
+                "light": basis,
+                "count": count,
+                "mean_age": float(np.mean([r["age"] for r in faces])),
+                **label,
+            }
+        )
         return len(cells) - 1
 
     borrowed = []
@@ -292,8 +331,11 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
             pooled_members = [(g, e, b) for e in range(len(ETHNICITIES)) if fine_count[(g, e, b)] > 0]
             if not pooled_members:
                 # a small folder may miss a bin: borrow the nearest bin of the same gender (reported)
-                near = [(abs(b2 - b), b2) for b2 in range(len(BINS))
-                        if any(fine_count[(g, e, b2)] for e in range(len(ETHNICITIES)))]
+                near = [
+                    (abs(b2 - b), b2)
+                    for b2 in range(len(BINS))
+                    if any(fine_count[(g, e, b2)] for e in range(len(ETHNICITIES)))
+                ]
                 if not near:
                     raise DatasetError(f"no training faces for {GENDERS[g]}s at all")
                 b2 = min(near)[1]
@@ -303,8 +345,9 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
             cell_index[g, POOLED, b] = pooled
             for e in range(len(ETHNICITIES)):
                 if fine_count[(g, e, b)] >= options.min_cell:
-                    cell_index[g, e, b] = add_cell([(g, e, b)], {"gender": GENDERS[g], "ethnicity": ETHNICITIES[e],
-                                                                 "bin": list(BINS[b])})
+                    cell_index[g, e, b] = add_cell(
+                        [(g, e, b)], {"gender": GENDERS[g], "ethnicity": ETHNICITIES[e], "bin": list(BINS[b])}
+                    )
                 else:
                     cell_index[g, e, b] = pooled
     _log(f"{len(cells)} cells ({sum(c['ethnicity'] != 'all' for c in cells)} by ethnicity)")
@@ -318,19 +361,23 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
 
     keys = [r["key"] for r in keep]
     x = np.stack([feats_by_key[k].astype(np.float32) for k in keys])
-    clf = _fit_classifier(x, np.array([r["gender"] for r in keep]), np.array([r["ethnicity"] for r in keep]),
-                          options.pca, options.seed)
+    clf = _fit_classifier(
+        x, np.array([r["gender"] for r in keep]), np.array([r["ethnicity"] for r in keep]), options.pca, options.seed
+    )
     region = oval_region(mean, size, COLOUR_GRID)
     fit_limit = float(np.quantile(residual, 0.995))
     elapsed = time.monotonic() - started
     info = {
         "data": str(folder),
         "data_manifest_sha256": _sha256(folder / "manifest.json"),
-        "faces": len(keep), "faces_folded": int(folded.sum()),
-        "min_cell": options.min_cell, "light_rank": options.light_rank,
+        "faces": len(keep),
+        "faces_folded": int(folded.sum()),
+        "min_cell": options.min_cell,
+        "light_rank": options.light_rank,
         "borrowed_bins": borrowed,
-        "cells": [{k: v for k, v in c.items() if k in ("gender", "ethnicity", "bin", "count", "mean_age")}
-                  for c in cells],
+        "cells": [
+            {k: v for k, v in c.items() if k in ("gender", "ethnicity", "bin", "count", "mean_age")} for c in cells
+        ],
         "build_s": round(elapsed, 1),
     }
     protos = PrototypeSet(
@@ -339,9 +386,17 @@ def build(folder: str | Path, run_dir: str | Path, options: BuildOptions = Build
         colour=np.stack([c["colour"] for c in cells]).astype(np.float32),
         light=np.stack([c["light"] for c in cells]).astype(np.float32),
         energy=np.stack([c["energy"] for c in cells]).astype(np.float32),
-        mean_shape=mean.astype(np.float32), triangles=triangles, region=region, cell_index=cell_index,
-        centres=centres, clf_mean=clf[0], clf_components=clf[1], clf_weights=clf[2], clf_bias=clf[3],
-        fit_limit=fit_limit, info=info,
+        mean_shape=mean.astype(np.float32),
+        triangles=triangles,
+        region=region,
+        cell_index=cell_index,
+        centres=centres,
+        clf_mean=clf[0],
+        clf_components=clf[1],
+        clf_weights=clf[2],
+        clf_bias=clf[3],
+        fit_limit=fit_limit,
+        info=info,
     )
     info["classifier"] = _classifier_accuracy(folder, protos, size)
     _log(f"classifier on the validation split: {info['classifier']}")
@@ -366,9 +421,11 @@ def _classifier_accuracy(folder: Path, protos: PrototypeSet, size: int) -> dict:
     if not feats:
         return {}
     pg, pe = protos.classify(np.stack(feats))
-    return {"val_faces": len(feats),
-            "gender_accuracy": round(float((pg.argmax(1) == np.array(gender)).mean()), 3),
-            "ethnicity_accuracy": round(float((pe.argmax(1) == np.array(ethnicity)).mean()), 3)}
+    return {
+        "val_faces": len(feats),
+        "gender_accuracy": round(float((pg.argmax(1) == np.array(gender)).mean()), 3),
+        "ethnicity_accuracy": round(float((pe.argmax(1) == np.array(ethnicity)).mean()), 3),
+    }
 
 
 def _sha256(path: Path) -> str:

@@ -19,6 +19,15 @@ from faceage.training.gan.state import TrainState, create_state
 from faceage.training.gan.steps import sample_submodel, train_step
 
 __all__ = [
-    "STATE_FORMAT", "GANConfig", "RunOptions", "TrainState", "compact_checkpoint", "create_state", "export_ema",
-    "load_module", "sample_submodel", "train", "train_step",
+    "STATE_FORMAT",
+    "GANConfig",
+    "RunOptions",
+    "TrainState",
+    "compact_checkpoint",
+    "create_state",
+    "export_ema",
+    "load_module",
+    "sample_submodel",
+    "train",
+    "train_step",
 ]

@@ -64,8 +64,10 @@ def load_training_state(state: TrainState, ckpt: dict, restore_rng: bool = True)
         raise ValueError(f"not a GAN training checkpoint (format {ckpt.get('format')!r})")
     notes: list[str] = []
     if "compact" in ckpt:
-        notes.append(f"compact checkpoint ({ckpt['compact']}): weights were stored in float16, optimizer "
-                     f"state {ckpt['compact']['optimizer']}; this resume is approximate, not bit-exact")
+        notes.append(
+            f"compact checkpoint ({ckpt['compact']}): weights were stored in float16, optimizer "
+            f"state {ckpt['compact']['optimizer']}; this resume is approximate, not bit-exact"
+        )
     for name in ("G", "G_ema", "D"):
         if name in ckpt:
             load_module(getattr(state, name), ckpt[name], f"checkpoint {name}")
@@ -90,8 +92,10 @@ def load_training_state(state: TrainState, ckpt: dict, restore_rng: bool = True)
         if len(rngs) == state.dist.world_size:
             restore_rng_state(rngs[state.dist.rank])
         else:
-            notes.append(f"checkpoint has RNG states for {len(rngs)} ranks, this run has "
-                         f"{state.dist.world_size}: random streams are reseeded (not bit-exact)")
+            notes.append(
+                f"checkpoint has RNG states for {len(rngs)} ranks, this run has "
+                f"{state.dist.world_size}: random streams are reseeded (not bit-exact)"
+            )
             seed_everything(state.cfg.seed + 7919 * state.step, state.dist.rank)
     return notes
 
@@ -147,10 +151,15 @@ def compact_checkpoint(ckpt_path: str | Path, out_dir: str | Path, keep_optimize
         if not keep_optimizer:
             ckpt.pop(name, None)
         elif name in ckpt:
-            ckpt[name]["state"] = {i: {k: (v.to(torch.bfloat16) if k != "step" and v.is_floating_point() else v)
-                                       for k, v in st.items()} for i, st in ckpt[name]["state"].items()}
-    ckpt["compact"] = {"weights": "float16", "optimizer": "bfloat16" if keep_optimizer else "dropped",
-                       "source": str(ckpt_path)}
+            ckpt[name]["state"] = {
+                i: {k: (v.to(torch.bfloat16) if k != "step" and v.is_floating_point() else v) for k, v in st.items()}
+                for i, st in ckpt[name]["state"].items()
+            }
+    ckpt["compact"] = {
+        "weights": "float16",
+        "optimizer": "bfloat16" if keep_optimizer else "dropped",
+        "source": str(ckpt_path),
+    }
     return save_checkpoint(out_dir, int(ckpt["progress"]["step"]), ckpt, keep=None)
 
 
@@ -173,4 +182,3 @@ def merge_config(saved: dict, explicit: dict) -> tuple[GANConfig, dict]:
             target[name] = norm(value)
             changed[key] = norm(value)
     return GANConfig.from_dict(merged), changed
-

@@ -86,14 +86,20 @@ class GANConfig:
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(
-            resolution=self.resolution, z_dim=self.z_dim, w_dim=self.w_dim, mapping_layers=self.mapping_layers,
-            channel_base=self.channel_base, channel_max=self.channel_max,
+            resolution=self.resolution,
+            z_dim=self.z_dim,
+            w_dim=self.w_dim,
+            mapping_layers=self.mapping_layers,
+            channel_base=self.channel_base,
+            channel_max=self.channel_max,
         )
 
     def discriminator_config(self) -> DiscriminatorConfig:
         return DiscriminatorConfig(
-            resolution=self.resolution, channel_base=self.channel_base,
-            channel_max=self.d_channel_max or self.channel_max, mbstd_group=self.mbstd_group,
+            resolution=self.resolution,
+            channel_base=self.channel_base,
+            channel_max=self.d_channel_max or self.channel_max,
+            mbstd_group=self.mbstd_group,
         )
 
     def sub_models(self) -> list[tuple[int, float]]:
@@ -120,4 +126,3 @@ def resolve_amp(cfg: GANConfig, device: torch.device) -> bool:
     if cfg.amp == "auto":
         return device.type == "cuda"
     return cfg.amp == "bf16"
-

@@ -79,8 +79,9 @@ def save_run_checkpoint(state: TrainState, opts: RunOptions, data_stats: dict, l
         path = save_checkpoint(opts.out, state.step, sd, keep=opts.keep_ckpts)
         grid = sample_grid(state.G_ema, state.cfg.sub_models(), opts.grid_seeds, state.device)
         save_png_atomic(opts.out / f"samples-{state.nimg // 1000:06d}kimg.png", grid)
-        log.write(kind="checkpoint", step=state.step, kimg=state.nimg / 1000, path=path.name,
-                  seconds=time.monotonic() - t0)
+        log.write(
+            kind="checkpoint", step=state.step, kimg=state.nimg / 1000, path=path.name, seconds=time.monotonic() - t0
+        )
     ddp.barrier()
     return path
 
@@ -99,8 +100,11 @@ def _start(cfg: GANConfig, opts: RunOptions, resume: str | None, explicit: dict)
         if changed:
             warnings.warn(f"overriding checkpoint settings {changed}: the resume is not exact", stacklevel=3)
         if ckpt.get("world_size", 1) != world:
-            warnings.warn(f"checkpoint was written by {ckpt.get('world_size')} processes, now {world}: "
-                          "data order and random streams change (not an exact resume)", stacklevel=3)
+            warnings.warn(
+                f"checkpoint was written by {ckpt.get('world_size')} processes, now {world}: "
+                "data order and random streams change (not an exact resume)",
+                stacklevel=3,
+            )
     setup_backends(cfg, device)
     seed_everything(cfg.seed, dist.rank)
     state = create_state(cfg, device, dist)
@@ -122,8 +126,13 @@ def _next_multiple(nimg: int, kimg: float) -> float:
     return (nimg // step + 1) * step if step > 0 else math.inf
 
 
-def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
-          explicit: dict | None = None, echo: Callable[[str], None] = print) -> Path | None:
+def train(
+    cfg: GANConfig,
+    opts: RunOptions,
+    resume: str | None = None,
+    explicit: dict | None = None,
+    echo: Callable[[str], None] = print,
+) -> Path | None:
     """Run (or continue) a training run; returns the last checkpoint's index path (rank 0).
 
     ``explicit``: config fields the user set on the command line; on resume they override the
@@ -143,16 +152,25 @@ def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
     data_stats = dataset.stats()
     log = MetricsLog(opts.out / METRICS_NAME, dist.is_main)
     if dist.is_main:
-        launch = {"config": cfg.to_dict(), "resume": resumed, "start_step": state.step, "start_kimg": state.nimg / 1000,
-                  "run": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "started"},
-                  "world_size": dist.world_size, "torch": torch.__version__, "data": data_stats,
-                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+        launch = {
+            "config": cfg.to_dict(),
+            "resume": resumed,
+            "start_step": state.step,
+            "start_kimg": state.nimg / 1000,
+            "run": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items() if k != "started"},
+            "world_size": dist.world_size,
+            "torch": torch.__version__,
+            "data": data_stats,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        }
         if not (opts.out / OPTIONS_NAME).exists():
             write_options(opts.out, launch)
         write_json_atomic(opts.out / f"launch-{state.step:09d}.json", launch, default=str)
-        echo(f"[train gan] {resumed['mode']} at step {state.step} ({state.nimg / 1000:.1f} kimg); {data_stats['images']} "
-             f"faces x{2 if cfg.mirror else 1}; batch {cfg.batch} x {dist.world_size}; device {launch['device']}; "
-             f"amp {'bf16' if state.amp_enabled else 'off'}")
+        echo(
+            f"[train gan] {resumed['mode']} at step {state.step} ({state.nimg / 1000:.1f} kimg); {data_stats['images']} "
+            f"faces x{2 if cfg.mirror else 1}; batch {cfg.batch} x {dist.world_size}; device {launch['device']}; "
+            f"amp {'bf16' if state.amp_enabled else 'off'}"
+        )
     fd_eval = None
     if opts.fd_kimg > 0 and dist.is_main:
         try:
@@ -161,8 +179,18 @@ def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
         except Exception as exc:  # noqa: BLE001 - a missing metric net must not stop training
             warnings.warn(f"quick FD disabled: {exc}", stacklevel=2)
 
-    batches = iter(make_loader(dataset, cfg.batch, dist.rank, dist.world_size, cfg.seed, state.step,
-                               opts.workers, pin_memory=device.type == "cuda"))
+    batches = iter(
+        make_loader(
+            dataset,
+            cfg.batch,
+            dist.rank,
+            dist.world_size,
+            cfg.seed,
+            state.step,
+            opts.workers,
+            pin_memory=device.type == "cuda",
+        )
+    )
     meter = Meter(state, opts.log_every, opts.started, log, echo)
     next_ckpt, next_fd = _next_multiple(state.nimg, opts.ckpt_kimg), _next_multiple(state.nimg, opts.fd_kimg)
     t_ckpt, last_path = time.monotonic(), None
@@ -186,17 +214,32 @@ def train(cfg: GANConfig, opts: RunOptions, resume: str | None = None,
                 if fd_eval is not None:
                     t0 = time.monotonic()
                     fds = fd_eval(state.G_ema)
-                    log.write(kind="fd", step=state.step, kimg=state.nimg / 1000, n=opts.fd_n,
-                              seconds=time.monotonic() - t0, **fds)
-                    echo(f"[train gan] FD @ {state.nimg / 1000:.0f} kimg: " + ", ".join(f"{k} {v:.2f}" for k, v in fds.items()))
+                    log.write(
+                        kind="fd",
+                        step=state.step,
+                        kimg=state.nimg / 1000,
+                        n=opts.fd_n,
+                        seconds=time.monotonic() - t0,
+                        **fds,
+                    )
+                    echo(
+                        f"[train gan] FD @ {state.nimg / 1000:.0f} kimg: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in fds.items())
+                    )
                 ddp.barrier()
         last_path = save_run_checkpoint(state, opts, data_stats, log) or last_path
         if dist.is_main and opts.compact_to is not None and last_path is not None:
             echo(f"[train gan] compact checkpoint for upload: {compact_checkpoint(last_path, opts.compact_to)}")
         if dist.is_main:
-            log.write(kind="stop", step=state.step, kimg=state.nimg / 1000, reason=reason,
-                      time_s=time.monotonic() - opts.started)
-            echo(f"[train gan] stopped ({reason}) at step {state.step}, {state.nimg / 1000:.1f} kimg; checkpoint {last_path}")
+            log.write(
+                kind="stop",
+                step=state.step,
+                kimg=state.nimg / 1000,
+                reason=reason,
+                time_s=time.monotonic() - opts.started,
+            )
+            echo(
+                f"[train gan] stopped ({reason}) at step {state.step}, {state.nimg / 1000:.1f} kimg; checkpoint {last_path}"
+            )
     dataset.close()
     return last_path
-

@@ -17,7 +17,9 @@ from faceage.training.run import MetricsLog
 
 
 @torch.no_grad()
-def sample_grid(G: Generator, subs: list[tuple[int, float]], seeds: int, device: torch.device, seed: int = 2024) -> np.ndarray:
+def sample_grid(
+    G: Generator, subs: list[tuple[int, float]], seeds: int, device: torch.device, seed: int = 2024
+) -> np.ndarray:
     """(rows * R, seeds * R, 3) uint8: one row per sub-generator (full model first), fixed z, const
     noise; lower resolutions are shown nearest-upsampled to R."""
     R = G.cfg.resolution
@@ -57,8 +59,13 @@ class FDEvaluator:
         from faceage.eval.fid import cached_stats, stats_of_images
         from faceage.training.dataset import real_batches
 
-        opts = {"data": self.dataset.stats()["identity"], "split": self.dataset.split, "n": self.n,
-                "resolution": res, "seed": 123}
+        opts = {
+            "data": self.dataset.stats()["identity"],
+            "split": self.dataset.split,
+            "n": self.n,
+            "resolution": res,
+            "seed": 123,
+        }
 
         def compute():
             batches = (b.float() / 127.5 - 1 for b in real_batches(self.dataset, self.n, 250))
@@ -80,7 +87,9 @@ class FDEvaluator:
                 while done < self.n:
                     b = min(250, self.n - done)
                     z = torch.randn(b, G.cfg.z_dim, device=self.device)
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=resolve_amp(self.cfg, self.device)):
+                    with torch.autocast(
+                        self.device.type, dtype=torch.bfloat16, enabled=resolve_amp(self.cfg, self.device)
+                    ):
                         img = G.synthesis(G.mapping(z), resolution=res, ratio=ratio)
                     stats.add(self.extractor(img.float()))
                     done += b
@@ -114,11 +123,21 @@ class Meter:
         steps = max(self.counts.get("loss_d", 1), 1)
         kimg_min = (st.nimg - self.nimg0) / 1000 / max(now - self.t0, 1e-9) * 60
         mem = torch.cuda.max_memory_allocated(st.device) / 2**30 if st.device.type == "cuda" else 0.0
-        self.log.write(kind="train", step=st.step, kimg=st.nimg / 1000, time_s=now - self.started,
-                       kimg_per_min=kimg_min, sec_per_step=(now - self.t0) / steps, ada_p=st.ada.p,
-                       ada_rt=st.ada.last_rt, peak_mem_gb=mem, **rec)
-        self.echo(f"[train gan] step {st.step} kimg {st.nimg / 1000:.1f} {kimg_min:.1f} kimg/min "
-                  f"D {rec.get('loss_d', 0):.3f} G {rec.get('loss_g_full', 0):.3f}/{rec.get('loss_g_sub', 0):.3f} "
-                  f"cons {rec.get('cons', 0):.4f} p {st.ada.p:.3f}")
+        self.log.write(
+            kind="train",
+            step=st.step,
+            kimg=st.nimg / 1000,
+            time_s=now - self.started,
+            kimg_per_min=kimg_min,
+            sec_per_step=(now - self.t0) / steps,
+            ada_p=st.ada.p,
+            ada_rt=st.ada.last_rt,
+            peak_mem_gb=mem,
+            **rec,
+        )
+        self.echo(
+            f"[train gan] step {st.step} kimg {st.nimg / 1000:.1f} {kimg_min:.1f} kimg/min "
+            f"D {rec.get('loss_d', 0):.3f} G {rec.get('loss_g_full', 0):.3f}/{rec.get('loss_g_sub', 0):.3f} "
+            f"cons {rec.get('cons', 0):.4f} p {st.ada.p:.3f}"
+        )
         self._reset()
-

@@ -77,8 +77,15 @@ def create_state(cfg: GANConfig, device: torch.device, dist: ddp.DistInfo | None
     opt_G = _adam(G.parameters(), cfg.g_lr, cfg, cfg.pl_interval if cfg.pl_weight > 0 else 0, device)
     opt_D = _adam(D.parameters(), cfg.d_lr, cfg, cfg.r1_interval if cfg.r1_gamma > 0 else 0, device)
     state = TrainState(
-        cfg=cfg, G=G, D=D, G_ema=G_ema, opt_G=opt_G, opt_D=opt_D,
-        ada=AdaptiveAugment(cfg.augment, device=device), device=device, dist=dist,
+        cfg=cfg,
+        G=G,
+        D=D,
+        G_ema=G_ema,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        ada=AdaptiveAugment(cfg.augment, device=device),
+        device=device,
+        dist=dist,
         pl_mean=torch.zeros((), device=device),
     )
     _setup_compile(state)
@@ -103,4 +110,3 @@ def seed_everything(seed: int, rank: int) -> None:
     torch.manual_seed(s)
     np.random.seed(s % 2**32)
     random.seed(s)
-

@@ -152,8 +152,11 @@ def g_main_step(state: TrainState, sub: tuple[int, float] | None) -> dict[str, t
         ws = sample_ws(G, cfg.batch, cfg.style_mixing, state.device)
         full, sub_img = generate_pair(state, ws, sub)
         adv_full = g_nonsaturating_loss(state.D_run(_cl(state, state.ada(full.float()))))
-        adv_sub = (g_nonsaturating_loss(state.D_run(_cl(state, state.ada(sub_img.float()))))
-                   if sub_img is not None else torch.zeros((), device=state.device))
+        adv_sub = (
+            g_nonsaturating_loss(state.D_run(_cl(state, state.ada(sub_img.float()))))
+            if sub_img is not None
+            else torch.zeros((), device=state.device)
+        )
     cons = consistency_loss(sub_img, full) if sub_img is not None else torch.zeros((), device=state.device)
     loss = adv_full + adv_sub + cfg.cons_weight * cons
     state.opt_G.zero_grad(set_to_none=True)
@@ -184,7 +187,9 @@ def train_step(state: TrainState, reals: torch.Tensor) -> dict[str, torch.Tensor
     """One iteration: D (+R1), G (+PL), EMA, ADA. ``reals`` (B, 3, R, R) float in [-1, 1]."""
     cfg = state.cfg
     if reals.shape[0] != cfg.batch or reals.shape[-1] != cfg.resolution:
-        raise ValueError(f"expected reals ({cfg.batch}, 3, {cfg.resolution}, {cfg.resolution}), got {tuple(reals.shape)}")
+        raise ValueError(
+            f"expected reals ({cfg.batch}, 3, {cfg.resolution}, {cfg.resolution}), got {tuple(reals.shape)}"
+        )
     sub = sample_submodel(cfg, state.step)
     stats = d_main_step(state, reals, sub)
     if cfg.r1_gamma > 0 and cfg.r1_interval > 0 and state.step % cfg.r1_interval == 0:
@@ -207,4 +212,3 @@ def train_step(state: TrainState, reals: torch.Tensor) -> dict[str, torch.Tensor
     stats["sub_res"] = torch.tensor(float(sub[0]) if sub else float(cfg.resolution))
     stats["sub_ratio"] = torch.tensor(float(sub[1]) if sub else 1.0)
     return stats
-
