@@ -55,6 +55,8 @@ RATIO_RANGE = (0.6, 1.8)  # texture energy ratios are clamped to this
 ENERGY_FLOOR = 0.3  # grey levels added to band energies before the ratio (flat skin stays flat)
 GRAY_SPREAD = 3  # channel spread at or below which a face counts as grayscale
 COLOUR_GAIN_CAP = 1.25  # calibration may push the shape further; colour only this far
+HAIR_REACH = 1.6  # hair is greyed within this multiple of the face oval's size around its centre,
+HAIR_SURE = 1.35  # all of it within this one, further out only where it looks like hair
 TEXTURE_GAIN_CAP = 1.5  # and texture this far (amplified freckles read as dirt, not age)
 
 
@@ -119,6 +121,23 @@ def _fill(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(mask, [np.round(p * 16).astype(np.int32) for p in polygons], 1, lineType=cv2.LINE_AA, shift=4)
     return mask.astype(np.float32)
+
+
+def _hair_like(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how much a pixel looks like hair rather than what tight crops pad
+    the square with (a blurred mirror of the face, which the person segmenter calls hair too):
+    hair differs in colour from the face's skin and has strand texture; padding is smooth."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    if skin.sum() < 20:
+        unlike = np.ones(rgb.shape[:2], np.float32)
+    else:
+        distance = np.sqrt(((lab - np.median(lab[skin], axis=0)) ** 2).sum(axis=2))
+        unlike = np.clip((distance - 15.0) / 25.0, 0.0, 1.0)
+    luma = lab[..., 0]
+    scale = rgb.shape[0] / 256.0
+    detail = cv2.GaussianBlur(np.abs(luma - cv2.GaussianBlur(luma, (0, 0), 1.5 * scale)), (0, 0), 4.0 * scale)
+    textured = np.clip((detail - 1.5) / 2.5, 0.0, 1.0)
+    return (unlike * textured).astype(np.float32)
 
 
 def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -410,7 +429,12 @@ class PrototypeMethod(AgingMethod):
             masks = self._face_masks(warped, landmarks)
             # grown a little: the segmenter's edge leaves a rim of coloured hair otherwise
             grown = cv2.dilate(masks["hair"].astype(np.uint8), np.ones((5, 5), np.uint8)) & ~masks["background"]
-            hair = _feather(grown.astype(np.float32), s / 128.0)
+            # only around the head: on tight crops the segmenter also calls blurred padding and
+            # background "person", which would otherwise grey in blocks far from the head
+            head = _feather(_fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_REACH)]), s / 20.0)
+            near = _feather(_fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_SURE)]), s / 24.0)
+            likely = np.maximum(near, _hair_like(warped, masks["skin"]))  # near the face: all of the hair
+            hair = _feather(grown.astype(np.float32), s / 128.0) * head * likely
             nonage = masks["hair"] | masks["background"]
         if self.non_age:
             oval = _fill(shape, region_polygons(landmarks, "face_oval"))
