@@ -403,6 +403,16 @@ def prepare(
     }
     previous = _open_out_dir(out_dir, settings, overwrite, resume)
     if previous is None:
+        from faceage.data.upgrade import add_landmarks
+
+        # a finished folder from before landmarks were stored is upgraded in place
+        upgraded = add_landmarks(out_dir, log=(lambda m: _log(progress, m)))
+        if upgraded["shards_rewritten"]:
+            _log(
+                progress,
+                f"added landmarks to {upgraded['faces_added']} faces in {upgraded['shards_rewritten']} "
+                f"shards ({upgraded['faces_without']} without a landmark fit)",
+            )
         return _report_from_manifest(out_dir, started)
     # provenance is taken now: it describes the code that runs, and an import problem surfaces
     # before an hour of alignment rather than after it
