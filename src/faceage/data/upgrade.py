@@ -71,9 +71,10 @@ def add_landmarks(folder: str | Path, pipeline=None, log: Callable[[str], None] 
 
 
 def _landmarks_of(face, pipeline):  # noqa: ANN001, ANN202 - (S, S, 3) uint8 aligned face -> (478, 2) or None
-    if pipeline.landmarks is None:
+    model, detector = getattr(pipeline, "landmarks", None), getattr(pipeline, "detector", None)
+    if model is None or detector is None:  # a pipeline without dense landmarks cannot add them
         return None
-    found = pipeline.detector.detect(face)
+    found = detector.detect(face)
     if not found:
         return None
-    return pipeline.landmarks.predict(face, found[0])
+    return model.predict(face, found[0])
