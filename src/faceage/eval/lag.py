@@ -124,37 +124,21 @@ def direction(
 ) -> dict:
     """One direction (``inputs`` aged towards ``others``' ages), with its null-edit margin; both
     are ``align_people`` packs (images and landmarks)."""
-    points = inputs["landmarks"]
-    return _direction(
-        method, nulls, inputs["images"], others["images"], points, source_ages, other_ages, estimator, verifier
-    )
-
-
-def _direction(
-    method: AgingMethod,
-    nulls: list[AgingMethod],
-    inputs: np.ndarray,
-    others: np.ndarray,
-    points: np.ndarray,
-    source_ages: np.ndarray,
-    other_ages: np.ndarray,
-    estimator,
-    verifier,
-) -> dict:
-    other_emb = verifier.embed_aligned(others)
-    base = _cosine(verifier.embed_aligned(inputs), other_emb)
+    points, faces, other_faces = inputs["landmarks"], inputs["images"], others["images"]
+    other_emb = verifier.embed_aligned(other_faces)
+    base = _cosine(verifier.embed_aligned(faces), other_emb)
     null_gains, null_names = [], []
     for null in nulls:
-        out = _edit_each(null, inputs, source_ages, other_ages, points)
+        out = _edit_each(null, faces, source_ages, other_ages, points)
         null_gains.append(_cosine(verifier.embed_aligned(out), other_emb) - base)
         null_names.append(null.name)
     margin = _margin(null_gains)
-    edited = _edit_each(method, inputs, source_ages, other_ages, points)
+    edited = _edit_each(method, faces, source_ages, other_ages, points)
     sim = _cosine(verifier.embed_aligned(edited), other_emb)
     gain = sim - base
     reached = estimator.estimate_aligned(edited)
     return {
-        "people": int(len(inputs)),
+        "people": int(len(faces)),
         "target_age_mean": float(other_ages.mean()),
         "similarity_unedited": float(base.mean()),
         "similarity_edited": float(sim.mean()),

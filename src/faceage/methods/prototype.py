@@ -46,7 +46,7 @@ from faceage.models.prototype_frame import (
     from_ycrcb,
     to_ycrcb,
 )
-from faceage.models.prototypes import ETHNICITIES, GENDERS, POOLED, PrototypeSet
+from faceage.models.prototypes import ETHNICITIES, GENDERS, POOLED, PrototypeSet, procrustes_to
 
 SHIPPED_NAME = "prototypes.safetensors"
 FLOW_GRID = 128  # lattice of the shape warp (upsampled to the face, and to the photo by the engine)
@@ -246,11 +246,15 @@ class PrototypeMethod(AgingMethod):
             warnings=tuple(r.warning for r in results),
         )
 
-    def mix(self, face: np.ndarray, landmarks: np.ndarray) -> list[tuple[int, int, float]]:
-        """[(gender, ethnicity cell column, weight)]: which cells describe this face."""
-        light = self.light_frame.sample(to_ycrcb(face), landmarks)
+    def _probabilities(self, light: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gender (2,) and ethnicity (5,) probabilities of a face from its shape-normalised sample."""
         pg, pe = self.p.classify(classifier_features(light, landmarks, self.p.mean_shape, self.face_size)[None])
-        pg, pe = pg[0], pe[0]
+        return pg[0], pe[0]
+
+    def mix(self, light: np.ndarray, landmarks: np.ndarray) -> list[tuple[int, int, float]]:
+        """[(gender, ethnicity cell column, weight)]: which cells describe the face whose
+        shape-normalised sample (light lattice, YCrCb) is ``light``."""
+        pg, pe = self._probabilities(light, landmarks)
         genders = [(g, float(w)) for g, w in enumerate(pg) if w >= 0.2]
         total = sum(w for _, w in genders)
         top = int(pe.argmax())
@@ -259,18 +263,18 @@ class PrototypeMethod(AgingMethod):
 
     def classify(self, face: np.ndarray, landmarks: np.ndarray) -> dict:
         """Gender and ethnicity probabilities the method sees in ``face`` (for reports and tests)."""
-        light = self.light_frame.sample(to_ycrcb(face), landmarks)
-        pg, pe = self.p.classify(classifier_features(light, landmarks, self.p.mean_shape, self.face_size)[None])
+        pg, pe = self._probabilities(self.light_frame.sample(to_ycrcb(face), landmarks), landmarks)
         return {
-            "gender": dict(zip(GENDERS, pg[0].round(3).tolist())),
-            "ethnicity": dict(zip(ETHNICITIES, pe[0].round(3).tolist())),
+            "gender": dict(zip(GENDERS, pg.round(3).tolist())),
+            "ethnicity": dict(zip(ETHNICITIES, pe.round(3).tolist())),
         }
 
     def edit_one(self, face: np.ndarray, landmarks: np.ndarray, source: float, target: float) -> FaceEdit:
         """One aligned face (S, S, 3) uint8 with its landmarks, from ``source`` to ``target`` years."""
         s = self.face_size
         gray = _is_gray(face)
-        mix = self.mix(face, landmarks)
+        light = self.light_frame.sample(to_ycrcb(face), landmarks)  # shape-normalised: classifier and colour
+        mix = self.mix(light, landmarks)
         gain = self.p.gain(target) if self.calibrated else 1.0
         a_shape = self.strength * gain
         a_colour = self.strength * min(gain, COLOUR_GAIN_CAP)
@@ -278,7 +282,7 @@ class PrototypeMethod(AgingMethod):
         # 1. shape
         warning = None
         new_lm = landmarks.copy()
-        new_control = mesh.control_points(landmarks, s)
+        new_control = source_control = mesh.control_points(landmarks, s)
         mapping = mesh.identity_map(s)
         residual = self._fit_residual(landmarks, source, mix)
         if residual > 1.5 * self.p.fit_limit or self.light_frame.fold_fraction(landmarks) > 0.05:
@@ -290,7 +294,7 @@ class PrototypeMethod(AgingMethod):
                 trial = landmarks + (a_shape * factor) * delta
                 head = 1.0 + (cranium - 1.0) * min(self.strength * factor, 1.0)
                 out_control = scale_cranium(mesh.control_points(trial, s), trial, head, s)
-                coarse = mesh.backward_map(out_control, mesh.control_points(landmarks, s), FLOW_GRID, s)
+                coarse = mesh.backward_map(out_control, source_control, FLOW_GRID, s)
                 if mesh.min_jacobian(coarse, s) >= MIN_JACOBIAN:
                     new_lm, new_control, mapping = trial, out_control, mesh.upsample_map(coarse, s)
                     if factor < 1.0:
@@ -320,7 +324,7 @@ class PrototypeMethod(AgingMethod):
         edit_mask, hair_mask, nonage = self._masks(warped, new_lm)
 
         # 2. colour (relit, bin by bin) and 3. texture, in the mean frame, brought to the face
-        d_colour = self._colour_change(face, landmarks, source, target, mix) * a_colour
+        d_colour = self._colour_change(light, source, target, mix) * a_colour
         ratio = self._texture_ratio(source, target, mix, min(a_shape, TEXTURE_GAIN_CAP))
         ycc = to_ycrcb(warped)
         out = ycc.copy()
@@ -354,7 +358,7 @@ class PrototypeMethod(AgingMethod):
             out[..., 1:] = ycc[..., 1:]  # a grayscale face stays grayscale: no chroma change at all
         edited = from_ycrcb(out)
         if gray:
-            edited = np.repeat(edited[..., :1], 3, axis=2) if _is_gray(warped) else edited
+            edited = np.repeat(edited[..., :1], 3, axis=2)
         mask = np.maximum(edit_mask, hair_mask * (grey > 0))
         return FaceEdit(edited, warped, flow, mask.astype(np.float32), warning)
 
@@ -364,18 +368,13 @@ class PrototypeMethod(AgingMethod):
         """RMS distance (px) of the face's mesh points from the source prototype after a
         similarity fit: large when the landmarker failed."""
         ref = self.p.shape_at(source, mix)[: mesh.MESH_POINTS].astype(np.float64)
-        pts = landmarks[: mesh.MESH_POINTS].astype(np.float64)
-        rc, pc = ref.mean(0), pts.mean(0)
-        r = (ref - rc)[:, 0] + 1j * (ref - rc)[:, 1]
-        x = (pts - pc)[:, 0] + 1j * (pts - pc)[:, 1]
-        a = (np.conj(x) * r).sum() / max((np.abs(x) ** 2).sum(), 1e-9)
-        return float(np.sqrt(np.mean(np.abs(x * a - r) ** 2)))
+        fitted = procrustes_to(landmarks[None, : mesh.MESH_POINTS].astype(np.float64), ref)[0]
+        return float(np.sqrt(((fitted - ref) ** 2).sum(axis=1).mean()))
 
-    def _colour_change(
-        self, face: np.ndarray, landmarks: np.ndarray, source: float, target: float, mix: list
-    ) -> np.ndarray:
-        """(g, g, 3) YCrCb change in the mean frame: mean difference plus the lighting terms."""
-        x = self.light_frame.sample(to_ycrcb(face), landmarks)  # this face, shape-normalised
+    def _colour_change(self, light: np.ndarray, source: float, target: float, mix: list) -> np.ndarray:
+        """(g, g, 3) YCrCb change in the mean frame: mean difference plus the lighting terms;
+        ``light`` is the face's shape-normalised sample on the light lattice."""
+        x = light
         w = self.light_region[..., None]
         chain = _age_chain(source, target, self.p.centres)
         lighting = np.zeros_like(x)

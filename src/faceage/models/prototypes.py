@@ -72,6 +72,20 @@ _ARRAYS = (
 )
 
 
+def procrustes_to(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N, P, 2) point sets similarity-aligned to ``reference`` (P, 2), vectorised."""
+    ref_c = reference.mean(axis=0)
+    r = reference - ref_c
+    c = points.mean(axis=1, keepdims=True)
+    x = points - c
+    # optimal rotation+scale as a complex number: sum(conj(x) * r) / sum(|x|^2)
+    xc = x[..., 0] + 1j * x[..., 1]
+    rc = r[:, 0] + 1j * r[:, 1]
+    a = (np.conj(xc) * rc[None]).sum(axis=1) / np.maximum((np.abs(xc) ** 2).sum(axis=1), 1e-9)
+    y = xc * a[:, None]
+    return np.stack([y.real, y.imag], axis=-1) + ref_c
+
+
 def bin_of(age: float) -> int:
     """Index of the bin holding ``age`` (clamped to the first and last bin)."""
     for i, (lo, hi) in enumerate(BINS):

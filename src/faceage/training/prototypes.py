@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceage.checksum import sha256_file
 from faceage.data.shards import decode_jpeg, decode_landmarks, iter_shard, read_index
 from faceage.errors import DatasetError, FaceageError
 from faceage.faces import mesh
@@ -43,7 +44,7 @@ from faceage.models.prototype_frame import (
     oval_region,
     to_ycrcb,
 )
-from faceage.models.prototypes import BINS, ETHNICITIES, GENDERS, POOLED, PrototypeSet, bin_of
+from faceage.models.prototypes import BINS, ETHNICITIES, GENDERS, POOLED, PrototypeSet, bin_of, procrustes_to
 
 CACHE = "cache"
 FOLD_LIMIT = 0.015  # faces whose mesh flips more of its area than this are left out of the statistics
@@ -89,20 +90,6 @@ def read_faces(folder: Path, split: str) -> list[dict]:
             f"(or upgrade it in place: faceage data prepare ... --out {folder} --resume)"
         )
     return rows
-
-
-def procrustes_to(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(N, P, 2) point sets similarity-aligned to ``reference`` (P, 2), vectorised."""
-    ref_c = reference.mean(axis=0)
-    r = reference - ref_c
-    c = points.mean(axis=1, keepdims=True)
-    x = points - c
-    # optimal rotation+scale as a complex number: sum(conj(x) * r) / sum(|x|^2)
-    xc = x[..., 0] + 1j * x[..., 1]
-    rc = r[:, 0] + 1j * r[:, 1]
-    a = (np.conj(xc) * rc[None]).sum(axis=1) / (np.abs(xc) ** 2).sum(axis=1)
-    y = xc * a[:, None]
-    return np.stack([y.real, y.imag], axis=-1) + ref_c
 
 
 def mean_shape(points: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -369,7 +356,7 @@ def build(
     elapsed = time.monotonic() - started
     info = {
         "data": str(folder),
-        "data_manifest_sha256": _sha256(folder / "manifest.json"),
+        "data_manifest_sha256": sha256_file(folder / "manifest.json"),
         "faces": len(keep),
         "faces_folded": int(folded.sum()),
         "min_cell": options.min_cell,
@@ -426,9 +413,3 @@ def _classifier_accuracy(folder: Path, protos: PrototypeSet, size: int) -> dict:
         "gender_accuracy": round(float((pg.argmax(1) == np.array(gender)).mean()), 3),
         "ethnicity_accuracy": round(float((pe.argmax(1) == np.array(ethnicity)).mean()), 3),
     }
-
-
-def _sha256(path: Path) -> str:
-    from faceage.data.shards import sha256_file
-
-    return sha256_file(path)
