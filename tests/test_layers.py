@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.serve.*",
             "faceage.export",
             "faceage.export.*",
-            "faceage.eval.aging_bench",
+            "faceage.bench",
+            "faceage.bench.*",
         ),
     ),
     (
@@ -221,4 +222,4 @@ def test_an_upward_import_is_caught() -> None:
     assert "training" not in MAY_IMPORT["methods"] and "data" not in MAY_IMPORT["engine"]
     assert "outputs" not in MAY_IMPORT["engine"] and "interfaces" not in MAY_IMPORT["outputs"]
     assert layer_of("faceage.methods.commands") == "interfaces" and layer_of("faceage.methods.engine") == "engine"
-    assert layer_of("faceage.eval.aging_bench") == "interfaces" and layer_of("faceage.eval.fid") == "evaluators"
+    assert layer_of("faceage.bench.aging") == "interfaces" and layer_of("faceage.eval.fid") == "evaluators"

@@ -157,15 +157,14 @@ def demo(out_dir: Path) -> None:
 
 def _register_groups() -> None:
     """Attach the commands and command groups that live beside the code they drive."""
+    from faceage.bench.commands import bench
     from faceage.data.commands import data
-    from faceage.eval.aging_commands import aging_command
     from faceage.export.commands import export
     from faceage.methods.commands import age
     from faceage.outputs.commands import info
     from faceage.serve.commands import serve
-    from faceage.training.commands import bench, train
+    from faceage.training.commands import train
 
-    bench.add_command(aging_command)
     for command in (age, info, serve, data, train, bench, export):
         cli.add_command(command)
 
