@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := dev,train
 CONSTRAINTS := -c requirements.txt -c requirements-dev.txt
 
-.PHONY: install browser demo test test-fast lint bench wheel clean
+.PHONY: install browser demo test test-fast lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
@@ -55,11 +55,6 @@ bench: install
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/evaluators.py
 	$(BIN)/python benchmarks/generator.py
-
-# The wheel that CI installs into a fresh venv (.ci/wheel-check).
-wheel: install
-	rm -rf dist
-	$(BIN)/pip wheel -q --no-deps -w dist .
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache dist build
