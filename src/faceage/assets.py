@@ -24,7 +24,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 EXAMPLE_PHOTO = Path(__file__).resolve().parent / "assets" / "example.jpg"
 
 # how to repair a file that belongs to faceage itself (a wheel or a checkout)
-REINSTALL_FACEAGE = f"reinstall faceage {__version__} (pip install --force-reinstall --no-deps faceage, or `make install` in a checkout)"
+REINSTALL_FACEAGE = (
+    f"reinstall faceage {__version__} from its wheel or source folder "
+    "(pip install --force-reinstall --no-deps WHEEL_OR_FOLDER; `make install` in a checkout)"
+)
 
 
 @dataclass(frozen=True)

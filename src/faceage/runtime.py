@@ -32,6 +32,6 @@ def missing_runtime_message(error: ImportError) -> str | None:
     distribution = RUNTIME_PACKAGES[name]
     return (
         f"the runtime package '{name}' ({distribution}) is missing or broken: {error}; "
-        f"reinstall faceage {__version__} with its dependencies (pip install --force-reinstall faceage, "
-        f"or `make install` in a checkout)"
+        f"reinstall faceage {__version__} with its dependencies "
+        "(pip install --force-reinstall WHEEL_OR_FOLDER; `make install` in a checkout)"
     )
