@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "interfaces",
         (
             "faceage",
+            "faceage.__main__",
             "faceage.cli",
             "faceage.cli_options",
             "faceage.*.commands",
@@ -49,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.assets",
             "faceage.checksum",
             "faceage.version",
+            "faceage.runtime",
         ),
     ),
     ("imageio", ("faceage.imageio",)),

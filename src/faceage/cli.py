@@ -17,6 +17,7 @@ import click
 from faceage.assets import EXAMPLE_PHOTO
 from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file
 from faceage.errors import FaceageError
+from faceage.runtime import missing_runtime_message
 from faceage.version import __version__
 
 
@@ -184,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(error.exit_code) from None
     except FaceageError as error:
         click.echo(f"error: {error}", err=True)
+        raise SystemExit(1) from None
+    except ImportError as error:
+        message = missing_runtime_message(error)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
