@@ -158,7 +158,7 @@ def _open_image(fp: BinaryIO, name: str) -> Image.Image:
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - format plugins raise anything on a corrupt header (struct.error, IndexError, ...)
         raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
 
 
@@ -191,7 +191,9 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
         _check_header(im, name, max_pixels, _stream_size(fp))
         try:
             im.load()  # full decode now: a truncated file raises here instead of giving grey rows
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        except MemoryError:
+            raise ImageReadError(f"{name}: not enough memory to decode it (corrupt, or too large)") from None
+        except Exception as exc:  # noqa: BLE001 - decoders of corrupt data raise anything (IndexError from QOI, ...)
             reason = _one_line(exc)
             if "truncated" in reason or isinstance(exc, EOFError):
                 raise ImageReadError(f"{name}: file is truncated (incomplete download or copy?)") from None

@@ -241,10 +241,11 @@ def _made_by_faceage(path: Path) -> bool:
 
 def _unique_names(jobs: list[Job]) -> list[Job]:
     """Give inputs that would write the same outputs (same stem, same output folder) distinct stems:
-    the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed."""
+    the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed. Case
+    is ignored, in folders too: the output disk may ignore it (``a/x.jpg`` and ``A/x.jpg``)."""
 
     def key(job: Job, stem: str) -> tuple[str, str]:
-        return (os.path.normcase(str(job.out_dir.resolve())), stem.casefold())
+        return (os.path.normcase(str(job.out_dir.resolve())).casefold(), stem.casefold())
 
     groups: dict[tuple[str, str], int] = {}
     for job in jobs:
