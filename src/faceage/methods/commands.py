@@ -4,16 +4,20 @@ Outputs go to ``OUT/<stem>_age<N>.<ext>`` (JPEG and PNG inputs keep their format
 becomes PNG), written atomically (complete or absent) and never onto an input. Inputs whose names
 would give the same outputs (``same.bmp``, ``same.tif``) get their format in the name
 (``same_bmp_age60.png``). An existing file at an output name is replaced only when faceage made it
-from the same input (its provenance or the batch record says so) or with ``--overwrite``; otherwise
-that input fails with a one-line reason.
+from the same input (the batch record says so, or its provenance's ``faceage:source_id``, a hash of
+the input's path) or with ``--overwrite``; otherwise that input fails with a one-line reason.
+File names may hold any bytes: they are stored escaped (``faceage.filenames``) in metadata, the
+record and the summary, and printed escaped.
 
 A folder input is searched recursively (sorted); its outputs mirror its subfolders under ``-o OUT``.
 What was skipped by the scan (symlink loops, dangling links, unreadable folders, pipes, faceage's own
-outputs) is listed. ``OUT/.faceage-batch.jsonl`` records, per finished input, its size and mtime,
-the settings, and the size and SHA-256 of every output; a rerun skips an input (resume) only when
-all of that still matches, unless ``--overwrite``. ``OUT/summary.csv`` holds one row per face and
-age: appended as each file finishes, and rewritten in input order at the end, so it is complete
-after an interrupt and a resume. Failing files are listed at the end; the exit code is 1 when
+outputs, a count of files not named as images) is listed. ``OUT/.faceage-batch.jsonl`` records, per
+finished input, its size and mtime, the settings, and the size and SHA-256 of every output; a rerun
+skips an input (resume) only when all of that still matches, unless ``--overwrite``.
+``OUT/summary.csv`` holds one row per face and age: appended as each file finishes, and rewritten
+at the end (earlier batches' rows whose outputs are still there, then this run's in input order),
+so it is complete after an interrupt and a resume. Printing never decides what is written: a
+closed stdout only silences it. Failing files are listed at the end; the exit code is 1 when
 every input failed, or when a fault makes every write fail (disk full, read-only folder): then the
 run stops at once, after saving the summary so far.
 
@@ -212,7 +216,8 @@ def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
                 walk(path)
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                others[path.suffix.lower() or "no suffix"] = others.get(path.suffix.lower() or "no suffix", 0) + 1
+                kind = path.suffix.lower() or "no suffix"
+                others[kind] = others.get(kind, 0) + 1
                 continue
             mode = target.st_mode if target is not None else entry.stat(follow_symlinks=False).st_mode
             if not stat.S_ISREG(mode):
