@@ -150,7 +150,14 @@ def run_once(command: list[str], env: dict, out: Path, fault: str | None, rng: r
     logs = out.parent / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / "stdout", "w+b") as stdout_file, open(logs / "stderr", "w+b") as stderr_file:
-        process = subprocess.Popen(command, env=env, stdout=stdout_file, stderr=stderr_file)
+        # Ctrl-C as in a terminal, even where this script itself ignores it (started in the background)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=stdout_file,
+            stderr=stderr_file,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         run = _inject(process, out, fault, rng, span, before)
         stdout_file.seek(0)
         stderr_file.seek(0)
