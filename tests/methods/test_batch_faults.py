@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "batch_faults.py"
 @pytest.mark.slow
 def test_a_small_batch_under_random_faults_loses_nothing_and_does_nothing_twice(tmp_path, shared_datasets):
     results = tmp_path / "batch_faults.md"
-    command = [sys.executable, str(BENCH), "--photos", "24", "--faults", "3", "--seed", "1", "--results", str(results)]
+    command = [sys.executable, str(BENCH), "--photos", "16", "--faults", "2", "--seed", "1", "--results", str(results)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     text = results.read_text()

@@ -9,6 +9,7 @@ import functools
 import io
 import signal
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,18 @@ def alarm(seconds: int):
 
 
 def check_read(read) -> None:
-    try:
-        with alarm(120):
-            rgb = read()
-    except ImageReadError as error:
-        assert str(error) and "\n" not in str(error)
+    """``read()`` gives an RGB image or raises ImageReadError (one line), and prints no warning (a
+    Python warning is two more lines on a user's terminal beside faceage's one)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with alarm(120):
+                rgb = read()
+        except ImageReadError as error:
+            assert str(error) and "\n" not in str(error)
+            rgb = None
+    assert [str(w.message) for w in caught] == []
+    if rgb is None:
         return
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
     assert 0 < rgb.shape[0] * rgb.shape[1] <= MAX_PIXELS
