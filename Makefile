@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := dev,train
 CONSTRAINTS := -c requirements.txt -c requirements-dev.txt
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast fuzz lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
@@ -45,6 +45,12 @@ test: install browser
 # The edit-test loop: everything but the tests marked slow (real models end to end, training runs).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# The property tests (tests/properties) with many more examples than `make test` runs (60 each,
+# always the same ones): FUZZ_EXAMPLES per test, new random ones each run; failures kept in .hypothesis/.
+FUZZ_EXAMPLES ?= 4000
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/properties -p no:cacheprovider
 
 lint: install
 	$(BIN)/ruff check .

@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.errors",
             "faceage.atomic",
             "faceage.machine",
+            "faceage.filenames",
             "faceage._native",
             "faceage.age_groups",
             "faceage.assets",

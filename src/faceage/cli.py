@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from faceage.assets import EXAMPLE_PHOTO
-from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file
+from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file, silence
 from faceage.errors import FaceageError
 from faceage.runtime import missing_runtime_message
 from faceage.version import __version__
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # stdout's reader went away (`| head`): stop quietly, like other tools
+        silence(sys.stdout)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
