@@ -93,7 +93,7 @@ def test_beard_goes_only_for_young_targets(faces_with_landmarks):
     dark[top + 10 : chin[1] - 5, chin[0] - 20 : chin[0] + 20, 0] -= 45.0  # a beard-dark patch
     mask = beard.beard_mask(dark, lower, np.zeros(lower.shape, bool), landmarks)
     assert mask[top + 20, chin[0]] > 0.5 and mask[:top].max() == 0.0
-    out = beard.remove_beard(dark, mask, 1.0)
+    out = beard.remove_beard(dark, mask, 1.0, np.ones(lower.shape, np.float32))
     patch = (slice(top + 15, chin[1] - 10), slice(chin[0] - 15, chin[0] + 15))
     assert out[patch][..., 0].mean() > dark[patch][..., 0].mean() + 15  # filled from the skin around
 

@@ -2,7 +2,7 @@
 
 Facial hair is an age cue, not a non-age region: a man aged to 8 must lose his beard. Where the
 lower face is darker than the person's cheeks and textured like hair, it is filled from the
-surrounding skin (Telea inpainting, smoothed: children's skin is even), fully at ``BEARDLESS`` and
+surrounding skin (smoothed: children's skin is even), fully at ``BEARDLESS`` and
 below, fading out towards ``BEARD_AGE``.
 
 Convention: YCrCb 0..255 float32 on the aligned face.
@@ -15,6 +15,7 @@ import numpy as np
 
 BEARD_AGE = 16.0  # targets below this lose facial hair, gradually
 BEARDLESS = 12.0  # and at or below this completely
+FILL_REACH = 20.0  # the fill averages skin within about 1/20 of the face width
 DARKER = (6.0, 14.0)  # grey levels darker than the cheeks from which a pixel counts as beard, surely beard
 
 
@@ -40,15 +41,17 @@ def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: 
     return (cv2.GaussianBlur(dark, (0, 0), s / 96.0) * lower).astype(np.float32)
 
 
-def remove_beard(ycc: np.ndarray, mask: np.ndarray, amount: float) -> np.ndarray:
-    """``ycc`` with the masked facial hair replaced by smoothed surrounding skin."""
+def remove_beard(ycc: np.ndarray, mask: np.ndarray, amount: float, skin: np.ndarray) -> np.ndarray:
+    """``ycc`` with the masked facial hair replaced by the smoothed colour of the skin around it.
+
+    The fill is a normalised convolution over skin pixels only (``skin`` weights, beard left out),
+    so neither background nor hair can bleed into the chin, whatever the crop."""
     if amount <= 0.0 or mask.max() < 0.2:
         return ycc
     s = ycc.shape[0]
-    hole = (mask > 0.2).astype(np.uint8)
-    hole = cv2.dilate(hole, np.ones((3, 3), np.uint8))
-    img = np.clip(ycc, 0, 255).astype(np.uint8)
-    filled = cv2.inpaint(img, hole, max(3.0, s / 64.0), cv2.INPAINT_TELEA).astype(np.float32)
-    filled = cv2.GaussianBlur(filled, (0, 0), s / 64.0)
-    w = (np.clip(mask * 1.5, 0.0, 1.0) * amount)[..., None]
+    source = (np.clip(skin, 0.0, 1.0) * (1.0 - np.clip(mask * 2.0, 0.0, 1.0))).astype(np.float32)
+    sigma = s / FILL_REACH
+    weight = cv2.GaussianBlur(source, (0, 0), sigma)
+    filled = cv2.GaussianBlur(ycc * source[..., None], (0, 0), sigma) / np.maximum(weight, 1e-3)[..., None]
+    w = (np.clip(mask * 1.5, 0.0, 1.0) * amount * (weight > 0.02))[..., None]
     return ycc + (filled - ycc) * w

@@ -17,7 +17,8 @@ GREY_START = 45.0  # age at which greying begins
 GREY_FULL = 85.0  # age at which the share reaches its maximum
 GREY_MAX = 0.8  # the largest share of grey strands
 STRAND_CONTRAST = 0.6  # how much more the bright strands grey than the dark ones
-SILVER = (150.0, 0.45, 215.0)  # grey strand luma = base + gain x the hair's own smoothed luma, at most the cap
+STRAND_GAIN = 0.3  # grey strands catch a little more light than dark ones (more would look knitted)
+SILVER = (135.0, 0.5, 205.0)  # grey strand luma = base + gain x the hair's own smoothed luma, at most the cap
 DESATURATE = 0.35  # the hair that stays coloured loses this share of its colour at full greying
 
 
@@ -45,7 +46,7 @@ def grey_strands(ycc: np.ndarray, hair: np.ndarray, share: float) -> np.ndarray:
     grey = grey.astype(np.float32)
     silver = np.minimum(SILVER[0] + SILVER[1] * smooth, SILVER[2])
     out = ycc.copy()
-    out[..., 0] = smooth + (silver - smooth) * grey + strands * (1.0 + grey)  # strand texture kept
+    out[..., 0] = smooth + (silver - smooth) * grey + strands * (1.0 + STRAND_GAIN * grey)  # strands kept
     fade = grey + (1.0 - grey) * DESATURATE * (share / GREY_MAX) * hair
     for c in (1, 2):
         out[..., c] = ycc[..., c] + (128.0 - ycc[..., c]) * fade

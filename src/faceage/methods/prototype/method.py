@@ -38,6 +38,7 @@ POOR_FIT = 1.5  # x the prototypes' 99.5 % Procrustes residual: the landmark fit
 POOR_FOLDS = 0.05  # share of the mean mesh's area flipped in this face: the landmark fit is poor
 GENDER_MIN = 0.2  # a gender with less probability is left out of the cell mix
 ETHNICITY_SURE = 0.6  # below this the ethnicity-pooled cells are used
+EYE_DETAIL_DAMP = 0.7  # share of the sharp detail left out around the eyes (dark rings otherwise)
 COLOUR_CAP = 1.0  # strength pushes shape and detail further, never the averaged colour (it paints smudges)
 
 
@@ -265,7 +266,8 @@ class PrototypeMethod(AgingMethod):
         if self.use_detail:
             fine = _to_face(self.p.detail_at(target, mix) - self.p.detail_at(source, mix), to_mean)
             proto_luma = _to_face(np.ascontiguousarray(self.p.colour_at(source, mix)[..., 0]), to_mean)
-            d_detail = fine * detail_step.relight_gain(ycc[..., 0], proto_luma) * edit_w
+            damp = 1.0 - EYE_DETAIL_DAMP * regions.eyes
+            d_detail = fine * detail_step.relight_gain(ycc[..., 0], proto_luma) * edit_w * damp
         ratio = detail_step.energy_ratio(self.p, source, target, mix, self.energy_region)
         log_ratio = detail_step.log_ratio(np.stack([_to_face(r, to_mean, fill=1.0) for r in ratio])) * edit_w[None]
 
@@ -274,7 +276,8 @@ class PrototypeMethod(AgingMethod):
         beard_w = np.zeros((s, s), np.float32)
         if amount > 0:
             beard_w = beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount
-            base = beard_step.remove_beard(base, beard_w / max(amount, 1e-6), amount)
+            skin = regions.edit * (1.0 - regions.lower * 0.5)  # the face's skin, cheeks more than chin
+            base = beard_step.remove_beard(base, beard_w / max(amount, 1e-6), amount, skin)
         share = hair_step.grey_share(source, target) if self.hair else 0.0
         if share > 0:
             base = hair_step.grey_strands(base, regions.hair, share)

@@ -22,6 +22,7 @@ from faceage.faces.segment import PersonSegmenter
 HAIR_REACH = 1.6  # hair is greyed within this multiple of the face oval's size around its centre,
 HAIR_SURE = 1.35  # all of it within this one, further out only where it looks like hair
 HAIR_UNLIKE_LAB = (15.0, 25.0)  # Lab distance from the skin: hair from this far, surely from the sum
+EYE_REACH = 0.06  # the ring around each eye, as a share of the face size
 HAIR_TEXTURE = (1.5, 2.5)  # local detail (grey levels) from which a pixel counts as textured like hair
 
 
@@ -35,6 +36,8 @@ class Regions:
     nonage   hair or background (inpainted before the detail bands are taken).
     lower    the lower face below the nose, without the lips: where beards grow.
     skin     the segmenter's skin (bool), for colour references.
+    eyes     around the eyes (lids, sockets): where the averages' eyes differ in position more
+             than in age, so the sharp detail is damped there.
     """
 
     edit: np.ndarray
@@ -42,6 +45,7 @@ class Regions:
     nonage: np.ndarray
     lower: np.ndarray
     skin: np.ndarray
+    eyes: np.ndarray
 
 
 def fill(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndarray:
@@ -125,7 +129,10 @@ class RegionFinder:
         else:
             region = np.ones(shape, np.float32)
         lower = _lower_face(landmarks, oval, s)
-        return Regions((region * (1.0 - protect)).astype(np.float32), hair_weight, nonage, lower, skin)
+        eye_lines = fill(shape, region_polygons(landmarks, "left_eye") + region_polygons(landmarks, "right_eye"))
+        reach = max(int(s * EYE_REACH), 3) | 1
+        eyes = feather(cv2.dilate(eye_lines, np.ones((reach, reach), np.uint8)), s / 40.0)
+        return Regions((region * (1.0 - protect)).astype(np.float32), hair_weight, nonage, lower, skin, eyes)
 
 
 def _lower_face(landmarks: np.ndarray, oval: np.ndarray, size: int) -> np.ndarray:
