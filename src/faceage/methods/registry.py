@@ -160,11 +160,6 @@ def available_methods() -> list[str]:
     return [name for name, spec in METHODS.items() if _installed(spec)]
 
 
-def resolve_method(name: str | None) -> str:
-    """``name``, or the default method when none is named."""
-    return DEFAULT_METHOD if name is None else name
-
-
 def where_it_runs(name: str, device: str) -> str | None:
     """A note for a user who asked for a GPU: what runs on it and what on the CPU (None for the CPU)."""
     if device == "cpu":
