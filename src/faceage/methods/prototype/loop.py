@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,8 @@ class OwnJudges:
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._regressor = None
-        self._verifier = None
+        self._regressor: Any = None  # AgeRegressor, loaded on first use (torch only when needed)
+        self._verifier: Any = None  # IdentityVerifier
 
     def ages(self, faces: list[np.ndarray]) -> np.ndarray:
         """The own regressor's ages; faces are shrunk to its training size first with OpenCV

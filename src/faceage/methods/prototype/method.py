@@ -273,9 +273,9 @@ class PrototypeMethod(AgingMethod):
 
         base = ycc.copy()
         amount = beard_step.removal_amount(source, target) if self.beard else 0.0
-        beard_w = np.zeros((s, s), np.float32)
+        beard_w: np.ndarray = np.zeros((s, s), np.float32)
         if amount > 0:
-            beard_w = beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount
+            beard_w = (beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount).astype(np.float32)
             skin = regions.edit * (1.0 - regions.lower * 0.5)  # the face's skin, cheeks more than chin
             base = beard_step.remove_beard(base, beard_w / max(amount, 1e-6), amount, skin)
         share = hair_step.grey_share(source, target) if self.hair else 0.0
