@@ -27,6 +27,7 @@ from faceage.models.prototype_frame import (
     LIGHT_GRID,
     MeanFrame,
     classifier_features,
+    fine_part,
     from_ycrcb,
     to_ycrcb,
 )
@@ -268,6 +269,8 @@ class PrototypeMethod(AgingMethod):
             proto_luma = _to_face(np.ascontiguousarray(self.p.colour_at(source, mix)[..., 0]), to_mean)
             damp = 1.0 - EYE_DETAIL_DAMP * regions.eyes
             d_detail = fine * detail_step.relight_gain(ycc[..., 0], proto_luma) * edit_w * damp
+            if target < source:
+                d_detail = detail_step.only_smoothing(d_detail, fine_part(ycc[..., 0], s))
         ratio = detail_step.energy_ratio(self.p, source, target, mix, self.energy_region)
         log_ratio = detail_step.log_ratio(np.stack([_to_face(r, to_mean, fill=1.0) for r in ratio])) * edit_w[None]
 
