@@ -86,8 +86,12 @@ def _prototype(weights: str | Path | None, device: str, **options) -> AgingMetho
 
     known: dict[str, Callable[[object], object]] = {
         "strength": _number,
+        "loop": _flag,
+        "shape": _flag,
+        "detail": _flag,
         "non_age": _flag,
         "hair": _flag,
+        "beard": _flag,
         "calibrated": _flag,
     }
     settings = method_options("prototype", options, known)
@@ -116,7 +120,7 @@ METHODS: dict[str, MethodSpec] = {
     "prototype": MethodSpec(
         _prototype,
         ("prototypes.safetensors", "prototypes.json"),
-        "age prototypes: landmark shape warp, relit colour and band-energy texture",
+        "age prototypes: fold-free shape warp, relit colour, sharp detail, grey strands, per-face target loop",
         "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
         gpu=False,  # numpy and OpenCV only
     ),

@@ -23,11 +23,9 @@ HAIR_REACH = 1.6  # hair is greyed within this multiple of the face oval's size 
 HAIR_SURE = 1.35  # all of it within this one, further out only where it looks like hair
 HAIR_UNLIKE_LAB = (15.0, 25.0)  # Lab distance from the skin: hair from this far, surely from the sum
 EYE_REACH = 0.06  # the ring around each eye, as a share of the face size
-HAIR_TEXTURE = (1.5, 2.5)
-HAIR_DARKER = (
-    10.0,
-    30.0,
-)  # L levels darker than the skin from which a pixel counts as hair, surely hair  # local detail (grey levels) from which a pixel counts as textured like hair
+HAIR_TEXTURE = (1.5, 2.5)  # local detail (grey levels) from which a pixel counts as textured like hair
+HAIR_DARKER = (10.0, 30.0)  # L levels darker than the skin from which a pixel counts as hair, surely hair
+HAIR_HUE = 6.0  # Lab a/b units below neutral (green, blue) over which a pixel stops counting as hair
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +76,16 @@ def darker_than_skin(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
     reference = float(np.median(luma[skin])) if skin.sum() >= 20 else float(np.median(luma))
     return np.clip((reference - luma - HAIR_DARKER[0]) / HAIR_DARKER[1], 0.0, 1.0).astype(np.float32)
+
+
+def hair_hue(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: 0 for clearly green or blue pixels, which hair (black, brown, blond,
+    red, grey) never is."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+    return (np.clip((a + HAIR_HUE) / HAIR_HUE, 0.0, 1.0) * np.clip((b + HAIR_HUE) / HAIR_HUE, 0.0, 1.0)).astype(
+        np.float32
+    )
 
 
 def hair_like(rgb: np.ndarray, unlike: np.ndarray) -> np.ndarray:
@@ -135,6 +143,7 @@ class RegionFinder:
             # background at a thin hair edge is neither); further out only where it looks like hair
             textured = hair_like(image, unlike)
             likely = np.maximum(near * unlike * np.maximum(darker_than_skin(image, skin), textured), textured)
+            likely = likely * hair_hue(image)  # foliage and sky behind a head are not hair
             hair_weight = feather(grown.astype(np.float32), s / 128.0) * head * likely
             nonage = masks["hair"] | masks["background"]
         oval = fill(shape, region_polygons(landmarks, "face_oval"))
