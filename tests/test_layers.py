@@ -28,6 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage",
             "faceage.cli",
             "faceage.cli_options",
+            "faceage.batch",
+            "faceage.ray_engine",
             "faceage.*.commands",
             "faceage.*.*_commands",
             "faceage.serve",
