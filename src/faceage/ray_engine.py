@@ -182,6 +182,10 @@ def ray_map(
 
     Joining the cluster and the output-folder probe happen in this call, before the first value, so
     a missing Ray, an unreachable address or an unwritable folder raises ``RayEngineError`` here."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        # a Ray started for this run alone listens on the loopback address only, not the network
+        # (read by Ray as it is imported: on Linux its nodes otherwise take the outward address)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     owned = connect(ray, address)
     try:
