@@ -95,7 +95,13 @@ def connect(ray: Any, address: str | None) -> bool:
         with _stderr_silenced():
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise RayEngineError(f"cannot join the Ray cluster at {address}: {_first_line(error)}") from None
+        reason = _first_line(error)
+        if "InvalidAuthToken" in _chain_text(error):
+            reason = (
+                "the cluster wants its authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+                "(or put the token in ~/.ray/auth_token)"
+            )
+        raise RayEngineError(f"cannot join the Ray cluster at {address}: {reason}") from None
     return True
 
 
@@ -243,6 +249,17 @@ def _root_cause(error: BaseException) -> str:
         cause = getattr(seen, "cause", None)
         seen = cause if isinstance(cause, BaseException) else seen.__cause__
     return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _chain_text(error: BaseException) -> str:
+    """The messages of ``error`` and the errors it was raised from (Ray keeps the cause's text there)."""
+    texts, seen = [], error
+    for _ in range(10):
+        if seen is None:
+            break
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(texts)
 
 
 def _first_line(error: BaseException) -> str:

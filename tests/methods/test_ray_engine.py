@@ -13,14 +13,10 @@ import csv
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,107 +26,19 @@ from PIL import Image
 
 import faceage.batch
 from faceage.methods.commands import RECORD_NAME, SUMMARY_NAME, read_list
+from ray_cluster import ENV, Cluster, free_port, wait_for
 
-RAY = Path(sys.executable).with_name("ray")
 PHOTOS = 100  # real faces, plus the bad files of BAD
 BAD = ("truncated.jpg", "not_an_image.png", "empty.jpg")
 KILLED = 24  # photos of the runs that lose a worker or the driver
 STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-# The test cluster stays on a loopback address: Ray turns 127.0.0.1 into the machine's outward
-# address (other hosts could not reach 127.0.0.1), but not 127.0.0.2, another loopback address.
-NODE_IP = "127.0.0.2"
-# its own token: the cluster requires one, and a user's ~/.ray/auth_token is left alone
-ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((NODE_IP, 0))
-        return sock.getsockname()[1]
-
-
-def _wait(condition, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.25)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection((NODE_IP, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-class Cluster:
-    """A head node and a second node, each `ray start --block` in its own process group."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="fa-ray-"))  # short: Ray's socket paths must fit 107 bytes
-        self.port = _free_port()
-        self.address = f"{NODE_IP}:{self.port}"
-        self.env = {**os.environ, **ENV}
-        self.nodes: list[subprocess.Popen] = []
-
-    def start_node(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}.log", "wb")
-        common = ["--block", "--num-cpus=1", f"--object-store-memory={100 * 2**20}", "--disable-usage-stats"]
-        command = [str(RAY), "start", *args, f"--node-ip-address={NODE_IP}", f"--temp-dir={self.root / name}", *common]
-        self.nodes.append(
-            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        )
-
-    def alive_nodes(self) -> int:
-        script = "import ray, sys; ray.init(address=sys.argv[1]); print(sum(n['Alive'] for n in ray.nodes()))"
-        done = subprocess.run(
-            [sys.executable, "-c", script, self.address], capture_output=True, text=True, env=self.env, timeout=120
-        )
-        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
-
-    def stop(self) -> None:
-        for node in reversed(self.nodes):  # `ray start --block` stops its node's processes on SIGTERM
-            if node.poll() is None:
-                node.terminate()
-        for node in self.nodes:
-            try:
-                node.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in self.pids(""):  # anything of the nodes still there (Ray puts workers in groups of their own)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def pids(self, title: str) -> list[int]:
-        """Processes of this cluster (in the sessions of its `ray start`s) whose command line contains
-        ``title`` (Ray names its workers by what they run)."""
-        sessions = {node.pid for node in self.nodes}
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-                if title in cmdline and os.getsid(int(entry.name)) in sessions:
-                    found.append(int(entry.name))
-            except (OSError, ProcessLookupError):
-                continue
-        return found
 
 
 @pytest.fixture(scope="module")
 def cluster():
     started = Cluster()
     try:
-        started.start_node("head", "--head", f"--port={started.port}", "--include-dashboard=false")
-        _wait(lambda: _listening(started.port), 90, "the head node")
-        started.start_node("node2", f"--address={started.address}")
-        _wait(lambda: started.alive_nodes() == 2, 120, "the second node to join")
+        started.start()
         yield started
     finally:
         started.stop()
@@ -194,10 +102,12 @@ def _normalised(path: Path) -> bytes:
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    """Every output (not the record or summary) by relative path, its creation time blanked."""
-    skip = {RECORD_NAME, SUMMARY_NAME}
+    """Every output by relative path, its creation time blanked: not the summary, nor hidden files (the
+    record, and the temp file of a write that a SIGKILL cut short, never under an output's name)."""
     return {
-        str(p.relative_to(out)): _normalised(p) for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip
+        str(p.relative_to(out)): _normalised(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != SUMMARY_NAME and not p.name.startswith(".")
     }
 
 
@@ -252,7 +162,7 @@ def test_a_worker_killed_mid_run_loses_nothing(cluster, photo_folder, local, tmp
     args = ["age", listing, "-o", out, *_age_args(tiny_weights), "--engine", "ray", "--address", cluster.address]
     run = _faceage(*args, "--workers", "2")
     try:
-        _wait(lambda: _done(out) >= 5 or run.poll() is not None, 240, "the first photos")
+        wait_for(lambda: _done(out) >= 5 or run.poll() is not None, 240, "the first photos")
         victims = cluster.pids("MapBatches(Aging)")
         assert victims, "no aging actor found to kill"
         os.kill(victims[0], signal.SIGKILL)
@@ -279,7 +189,7 @@ def test_a_killed_driver_resumes_on_the_same_command(cluster, photo_folder, loca
     args = ["age", listing, "-o", out, *_age_args(tiny_weights), "--engine", "ray", "--address", cluster.address]
     first = _faceage(*args)
     try:
-        _wait(lambda: _done(out) >= 5 or first.poll() is not None, 240, "the first photos")
+        wait_for(lambda: _done(out) >= 5 or first.poll() is not None, 240, "the first photos")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
@@ -297,10 +207,26 @@ def test_a_killed_driver_resumes_on_the_same_command(cluster, photo_folder, loca
     assert len(aged) == KILLED and all(aged[name] == expected[name] for name in aged)
 
 
+@pytest.mark.slow
+def test_an_output_folder_a_node_cannot_write_is_refused_before_any_work(cluster, tmp_path, tiny_weights):
+    photo = tmp_path / "face.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    (tmp_path / "file").write_text("a file where the output folder's parent should be")
+    out = tmp_path / "file" / "out"
+    code, stdout, stderr = _run(
+        "age", photo, "-o", out, *_age_args(tiny_weights), "--engine", "ray", "--address", cluster.address
+    )
+    assert code == 1
+    assert stderr.strip() == (
+        f"error: Ray node 127.0.0.2 cannot write the output folder {out} (Not a directory): "
+        "-o must be a folder every node can reach and write (a shared filesystem)"
+    )
+
+
 def test_an_unreachable_address_is_one_line(tmp_path, tiny_weights):
     photo = tmp_path / "face.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     code, stdout, stderr = _run(
         "age",
         photo,
