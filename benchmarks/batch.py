@@ -71,9 +71,11 @@ def main() -> None:
         photos.mkdir()
         make_photos(photos, args.photos)
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        one_thread = {**env, "OMP_NUM_THREADS": "1"}  # what Ray gives each 1-CPU worker
         rows = [
             run("local", photos, work / "local", ["--engine", "local"], env, common),
             run("ray, started for the run (2 workers)", photos, work / "ray", ["--engine", "ray"], env, common),
+            run("local, OMP_NUM_THREADS=1", photos, work / "local1", ["--engine", "local"], one_thread, common),
         ]
         subset = work / "subset"
         subset.mkdir()
@@ -117,8 +119,13 @@ def write_report(rows: list[dict], args: argparse.Namespace, common: list[str]) 
         f"Ray on one machine against local: {ratio:.2f}x the throughput "
         f"({'overhead' if ratio < 1 else 'gain'} {abs(1 - ratio) * 100:.0f} %).",
     ]
-    if len(rows) >= 4:
-        one, two = rows[2], rows[3]
+    threads = rows[2]
+    lines.append(
+        f"Local with one torch/OpenMP thread, as Ray runs each 1-CPU worker: {threads['rate']:.2f} faces/s; "
+        f"Ray against it: {started['rate'] / threads['rate']:.2f}x."
+    )
+    if len(rows) >= 5:
+        one, two = rows[3], rows[4]
         lines.append(
             f"Two-node cluster, 2 workers against 1: {two['rate'] / one['rate']:.2f}x "
             "(2 cores in all, shared with other jobs: two workers cannot double it here)."

@@ -253,7 +253,8 @@ def _root_cause(error: BaseException) -> str:
 
 def _chain_text(error: BaseException) -> str:
     """The messages of ``error`` and the errors it was raised from (Ray keeps the cause's text there)."""
-    texts, seen = [], error
+    texts: list[str] = []
+    seen: BaseException | None = error
     for _ in range(10):
         if seen is None:
             break

@@ -659,7 +659,7 @@ class _RayWorker:
 
         def one(row: dict) -> _Outcome:
             job = _job_of(row)
-            owned = dict.fromkeys(json.loads(str(row["owned"])), {})
+            owned: dict[str, dict] = dict.fromkeys(json.loads(str(row["owned"])), {})
             writer.record.entries = {str(job.source.resolve()): {"outputs": owned}}
             return _process(job, ager, self.opts, writer)
 
