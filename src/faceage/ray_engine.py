@@ -57,7 +57,7 @@ def import_ray() -> Any:
 
 
 def check_reachable(address: str) -> None:
-    """Fail in one line when nothing listens at ``address`` (``ray.init`` would retry for a minute)."""
+    """Fail in one line when nothing listens at ``address`` (``ray.init`` would keep retrying first)."""
     if address in ("auto", "local"):
         return
     target = address.removeprefix("ray://")
