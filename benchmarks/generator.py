@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from faceage.atomic import write_text_atomic
 from faceage.machine import cpu_name
-from faceage.models import Generator, GeneratorConfig
+from faceage.models.stylegan2 import Generator, GeneratorConfig
 from faceage.training.gan import GANConfig
 
 RESOLUTIONS = (32, 64, 128)

@@ -20,6 +20,7 @@ SLOW_FILES = {
     "eval/test_identity.py",
     "export/test_onnx_export.py",
     "methods/test_age_command.py",
+    "methods/test_batch_limits.py",
     "methods/test_engine.py",
     "methods/test_every_method.py",
     "methods/test_shipped_ipcgan.py",

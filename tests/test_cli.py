@@ -88,3 +88,44 @@ def test_help_loads_no_numerical_or_model_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_corrupt_model_file_is_one_line_naming_it(capsys, tmp_path, monkeypatch):
+    import shutil
+
+    from faceage import assets
+
+    fake = tmp_path / "weights"
+    shutil.copytree(assets.WEIGHTS_DIR, fake)
+    (fake / "face_detection_yunet_2023mar.onnx").write_bytes(b"truncated download")
+    monkeypatch.setattr(assets, "WEIGHTS_DIR", fake)
+    code, out, err = run_cli(capsys, "estimate", str(EXAMPLE_PHOTO))
+    assert code == 1 and "Traceback" not in err and err.strip().count("\n") == 0
+    assert "face_detection_yunet_2023mar.onnx" in err and "corrupt" in err and "reinstall faceage" in err
+
+
+def test_a_missing_runtime_is_one_line_naming_the_package():
+    # dlib unimportable, as after a partial install: the command names it and how to reinstall
+    code = (
+        "import sys; sys.modules['dlib'] = None\n"
+        "from faceage.cli import main\n"
+        f"main(['estimate', {str(EXAMPLE_PHOTO)!r}])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().count("\n") == 0
+    assert "'dlib' (dlib-bin) is missing or broken" in run.stderr and "reinstall faceage" in run.stderr
+
+
+def test_python_dash_m_and_version_give_the_one_version():
+    import tomllib
+    from pathlib import Path
+
+    from faceage import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"] == __version__
+    major_minor = ".".join(__version__.split(".")[:2])
+    assert f"(v{major_minor})" in (root / "README.md").read_text()
+    run = subprocess.run([sys.executable, "-m", "faceage", "--version"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == f"faceage, version {__version__}"

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "interfaces",
         (
             "faceage",
+            "faceage.__main__",
             "faceage.cli",
             "faceage.cli_options",
             "faceage.batch",
@@ -36,7 +37,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.serve.*",
             "faceage.export",
             "faceage.export.*",
-            "faceage.eval.aging_bench",
+            "faceage.bench",
+            "faceage.bench.*",
         ),
     ),
     (
@@ -45,11 +47,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.errors",
             "faceage.atomic",
             "faceage.machine",
+            "faceage.filenames",
             "faceage._native",
             "faceage.age_groups",
             "faceage.assets",
             "faceage.checksum",
             "faceage.version",
+            "faceage.runtime",
         ),
     ),
     ("imageio", ("faceage.imageio",)),
@@ -223,4 +227,4 @@ def test_an_upward_import_is_caught() -> None:
     assert "training" not in MAY_IMPORT["methods"] and "data" not in MAY_IMPORT["engine"]
     assert "outputs" not in MAY_IMPORT["engine"] and "interfaces" not in MAY_IMPORT["outputs"]
     assert layer_of("faceage.methods.commands") == "interfaces" and layer_of("faceage.methods.engine") == "engine"
-    assert layer_of("faceage.eval.aging_bench") == "interfaces" and layer_of("faceage.eval.fid") == "evaluators"
+    assert layer_of("faceage.bench.aging") == "interfaces" and layer_of("faceage.eval.fid") == "evaluators"

@@ -36,6 +36,12 @@ def check_target_age(age: object, what: str = "target age") -> float:
     return value
 
 
+def plain_age(age: float) -> float:
+    """``age`` to one decimal, the precision of every age faceage names or records: -0 and 1e-320
+    become 0, 42.54 becomes 42.5, so a file name or a metadata field never reads ``-0`` or ``9.9e-321``."""
+    return round(float(age), 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
 @dataclass(frozen=True)
 class AgeGrouping:
     name: str

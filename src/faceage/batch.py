@@ -48,23 +48,23 @@ def age(
     for inputs and options that do not fit together, and ``FaceageError`` when Ray is missing or
     the cluster cannot be reached.
     """
-    from faceage.age_groups import check_target_age
-    from faceage.methods.registry import resolve_method
+    from faceage.age_groups import check_target_age, plain_age
+    from faceage.methods.registry import DEFAULT_METHOD
 
     if engine not in ("local", "ray"):
         raise BatchInputError(f"engine must be 'local' or 'ray', got {engine!r}")
     ages = (to,) if isinstance(to, int | float) else tuple(to)
     try:
-        checked = tuple(check_target_age(float(age)) for age in ages)
+        checked = tuple(plain_age(check_target_age(float(age))) for age in ages)  # as `--to` reads them
     except ValueError as error:
         raise BatchInputError(f"target age: {error}") from None
     if len(set(checked)) != len(checked) or not checked:
-        raise BatchInputError(f"each target age once, at least one, got {list(ages)}")
+        raise BatchInputError(f"each target age once (to one decimal), at least one, got {list(ages)}")
     return run_batch(
         tuple(Path(source) for source in sources),
         checked,
         None if out is None else Path(out),
-        method=resolve_method(method),
+        method=DEFAULT_METHOD if method is None else method,
         weights=None if weights is None else Path(weights),
         device=device,
         max_faces=max_faces,

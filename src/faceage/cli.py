@@ -15,8 +15,9 @@ from pathlib import Path
 import click
 
 from faceage.assets import EXAMPLE_PHOTO
-from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file
+from faceage.cli_options import CONTEXT_SETTINGS, report_failures, run_per_file, silence
 from faceage.errors import FaceageError
+from faceage.runtime import missing_runtime_message
 from faceage.version import __version__
 
 
@@ -157,15 +158,14 @@ def demo(out_dir: Path) -> None:
 
 def _register_groups() -> None:
     """Attach the commands and command groups that live beside the code they drive."""
+    from faceage.bench.commands import bench
     from faceage.data.commands import data
-    from faceage.eval.aging_commands import aging_command
     from faceage.export.commands import export
     from faceage.methods.commands import age
     from faceage.outputs.commands import info
     from faceage.serve.commands import serve
-    from faceage.training.commands import bench, train
+    from faceage.training.commands import train
 
-    bench.add_command(aging_command)
     for command in (age, info, serve, data, train, bench, export):
         cli.add_command(command)
 
@@ -186,9 +186,18 @@ def main(argv: list[str] | None = None) -> None:
     except FaceageError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(1) from None
+    except ImportError as error:
+        message = missing_runtime_message(error)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         raise SystemExit(130) from None
+    except BrokenPipeError:  # stdout's reader went away (`| head`): stop quietly, like other tools
+        silence(sys.stdout)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

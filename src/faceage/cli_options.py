@@ -8,14 +8,17 @@ one way: ``cli`` -> each ``commands`` -> this module.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from faceage.errors import FaceageError
+from faceage.filenames import shown
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -36,6 +39,29 @@ def float_list(text: str) -> tuple[float, ...]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def say(text: str, err: bool = False) -> None:
+    """Print a line between progress-bar updates. Once stdout is closed (``faceage age ... | head -1``)
+    it stays silent: the work, the files it writes and the summary must not depend on the terminal."""
+    from tqdm import tqdm
+
+    stream = sys.stderr if err else sys.stdout
+    try:
+        tqdm.write(text, file=stream)
+        stream.flush()
+    except BrokenPipeError:
+        silence(stream)
+
+
+def silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at the null device (a reader that went away), so later
+    writes and the flush at exit succeed quietly instead of raising BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
 @dataclass
 class FileFailure:
     path: str
@@ -54,11 +80,13 @@ def run_per_file(paths: Iterable[str], job: Callable[[str], Any]) -> tuple[list[
 
 
 def report_failures(failures: list[FileFailure], total: int) -> None:
-    """Print each failed input on stderr; exit 1 when nothing succeeded."""
+    """Print each failed input on stderr (control characters and undecodable bytes of names escaped);
+    exit 1 when nothing succeeded."""
     for failure in failures:
         # most reasons already start with the file's name; don't print it twice
         named = Path(failure.path).name in failure.reason
-        click.echo(f"error: {failure.reason}" if named else f"error: {failure.path}: {failure.reason}", err=True)
+        line = f"error: {failure.reason}" if named else f"error: {failure.path}: {failure.reason}"
+        click.echo(shown(line), err=True)
     if failures and len(failures) == total:
         raise SystemExit(1)
     if failures:

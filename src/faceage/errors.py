@@ -38,3 +38,7 @@ class ImageWriteError(FaceageError):
 class OutputUnwritableError(ImageWriteError):
     """No output can be written at all (disk full, read-only or forbidden folder): a batch stops here
     instead of failing every remaining file the same way."""
+
+
+class DeviceError(FaceageError):
+    """``--device`` names no device, or one this machine does not have (CUDA on a CPU-only build)."""

@@ -143,7 +143,8 @@ def image_header(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MA
     """
     if not data:
         raise ImageReadError(f"{name}: file is empty")
-    with _open_image(io.BytesIO(data), name) as im:
+    with _open_image(io.BytesIO(data), name) as im, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         _check_header(im, name, max_pixels, len(data))
         return im.size[0], im.size[1], str(im.format)
 
@@ -151,14 +152,15 @@ def image_header(data: bytes, name: str = "upload", max_pixels: int = DEFAULT_MA
 def _open_image(fp: BinaryIO, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # Pillow warns above its own bomb limit (89 MP); ours is max_pixels, checked by the caller.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns above its own bomb limit (89 MP; ours is max_pixels, checked by the caller)
+            # and about corrupt parts (EXIF): the file is decoded or refused with one line either way.
+            warnings.simplefilter("ignore")
             return Image.open(fp)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{name}: image is too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image, or a format that cannot be read") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - format plugins raise anything on a corrupt header (struct.error, IndexError, ...)
         raise ImageReadError(f"{name}: corrupt image header ({_one_line(exc)})") from None
 
 
@@ -187,11 +189,14 @@ def _decode(fp: BinaryIO, name: str, max_pixels: int) -> np.ndarray:
             "(truncated files could not be detected)"
         )
     im = _open_image(fp, name)
-    with im:
+    with im, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # corrupt parts are decoded or refused, never two more lines
         _check_header(im, name, max_pixels, _stream_size(fp))
         try:
             im.load()  # full decode now: a truncated file raises here instead of giving grey rows
-        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        except MemoryError:
+            raise ImageReadError(f"{name}: not enough memory to decode it (corrupt, or too large)") from None
+        except Exception as exc:  # noqa: BLE001 - decoders of corrupt data raise anything (IndexError from QOI, ...)
             reason = _one_line(exc)
             if "truncated" in reason or isinstance(exc, EOFError):
                 raise ImageReadError(f"{name}: file is truncated (incomplete download or copy?)") from None

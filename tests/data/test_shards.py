@@ -125,7 +125,7 @@ def test_reading_needs_only_stdlib_pillow_numpy(tmp_path: Path) -> None:
         writer.write_image("k0", "train", _noise(0), _labels(0))
     code = (
         "import sys\n"
-        "for m in ('torch', 'cv2', 'mediapipe', 'onnxruntime', 'click', 'tqdm'): sys.modules[m] = None\n"
+        "for m in ('torch', 'cv2', 'ai_edge_litert', 'onnxruntime', 'click', 'tqdm'): sys.modules[m] = None\n"
         "from faceage.data.shards import iter_shard\n"
         f"(key, rgb, labels), = iter_shard({str(tmp_path / 'faces-train-0000.tar')!r})\n"
         "assert key == 'k0' and rgb.shape == (64, 64, 3) and labels['age'] == 20\n"

@@ -25,9 +25,7 @@ def detector() -> FaceDetector:
 
 @pytest.fixture(scope="module")
 def marks() -> LandmarkModel:
-    model = LandmarkModel()
-    yield model
-    model.close()
+    return LandmarkModel()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 
 from faceage.data.shards import decode_landmarks, iter_shard, read_index
 from faceage.methods.base import Edit
-from faceage.methods.prototype import PrototypeMethod, _age_chain, cranium_scale
+from faceage.methods.prototype import PrototypeMethod, cranium_scale
+from faceage.methods.prototype.colour import age_chain as _age_chain
 
 
 @pytest.fixture(scope="module")

@@ -257,3 +257,18 @@ def test_without_ray_installed_says_how_to_install(tmp_path, tiny_weights):
     assert done.stderr.strip() == (
         "error: --engine ray needs Ray (with Ray Data), which is not installed: pip install 'faceage[ray]'"
     )
+
+
+def test_a_name_with_any_bytes_crosses_ray_datas_arrow_rows(tmp_path):
+    """A row reaches a worker through an Arrow table (UTF-8 strings only): names with undecodable
+    bytes or control characters travel escaped and come back as the exact path."""
+    import pyarrow
+
+    from faceage.methods.commands import Job, _job_of, _Record, _row_of
+
+    odd = os.fsdecode(b"caf\xe9\x01 \\x41")  # a Latin-1 byte, a control character, a literal backslash
+    job = Job(tmp_path / odd / f"{odd}.jpg", tmp_path / "out" / odd, True, f"{odd}_jpg")
+    with pytest.raises(UnicodeEncodeError):
+        pyarrow.Table.from_pylist([{"source": str(job.source)}])  # why the rows are escaped
+    (row,) = pyarrow.Table.from_pylist([_row_of(job, _Record(None))]).to_pylist()
+    assert _job_of(row) == job

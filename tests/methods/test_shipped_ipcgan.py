@@ -6,7 +6,7 @@ import numpy as np
 
 import faceage
 from faceage.assets import EXAMPLE_PHOTO, verify_shipped
-from faceage.eval.colour import channel_spread, highfreq_colour_ratio
+from faceage.eval.guards import channel_spread, chroma_ratio
 from faceage.imageio import load_image
 from faceage.methods.registry import available_methods
 
@@ -32,7 +32,7 @@ def test_shipped_ipcgan_invents_no_colour():
     ager = faceage.load("ipcgan")
     photo = load_image(EXAMPLE_PHOTO)
     results = ager.age(photo, to=[10, 30, 50, 70])
-    ratios = [float(highfreq_colour_ratio(r.aged_crops, r.source_crops)[0]) for r in results]
+    ratios = [float(chroma_ratio(r.source_crops, r.aged_crops)[0]) for r in results]
     assert np.median(ratios) <= 1.3, ratios
     gray = np.repeat(photo.mean(-1, keepdims=True).round().astype(np.uint8), 3, -1)
     for result in ager.age(gray, to=[10, 70]):

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from faceage.errors import ModelFileError
-from faceage.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from faceage.models.io import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
+from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 TINY_G = GeneratorConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
 TINY_D = DiscriminatorConfig(resolution=16, channel_base=128, channel_max=16, c_dim=2)

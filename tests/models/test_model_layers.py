@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceage.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from faceage.models.layers import (
     EqualConv2d,
     EqualLinear,
@@ -18,6 +17,7 @@ from faceage.models.layers import (
     make_blur_kernel,
     upfirdn2d,
 )
+from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 TINY_G = GeneratorConfig(resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
 TINY_D = DiscriminatorConfig(resolution=16, channel_base=128, channel_max=16)

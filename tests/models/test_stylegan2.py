@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from faceage.models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 TINY_G = GeneratorConfig(resolution=32, z_dim=16, w_dim=16, mapping_layers=2, channel_base=512, channel_max=32)
 TINY_D = DiscriminatorConfig(resolution=32, channel_base=512, channel_max=32)

@@ -9,6 +9,7 @@ import signal
 import pytest
 import torch
 
+from faceage.errors import DeviceError
 from faceage.training.run import MetricsLog, StopFlag, TrainingError, resolve_device, resume_in_place
 
 
@@ -16,9 +17,9 @@ def test_devices_by_name():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(TrainingError, match="--device cuda requested but CUDA is not available"):
+        with pytest.raises(DeviceError, match="--device cuda: CUDA is not available"):
             resolve_device("cuda")
-    with pytest.raises(TrainingError, match="--device must be auto, cpu or cuda, got 'tpu'"):
+    with pytest.raises(DeviceError, match="--device tpu: unknown device; use cpu, cuda or cuda:N"):
         resolve_device("tpu")
 
 

@@ -6,6 +6,6 @@
   (the reader needs only the stdlib, numpy and Pillow).
 - ``faceage.data.prepare``: ``prepare(...) -> PrepareReport``; the ``faceage data`` commands are in ``faceage.data.commands``.
 
-Importing this package is cheap: nothing heavy (torch, OpenCV, MediaPipe) loads until
+Importing this package is cheap: nothing heavy (torch, OpenCV, LiteRT) loads until
 ``prepare`` aligns faces.
 """

@@ -78,7 +78,7 @@ LABEL_COLUMNS = (
 )
 _ORDER_SALT = "faceage-order-v1"
 # Models the face pipeline reads; their hashes go into the manifest as provenance.
-_PIPELINE_MODELS = ("yunet", "face_landmarker")
+_PIPELINE_MODELS = ("yunet", "face_detector", "face_mesh")
 
 
 @dataclass

@@ -13,8 +13,8 @@ measure what such a method changes instead:
   faces and *real* faces of the target age, on the same MobileNetV2 features as ``faceage.eval.fid``,
   beside the floor (two disjoint real sets) and the unedited inputs' score.
 
-Also here: null edits (JPEG re-encode, a 1-px blur, no change) as ``AgingMethod``s, used to
-calibrate margins, and the picture grid of a method's results.
+The null edits these margins are calibrated on, and the picture grid, run methods and live with the
+benchmark (``faceage.bench``): this module only measures, so the engine can report with it.
 
 Convention: faces are (N, S, S, 3) uint8 RGB, aligned FFHQ-style (``faceage.faces``).
 """
@@ -22,12 +22,9 @@ Convention: faces are (N, S, S, 3) uint8 RGB, aligned FFHQ-style (``faceage.face
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-from faceage.methods.base import AgingMethod, Edit, run_edit
 
 # The face inside an FFHQ-aligned crop as an ellipse (centre x, y, semi-axes x, y; fractions of the
 # side). It is inscribed in the box dlib's HOG detector finds on such crops
@@ -189,112 +186,3 @@ def margin_for(gains: Sequence[np.ndarray], share: float = 0.05) -> float:
         if len(g):
             margin = max(margin, float(g[int(np.floor(share * len(g)))]))
     return float(max(margin, 0.0))
-
-
-# --- null edits: methods that change nothing a viewer would call ageing ----------------------------
-
-
-class Unchanged(AgingMethod):
-    """Returns its input: the baseline every guard must score exactly."""
-
-    name = "unchanged"
-
-    def __init__(self, face_size: int = 128) -> None:
-        self.face_size = int(face_size)
-
-    def edit(
-        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
-    ) -> Edit:
-        return Edit(np.array(faces, np.uint8, copy=True))
-
-
-class JpegReencode(Unchanged):
-    """Null edit: JPEG re-encode (4:2:0, as most photo tools save)."""
-
-    name = "jpeg"
-
-    def __init__(self, face_size: int = 128, quality: int = 90) -> None:
-        super().__init__(face_size)
-        self.quality = int(quality)
-
-    def edit(
-        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
-    ) -> Edit:
-        out = []
-        for face in _check(faces):
-            ok, data = cv2.imencode(
-                ".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality]
-            )
-            decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
-            if decoded is None:
-                raise RuntimeError(f"OpenCV could not JPEG re-encode a {face.shape} face at quality {self.quality}")
-            out.append(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
-        return Edit(np.stack(out) if out else np.array(faces, copy=True))
-
-
-class GaussianBlur(Unchanged):
-    """Null edit: Gaussian blur of ``sigma`` pixels."""
-
-    name = "blur"
-
-    def __init__(self, face_size: int = 128, sigma: float = 1.0) -> None:
-        super().__init__(face_size)
-        self.sigma = float(sigma)
-
-    def edit(
-        self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
-    ) -> Edit:
-        out = [cv2.GaussianBlur(f, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT) for f in _check(faces)]
-        return Edit(np.stack(out) if out else np.array(faces, copy=True))
-
-
-def null_edits(face_size: int) -> list[AgingMethod]:
-    """The null edits margins are calibrated on: JPEG q=90 and a 1-px Gaussian blur."""
-    return [JpegReencode(face_size, 90), GaussianBlur(face_size, 1.0)]
-
-
-# --- picture grid ---------------------------------------------------------------------------------
-
-GRID_TARGETS = (5.0, 15.0, 25.0, 35.0, 55.0, 75.0)
-GRID_FACES = 16  # at most: the datasets' licences allow showing a few faces, not redistributing them
-GRID_TILE = 128
-
-
-def render_grid(
-    method: AgingMethod,
-    faces: np.ndarray,
-    source_ages: np.ndarray,
-    targets: Sequence[float] = GRID_TARGETS,
-    tile: int = GRID_TILE,
-    landmarks: np.ndarray | None = None,
-) -> np.ndarray:
-    """(rows, cols) picture: one face per row, the input then each target age, with a label strip."""
-    faces = _check(faces)[:GRID_FACES]
-    source_ages = np.asarray(source_ages, np.float64)[: len(faces)]
-    lo, hi = method.supported_ages()
-    columns = [faces]
-    for t in targets:
-        points = None if landmarks is None else landmarks[: len(faces)]
-        columns.append(run_edit(method, faces, source_ages, float(min(max(t, lo), hi)), points).edited)
-    interp = cv2.INTER_AREA if faces.shape[1] > tile else cv2.INTER_CUBIC
-    header = 20
-    canvas = np.full((header + tile * len(faces), tile * len(columns), 3), 255, np.uint8)
-    for c, (label, images) in enumerate(zip(["input", *(f"{t:g}" for t in targets)], columns)):
-        cv2.putText(canvas, label, (c * tile + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        for r, image in enumerate(images):
-            canvas[header + r * tile : header + (r + 1) * tile, c * tile : (c + 1) * tile] = (
-                image if image.shape[0] == tile else cv2.resize(image, (tile, tile), interpolation=interp)
-            )
-    return canvas
-
-
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write an RGB picture as PNG, atomically."""
-    from faceage.atomic import atomic_write
-
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    if not ok:
-        raise ValueError("could not encode the grid as PNG")
-    path = Path(path)
-    atomic_write(path, lambda f: f.write(data.tobytes()))
-    return path

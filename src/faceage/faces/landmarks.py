@@ -1,4 +1,4 @@
-"""478 dense face points per detected face with the MediaPipe Tasks FaceLandmarker.
+"""478 dense face points per detected face with MediaPipe's FaceLandmarker models (run on LiteRT).
 
 The FaceLandmarker runs its own short-range face detector, which misses small faces in group
 photos. ``LandmarkModel`` therefore never shows it the whole photo: for each ``DetectedFace`` it
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import functools
 import threading
-import weakref
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from faceage._native import quiet_native_stderr
 from faceage.assets import model_path
+from faceage.faces import landmark_topology as topology
 from faceage.faces.align import resize_image
 from faceage.faces.detect import DetectedFace
+from faceage.faces.face_landmarker import FaceLandmarker
 from faceage.imageio import check_rgb
 
 NUM_LANDMARKS = 478
@@ -41,21 +41,16 @@ MOUTH_RIGHT = 291
 
 
 def _connection_sets() -> dict[str, list[tuple[int, int]]]:
-    from mediapipe.tasks.python.vision import FaceLandmarksConnections as C  # noqa: N814
-
-    def edges(conns: Sequence) -> list[tuple[int, int]]:
-        return [(int(c.start), int(c.end)) for c in conns]
-
     return {
-        "face_oval": edges(C.FACE_LANDMARKS_FACE_OVAL),
-        "lips": edges(C.FACE_LANDMARKS_LIPS),
-        "left_eye": edges(C.FACE_LANDMARKS_RIGHT_EYE),
-        "right_eye": edges(C.FACE_LANDMARKS_LEFT_EYE),
-        "left_brow": edges(C.FACE_LANDMARKS_RIGHT_EYEBROW),
-        "right_brow": edges(C.FACE_LANDMARKS_LEFT_EYEBROW),
-        "left_iris": edges(C.FACE_LANDMARKS_RIGHT_IRIS),
-        "right_iris": edges(C.FACE_LANDMARKS_LEFT_IRIS),
-        "nose": edges(C.FACE_LANDMARKS_NOSE),
+        "face_oval": list(topology.FACE_OVAL),
+        "lips": list(topology.LIPS),
+        "left_eye": list(topology.RIGHT_EYE),
+        "right_eye": list(topology.LEFT_EYE),
+        "left_brow": list(topology.RIGHT_EYEBROW),
+        "right_brow": list(topology.LEFT_EYEBROW),
+        "left_iris": list(topology.RIGHT_IRIS),
+        "right_iris": list(topology.LEFT_IRIS),
+        "nose": list(topology.NOSE),
     }
 
 
@@ -116,7 +111,7 @@ def __getattr__(name: str):  # noqa: ANN202 - module attributes built on first u
     # REGION_INDICES: name -> sorted landmark indices of the region (hulls, point sets).
     # REGION_CONTOURS: name -> closed outlines in walking order (lips: outer and inner ring;
     # brows: upper and lower line joined; nose: outline of the lower nose).
-    # Built lazily so that importing this module does not import mediapipe (slow, heavy).
+    # Built on first use: most callers never need the region tables.
     if name == "REGION_INDICES":
         return _regions()[0]
     if name == "REGION_CONTOURS":
@@ -166,18 +161,11 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
 
 
-def _close_quietly(landmarker) -> None:  # noqa: ANN001 - a mediapipe FaceLandmarker
-    try:
-        landmarker.close()
-    except Exception:  # noqa: BLE001 - closing at shutdown must never raise
-        pass
-
-
 class LandmarkModel:
-    """MediaPipe FaceLandmarker (478 points) run per detected face.
+    """MediaPipe's FaceLandmarker (478 points, ``faces.face_landmarker``) run per detected face.
 
     Args:
-        crop_size: side of the square given to MediaPipe (its mesh model works at 256).
+        crop_size: side of the square given to the landmarker (its mesh model works at 256).
         crop_scale: crop side as a multiple of the face size (max of box side and 2.4 x the
             eye-to-mouth distance); 2.0 leaves the landmarker's own detector enough context.
         min_confidence: MediaPipe detection and presence thresholds.
@@ -185,7 +173,7 @@ class LandmarkModel:
             the detector's interocular distance from the detector's eye point.
 
     Calls from several threads are serialised; use one model per thread or process for parallel
-    work. ``close()`` frees the MediaPipe graph (also done automatically).
+    work.
     """
 
     def __init__(
@@ -195,35 +183,18 @@ class LandmarkModel:
         min_confidence: float = 0.3,
         max_eye_error: float = 0.35,
     ) -> None:
-        import mediapipe as mp
-        from mediapipe.tasks.python import BaseOptions, vision
-
         self.crop_size = int(crop_size)
         self.crop_scale = float(crop_scale)
         self.max_eye_error = float(max_eye_error)
-        options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path("face_landmarker"))),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=2,  # a neighbour may share the crop; we keep the one matching the detector
-            min_face_detection_confidence=min_confidence,
-            min_face_presence_confidence=min_confidence,
-        )
-        self._mp = mp
-        with quiet_native_stderr():
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        self._warmed_up = False  # MediaPipe logs from C++ on its first inference; silence that once
-        self._finalizer = weakref.finalize(self, _close_quietly, self._landmarker)
-        # MediaPipe closes through a thread pool that is shut down before atexit handlers (and
-        # weakref finalizers) run, so a landmarker still open at exit prints a traceback. Close it
-        # from the same early hook the thread pool uses (LIFO: ours runs before the pool's).
-        try:
-            threading._register_atexit(self._finalizer)  # type: ignore[attr-defined]  # no public hook this early
-        except (AttributeError, RuntimeError):  # pragma: no cover - other Pythons / late in shutdown
-            pass
+        with quiet_native_stderr():  # LiteRT announces its XNNPACK delegate from C++
+            self._landmarker = FaceLandmarker(
+                model_path("face_detector"),
+                model_path("face_mesh"),
+                num_faces=2,  # a neighbour may share the crop; we keep the one matching the detector
+                min_detection_confidence=min_confidence,
+                min_presence_confidence=min_confidence,
+            )
         self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._finalizer()
 
     def crop_matrix(self, face: DetectedFace) -> np.ndarray:
         """(2, 3) float64 photo → crop matrix of the upright square crop used for ``face``."""
@@ -254,23 +225,17 @@ class LandmarkModel:
         matrix = self.crop_matrix(face)
         n = self.crop_size
         crop = _warp_crop(rgb, matrix, n)
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop))
         with self._lock:
-            if self._warmed_up:
-                result = self._landmarker.detect(image)
-            else:
-                with quiet_native_stderr():
-                    result = self._landmarker.detect(image)
-                self._warmed_up = True
-        if not result.face_landmarks:
+            found = self._landmarker.detect(crop)
+        if not found:
             return None
         inverse = cv2.invertAffineTransform(matrix)
         pts = np.asarray(face.points, np.float64)
         tolerance = self.max_eye_error * max(np.hypot(*(pts[1] - pts[0])), 1.0)
         best, best_err = None, np.inf
-        for marks in result.face_landmarks:
+        for marks in found:
             # MediaPipe's normalised coordinates count from the image edge: pixel centre = x*n - 0.5
-            xy = np.array([[p.x, p.y] for p in marks], np.float64) * n - 0.5
+            xy = marks[:, :2].astype(np.float64) * n - 0.5
             photo = xy @ inverse[:, :2].T + inverse[:, 2]
             eyes = five_points(photo)[:2]
             err = float(np.max(np.hypot(*(eyes - pts[:2]).T)))

@@ -212,7 +212,7 @@ def _hairline_moves(
     median = np.median(sample, axis=0)
     spread = np.maximum(1.4826 * np.median(np.abs(sample - median), axis=0), _SPREAD_FLOOR)
 
-    regions = face_landmarks.REGION_INDICES  # built on first use (it imports mediapipe)
+    regions = face_landmarks.REGION_INDICES  # built on first use
     brows = regions["left_brow"] + regions["right_brow"]
     band = (skin | hair) & (height > (points[list(brows)] @ up).max())
     colours = lab[band].astype(np.float32)  # only the band is classified: the rest cannot move

@@ -95,8 +95,10 @@ class Barycentric:
 
     ``interpolate(values)`` then evaluates the piecewise-linear function that takes ``values`` at
     the points (for example: other positions of the same points, giving a warp) on the lattice.
-    Pixels outside the mesh's hull take the nearest triangle's extrapolation (the border anchors
-    make the hull the whole square, so this only touches the outermost half pixel).
+    Each lattice pixel's triangle is found by rasterising the triangles (OpenCV), which is about
+    a hundred times faster than a point-location walk; pixels no triangle covers (outside the hull
+    or on a hairline seam) take the triangle with the nearest centroid, extrapolated. The border
+    anchors make the hull the whole square, so this only touches the outermost half pixel.
     """
 
     def __init__(self, points: np.ndarray, grid: int, size: int, triangles: np.ndarray | None = None) -> None:
@@ -104,21 +106,18 @@ class Barycentric:
 
         pts = np.asarray(points, np.float64)
         self.grid, self.size = int(grid), int(size)
-        tri = Delaunay(pts) if triangles is None else _FixedTriangulation(pts, triangles)
+        simplices = Delaunay(pts).simplices if triangles is None else np.asarray(triangles, np.int64)
+        transform = _affine_to_barycentric(pts, simplices)
         q = grid_points(self.grid, self.size)
-        simplex = tri.find_simplex(q)
-        outside = simplex < 0
-        if outside.any():
-            clamped = np.clip(q[outside], 0.0, self.size - 1.0)
-            simplex[outside] = tri.find_simplex(clamped)
-            still = simplex < 0
-            if still.any():  # numerically on the hull: take the triangle with the nearest centroid
-                centroids = pts[tri.simplices].mean(axis=1)
-                idx = np.flatnonzero(outside)[still]
-                d = ((q[idx, None, :] - centroids[None]) ** 2).sum(-1)
-                simplex[idx] = d.argmin(axis=1)
-        self.vertices = tri.simplices[simplex]  # (P, 3)
-        t = tri.transform[simplex]  # (P, 3, 2): affine to barycentric
+        simplex = _rasterise(pts, simplices, self.grid, self.size).ravel()
+        missing = simplex < 0
+        if missing.any():
+            centroids = pts[simplices].mean(axis=1)
+            idx = np.flatnonzero(missing)
+            d = ((q[idx, None, :] - centroids[None]) ** 2).sum(-1)
+            simplex[idx] = d.argmin(axis=1)
+        self.vertices = simplices[simplex]  # (P, 3)
+        t = transform[simplex]  # (P, 3, 2): affine to barycentric
         b = np.einsum("pij,pj->pi", t[:, :2, :], q - t[:, 2, :])
         self.weights = np.concatenate([b, 1.0 - b.sum(axis=1, keepdims=True)], 1).astype(np.float32)
 
@@ -129,24 +128,23 @@ class Barycentric:
         return out.reshape(self.grid, self.grid, -1)
 
 
-class _FixedTriangulation:
-    """The parts of ``scipy.spatial.Delaunay`` that ``Barycentric`` needs, for a given topology."""
+def _affine_to_barycentric(points: np.ndarray, simplices: np.ndarray) -> np.ndarray:
+    """(T, 3, 2) per triangle: the inverse edge matrix and the third vertex (scipy's layout)."""
+    p = points[simplices]
+    m = np.stack([p[:, 0] - p[:, 2], p[:, 1] - p[:, 2]], axis=2)  # (T, 2, 2)
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    m[np.abs(det) < 1e-12] += np.eye(2) * 1e-6  # a degenerate triangle covers no pixel anyway
+    return np.concatenate([np.linalg.inv(m), p[:, 2][:, None, :]], axis=1)
 
-    def __init__(self, points: np.ndarray, triangles: np.ndarray) -> None:
-        self.points = points
-        self.simplices = np.asarray(triangles, np.int64)
-        p = points[self.simplices]
-        m = np.stack([p[:, 0] - p[:, 2], p[:, 1] - p[:, 2]], axis=2)  # (T, 2, 2)
-        inv = np.linalg.inv(m)
-        self.transform = np.concatenate([inv, p[:, 2][:, None, :]], axis=1)  # (T, 3, 2)
 
-    def find_simplex(self, q: np.ndarray) -> np.ndarray:
-        out = np.full(len(q), -1, np.int64)
-        b = np.einsum("tij,ptj->pti", self.transform[:, :2, :], q[:, None, :] - self.transform[None, :, 2, :])
-        inside = (b >= -1e-9).all(axis=2) & (b.sum(axis=2) <= 1 + 1e-9)
-        hit = inside.any(axis=1)
-        out[hit] = inside[hit].argmax(axis=1)
-        return out
+def _rasterise(points: np.ndarray, simplices: np.ndarray, grid: int, size: int) -> np.ndarray:
+    """(grid, grid) int32: the index of the triangle covering each lattice pixel's centre, -1 where none."""
+    index = np.full((grid, grid), -1, np.int32)
+    lattice = (points + 0.5) * (grid / size) - 0.5  # lattice pixel coordinates
+    corners = np.round(lattice * 16).astype(np.int32)[simplices]
+    for t, tri in enumerate(corners):
+        cv2.fillConvexPoly(index, tri, int(t), lineType=cv2.LINE_8, shift=4)
+    return index
 
 
 def backward_map(out_points: np.ndarray, src_points: np.ndarray, grid: int, size: int) -> np.ndarray:

@@ -30,6 +30,8 @@ class Edit:
     mask           (N, S, S) float32 in [0, 1] or None: where the change may be pasted (None: the
                    engine's default face ellipse).
     warnings       one message or None per face (e.g. a step that was skipped), for the report.
+    stats          one dict per face (or empty) of numbers the method measured about its own edit
+                   (its size, the strength a target loop chose...), for the benchmark.
     """
 
     edited: np.ndarray
@@ -37,6 +39,7 @@ class Edit:
     flow: np.ndarray | None = None
     mask: np.ndarray | None = None
     warnings: tuple[str | None, ...] = ()
+    stats: tuple[dict, ...] = ()
 
 
 class AgingMethod(abc.ABC):

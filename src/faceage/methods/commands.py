@@ -4,16 +4,20 @@ Outputs go to ``OUT/<stem>_age<N>.<ext>`` (JPEG and PNG inputs keep their format
 becomes PNG), written atomically (complete or absent) and never onto an input. Inputs whose names
 would give the same outputs (``same.bmp``, ``same.tif``) get their format in the name
 (``same_bmp_age60.png``). An existing file at an output name is replaced only when faceage made it
-from the same input (its provenance or the batch record says so) or with ``--overwrite``; otherwise
-that input fails with a one-line reason.
+from the same input (the batch record says so, or its provenance's ``faceage:source_id``, a hash of
+the input's path) or with ``--overwrite``; otherwise that input fails with a one-line reason.
+File names may hold any bytes: they are stored escaped (``faceage.filenames``) in metadata, the
+record and the summary, and printed escaped.
 
 A folder input is searched recursively (sorted); its outputs mirror its subfolders under ``-o OUT``.
 What was skipped by the scan (symlink loops, dangling links, unreadable folders, pipes, faceage's own
-outputs) is listed. ``OUT/.faceage-batch.jsonl`` records, per finished input, its size and mtime,
-the settings, and the size and SHA-256 of every output; a rerun skips an input (resume) only when
-all of that still matches, unless ``--overwrite``. ``OUT/summary.csv`` holds one row per face and
-age: appended as each file finishes, and rewritten in input order at the end, so it is complete
-after an interrupt and a resume. Failing files are listed at the end; the exit code is 1 when
+outputs, a count of files not named as images) is listed. ``OUT/.faceage-batch.jsonl`` records, per
+finished input, its size and mtime, the settings, and the size and SHA-256 of every output; a rerun
+skips an input (resume) only when all of that still matches, unless ``--overwrite``.
+``OUT/summary.csv`` holds one row per face and age: appended as each file finishes, and rewritten
+at the end (earlier batches' rows whose outputs are still there, then this run's in input order),
+so it is complete after an interrupt and a resume. Printing never decides what is written: a
+closed stdout only silences it. Failing files are listed at the end; the exit code is 1 when
 every input failed, or when a fault makes every write fail (disk full, read-only folder): then the
 run stops at once, after saving the summary so far.
 
@@ -45,13 +49,18 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import FileFailure, report_failures
+from faceage.cli_options import FileFailure, report_failures, say
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
+from faceage.filenames import escape_name, shown, unescape_name
 from faceage.methods.registry import method_help, method_option
 from faceage.outputs.results import age_label, progression_frames, result_provenance
 
-# what a folder scan picks up (anything else in the folder is ignored, not reported)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# what a folder scan picks up: the photo formats Pillow reads out of the box (the other files of a
+# scanned folder are counted in one line of what the scan passed over)
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".avif"}
+    | {".ico", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".pcx", ".qoi"}
+)
 # outputs keep these formats; other inputs (lossless or not writable by us) become PNG
 KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 # an input with one of these suffixes is a list of photos (one path a line, or a `path` column)
@@ -63,23 +72,24 @@ GIF_FRAME_MS = 600  # long enough to read each label
 
 
 def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | None) -> tuple[float, ...] | None:
-    """``--to``: '60' or '10,30,50,70' -> (60.0,) / (10.0, 30.0, 50.0, 70.0); each in 0..120, each once."""
+    """``--to``: '60' or '10,30,50,70' -> (60.0,) / (10.0, 30.0, 50.0, 70.0); each in 0..120, to one
+    decimal (``plain_age``: '-0' is 0, '42.54' is 42.5), each once."""
     if value is None or isinstance(value, tuple):  # tuple: already parsed (ctx.invoke)
         return value
-    from faceage.age_groups import check_target_age  # here: numpy is not needed for --help
+    from faceage.age_groups import check_target_age, plain_age  # here: numpy is not needed for --help
 
     example = "an age or comma-separated ages such as 60 or 10,30,50,70"
     ages = []
     for part in value.split(","):
         try:
-            ages.append(check_target_age(float(part)))
+            ages.append(plain_age(check_target_age(float(part))))
         except ValueError as error:
             reason = str(error) if part.strip() else "empty entry"
             if "could not convert" in reason:
                 reason = f"{part.strip()!r} is not a number"
             raise click.BadParameter(f"expected {example}: {reason}") from None
     if len(set(ages)) != len(ages):
-        raise click.BadParameter(f"each age once, got {value}")
+        raise click.BadParameter(f"each age once (to one decimal), got {value}")
     return tuple(ages)
 
 
@@ -228,9 +238,11 @@ def _parquet_paths(path: Path) -> list[str]:
 
 
 def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
-    """Image files under ``folder`` (sorted, hidden names left out), following folder links once."""
+    """Image files under ``folder`` (sorted, hidden names left out), following folder links once.
+    Files whose names are not of an image format are counted in one entry of ``skips``."""
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
+    others: dict[str, int] = {}  # suffix -> files passed over for their name
 
     def walk(current: Path) -> None:
         try:
@@ -260,6 +272,8 @@ def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
                 walk(path)
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
+                kind = path.suffix.lower() or "no suffix"
+                others[kind] = others.get(kind, 0) + 1
                 continue
             mode = target.st_mode if target is not None else entry.stat(follow_symlinks=False).st_mode
             if not stat.S_ISREG(mode):
@@ -268,6 +282,11 @@ def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
             found.append(path)
 
     walk(folder)
+    if others:
+        count = sum(others.values())
+        kinds = ", ".join(sorted(others)[:5]) + (", ..." if len(others) > 5 else "")
+        what = "1 file not named as an image" if count == 1 else f"{count} files not named as images"
+        skips.append(ScanSkip(str(folder), f"{what} ({kinds}); name a file directly to try it"))
     return found
 
 
@@ -283,10 +302,11 @@ def _made_by_faceage(path: Path) -> bool:
 
 def _unique_names(jobs: list[Job]) -> list[Job]:
     """Give inputs that would write the same outputs (same stem, same output folder) distinct stems:
-    the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed."""
+    the source's format is added (``same_bmp``, ``same_tif``), then a counter if still needed. Case
+    is ignored, in folders too: the output disk may ignore it (``a/x.jpg`` and ``A/x.jpg``)."""
 
     def key(job: Job, stem: str) -> tuple[str, str]:
-        return (os.path.normcase(str(job.out_dir.resolve())), stem.casefold())
+        return (os.path.normcase(str(job.out_dir.resolve())).casefold(), stem.casefold())
 
     groups: dict[tuple[str, str], int] = {}
     for job in jobs:
@@ -308,8 +328,13 @@ def _unique_names(jobs: list[Job]) -> list[Job]:
 
 
 def _provenance(info: dict, results, job: Job) -> dict:
-    """``result_provenance`` plus the input's file name (what lets a rerun tell its own outputs)."""
-    return {**result_provenance(info, results), "faceage:source": job.source.name}
+    """``result_provenance`` plus the input's file name (escaped: any byte may be in a name) and
+    ``_source_id``, what lets a rerun tell its own outputs from those of another input of that name."""
+    return {
+        **result_provenance(info, results),
+        "faceage:source": escape_name(job.source.name),
+        "faceage:source_id": _source_id(job.source),
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -375,7 +400,18 @@ class _Record:
 
     def rows(self, job: Job) -> list[dict]:
         entry = self.entries.get(str(job.source.resolve()))
-        return [{**row, "file": str(job.source)} for row in (entry or {}).get("rows", [])]
+        return [{**row, "file": escape_name(job.source)} for row in (entry or {}).get("rows", [])]
+
+    def other_rows(self, jobs: list[Job]) -> list[dict]:
+        """Rows of the inputs recorded by earlier runs that are not among ``jobs`` (a second batch into
+        the same folder), in the order they were recorded, for those whose outputs are all still there."""
+        current = {str(job.source.resolve()) for job in jobs}
+        return [
+            row
+            for name, entry in self.entries.items()
+            if name not in current and all(os.path.isfile(out) for out in entry.get("outputs", {}))
+            for row in entry.get("rows", [])
+        ]
 
     def add(self, job: Job, source: dict, settings: dict, outputs: list[str], rows: list[dict]) -> None:
         entry = {
@@ -389,7 +425,7 @@ class _Record:
         }
         self.entries[str(job.source.resolve())] = entry
         if self.path is not None:
-            _append(self.path, json.dumps(entry, ensure_ascii=False) + "\n")
+            _append(self.path, json.dumps(entry) + "\n")  # ASCII: undecodable bytes of a name as \udcxx
 
 
 def _append(path: Path, text: str) -> None:
@@ -440,10 +476,18 @@ class _Writer:
         if path.suffix.lower() == ".mp4":
             # a video carries no provenance: it is ours when the images written beside it say so
             images = [p for p in self.images.get(str(job.source), []) if p.suffix.lower() != ".mp4"]
-            if any(p.is_file() and _made_from(p, job.source) for p in images):
+            if any(p.is_file() and _made_from(_faceage_metadata(p), job.source) for p in images):
                 return
-        elif _made_from(path, job.source):
-            return
+        else:
+            meta = _faceage_metadata(path)
+            if _made_from(meta, job.source):
+                return
+            if meta is not None:
+                raise ImageWriteError(
+                    f"{shown(job.source.name)}: {shown(path)} already exists and faceage made it from another "
+                    f"input ({shown(unescape_name(meta.get('faceage:source', '?')))} elsewhere); left alone "
+                    "(--overwrite replaces it, or choose another -o)"
+                )
         raise ImageWriteError(
             f"{job.source.name}: {path} already exists and faceage did not make it from "
             "this input; left alone (--overwrite replaces it, or choose another -o)"
@@ -470,16 +514,32 @@ class _Writer:
         return str(save_mp4(self.claim(path, job), frames, labels, fps=1000.0 / GIF_FRAME_MS))
 
 
-def _made_from(path: Path, source: Path) -> bool:
-    """Whether the image at ``path`` carries faceage provenance naming ``source`` (or, written before
-    faceage recorded sources, any faceage provenance)."""
+def _faceage_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata of the image at ``path`` when faceage made it, else None."""
     from faceage.imageio import read_metadata
 
     try:
         meta = read_metadata(path)
     except ImageReadError:
+        return None
+    return meta if meta.get("faceage:synthetic") == "true" else None
+
+
+def _made_from(meta: dict[str, str] | None, source: Path) -> bool:
+    """Whether faceage metadata ``meta`` says its image was made from ``source``: the same input path
+    (``faceage:source_id``); for outputs written before that was recorded, an input of the same name;
+    before names were recorded, any input."""
+    if meta is None:
         return False
-    return meta.get("faceage:synthetic") == "true" and meta.get("faceage:source", source.name) == source.name
+    if "faceage:source_id" in meta:
+        return meta["faceage:source_id"] == _source_id(source)
+    return meta.get("faceage:source", escape_name(source.name)) == escape_name(source.name)
+
+
+def _source_id(source: Path) -> str:
+    """What tells one input from another of the same name, without writing its path into the image:
+    the first 16 hex digits of the SHA-256 of its absolute path."""
+    return hashlib.sha256(os.fsencode(str(source.resolve()))).hexdigest()[:16]
 
 
 def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
@@ -497,7 +557,7 @@ def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
         path = writer.image(job.age_path(result.requested_age), job, result.image, _provenance(info, [result], job))
         outputs.append(path)
         ages.append({"output": path, **result.to_dict()})
-        rows += [{"file": str(job.source), **_row(face)} for face in result.faces]
+        rows += [{"file": escape_name(job.source), **_row(face)} for face in result.faces]
     if opts.progression:
         outputs += _progressions(job, rgb, results, opts, writer, info)
     return FileResult(str(job.source), outputs, ages, rows)
@@ -558,16 +618,29 @@ def _append_summary(path: Path, rows: list[dict]) -> None:
     _append(path, _csv_text(rows, header=new))
 
 
-def _write_summary(path: Path, jobs: list[Job], rows_of) -> None:
-    """Rewrite the summary in input order: one block of rows per finished input, old and new."""
+def _write_summary(path: Path, earlier: list[dict], jobs: list[Job], rows_of) -> None:
+    """Rewrite the summary: the ``earlier`` rows (inputs of other runs into this folder), then this
+    run's in input order, one block of rows per finished input, old and new."""
     from faceage.atomic import write_text_atomic
     from faceage.imageio import write_error
 
-    rows = [row for job in jobs for row in rows_of(job)]
+    rows = earlier + [row for job in jobs for row in rows_of(job)]
     try:
         write_text_atomic(path, _csv_text(rows, header=True))
     except OSError as exc:
         raise write_error(path, exc) from None
+
+
+def _summary_state(path: Path) -> str:
+    """What is true of the summary after it could not be rewritten (for the error line)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = sum(1 for _ in csv.DictReader(handle))
+    except FileNotFoundError:
+        return "no summary was written"
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return f"{path} could not be rewritten and cannot be read back"
+    return f"{path} was not rewritten; it holds {rows} row(s) written before the fault"
 
 
 def _face_line(face: dict) -> str:
@@ -685,17 +758,24 @@ def _actor_memory(method: str, weights: Path | None) -> int:
 
 
 def _row_of(job: Job, record: _Record) -> dict:
+    """A job as a Ray Data row: paths escaped (``escape_name``), since a name may hold any bytes and
+    Arrow strings must be UTF-8."""
     return {
-        "source": str(job.source),
-        "out_dir": str(job.out_dir),
+        "source": escape_name(job.source),
+        "out_dir": escape_name(job.out_dir),
         "from_folder": job.from_folder,
-        "name": job.name,
-        "owned": json.dumps(record.owned(job)),
+        "name": escape_name(job.name),
+        "owned": json.dumps(record.owned(job)),  # ASCII: undecodable bytes as \udcxx
     }
 
 
 def _job_of(row: dict) -> Job:
-    return Job(Path(row["source"]), Path(row["out_dir"]), bool(row["from_folder"]), str(row["name"]))
+    return Job(
+        Path(unescape_name(str(row["source"]))),
+        Path(unescape_name(str(row["out_dir"]))),
+        bool(row["from_folder"]),
+        unescape_name(str(row["name"])),
+    )
 
 
 def run_batch(
@@ -728,6 +808,10 @@ def run_batch(
     """
     from tqdm import tqdm
 
+    from faceage.machine import check_device
+    from faceage.methods.registry import where_it_runs
+
+    device = check_device(device)  # an unknown or missing device: one line before any work
     if crop and not (strip or gif or mp4):
         raise BatchInputError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
     batches = [str(p) for p in paths if p.is_dir() or is_list_file(p)]
@@ -738,7 +822,10 @@ def run_batch(
     scan_skips: list[ScanSkip] = []
     jobs = collect_jobs(paths, out_dir, scan_skips)
     if not jobs:
-        raise BatchInputError(_nothing_found(batches, out_dir, scan_skips))
+        raise BatchInputError(shown(_nothing_found(batches, out_dir, scan_skips)))
+    note = where_it_runs(method, device)
+    if note:
+        say(f"note: {note}", err=True)
     summary = record = None
     if batches:
         assert out_dir is not None  # checked above: folder and list inputs need -o
@@ -831,11 +918,12 @@ def run_batch(
             try:
                 _write_summary(
                     summary,
+                    record.other_rows(jobs),
                     jobs,
                     lambda job: done.get(str(job.source)) or (record.rows(job) if str(job.source) in skipped else []),
                 )
             except ImageWriteError as error:
-                click.echo(f"error: {error}; {summary} holds the rows appended so far", err=True)
+                say(f"error: {error}; {_summary_state(summary)}", err=True)
     return report
 
 
@@ -864,7 +952,7 @@ def run_batch(
     default=None,
     help="Weights file for the method instead of the shipped one.",
 )
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", help="Where the method runs.")
+@click.option("--device", default="cpu", help="Where the method runs: cpu, cuda or cuda:N.")
 @click.option(
     "--max-faces", type=click.IntRange(min=1), default=None, help="Age at most N faces per photo (largest first)."
 )
@@ -918,18 +1006,16 @@ def age(
     Prints, per face: estimated source age, target, age reached and identity similarity (both
     measured by independent models on the output).
     """
-    from tqdm import tqdm
-
     if engine == "local" and (address is not None or workers is not None):
         raise click.UsageError("--address and --workers apply to --engine ray")
 
     def show(job: Job, result: FileResult) -> None:
         for entry in result.ages:
-            tqdm.write(f"{job.source} -> {entry['output']}")
+            say(f"{shown(job.source)} -> {shown(entry['output'])}")
             if entry["warning"]:
-                tqdm.write(f"  note: {entry['warning']}")
+                say(f"  note: {entry['warning']}")
             for face in entry["faces"]:
-                tqdm.write(_face_line(face))
+                say(_face_line(face))
 
     try:
         report = run_batch(
@@ -952,7 +1038,7 @@ def age(
             on_result=None if as_json else show,
         )
     except BatchInputError as error:
-        raise click.UsageError(str(error)) from None
+        raise click.UsageError(shown(str(error))) from None
     skipped, summary, failures = report.skipped, report.summary, report.failures
     if as_json:
         payload = {
@@ -965,23 +1051,25 @@ def age(
             "stopped": report.stopped,
             "summary": None if summary is None else str(summary),
         }
-        click.echo(json.dumps(payload, indent=2))
+        say(json.dumps(payload, indent=2))
     else:
         for skip in report.scan_skips:
-            click.echo(f"skipped {skip.path}: {skip.reason}", err=True)
+            say(f"skipped {shown(skip.path)}: {shown(skip.reason)}", err=True)
         if skipped:
-            click.echo(f"skipped {len(skipped)} of {report.jobs} files already done (--overwrite to redo)")
+            say(f"skipped {len(skipped)} of {report.jobs} files already done (--overwrite to redo)")
         if summary is not None:
-            click.echo(f"summary: {summary}")
+            say(f"summary: {shown(summary)}")
     if report.stopped is not None:
         try:
             report_failures(failures, report.jobs)  # the other files' reasons first
         except SystemExit:
             pass
         left = report.todo - len(report.results) - len(failures)
-        click.echo(
-            f"error: {report.stopped}; stopped with {left} of {report.todo} files not done "
-            "(free space or fix the folder, then run the same command again to resume)",
+        say(
+            shown(
+                f"error: {report.stopped}; stopped with {left} of {report.todo} files not done "
+                "(free space or fix the folder, then run the same command again to resume)"
+            ),
             err=True,
         )
         raise SystemExit(1)

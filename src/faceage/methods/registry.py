@@ -38,6 +38,8 @@ class MethodSpec:
     paper         the title of the publication it follows.
     experimental  its shipped weights miss the project's quality targets (docs carry the numbers):
                   it is labelled so wherever it is offered and is never the default.
+    gpu           it runs its networks on ``--device``; False: it runs on the CPU whatever the device
+                  (``where_it_runs`` says so).
     """
 
     loader: Callable[..., AgingMethod]
@@ -45,6 +47,7 @@ class MethodSpec:
     summary: str
     paper: str = ""
     experimental: bool = False
+    gpu: bool = True
 
     def label(self) -> str:
         """The summary as help texts and the web app show it."""
@@ -115,6 +118,7 @@ METHODS: dict[str, MethodSpec] = {
         ("prototypes.safetensors", "prototypes.json"),
         "age prototypes: landmark shape warp, relit colour and band-energy texture",
         "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
+        gpu=False,  # numpy and OpenCV only
     ),
     "ipcgan": MethodSpec(
         _ipcgan,
@@ -156,21 +160,29 @@ def available_methods() -> list[str]:
     return [name for name, spec in METHODS.items() if _installed(spec)]
 
 
-def resolve_method(name: str | None) -> str:
-    """``name``, or the default method when none is named."""
-    return DEFAULT_METHOD if name is None else name
+def where_it_runs(name: str, device: str) -> str | None:
+    """A note for a user who asked for a GPU: what runs on it and what on the CPU (None for the CPU)."""
+    if device == "cpu":
+        return None
+    if not METHODS[name].gpu:
+        return f"method {name} runs on the CPU (it has no GPU code): --device {device} is not used"
+    return f"method {name} runs on {device}; face detection and the age and identity measures run on the CPU"
 
 
 def load_method(name: str, device: str = "cpu", weights: str | Path | None = None, **options) -> AgingMethod:
     """Build method ``name`` on ``device`` from ``weights`` (a weights file) or its shipped files,
     with method-specific ``options`` (keyword values, or strings from ``--set KEY=VALUE``).
 
-    Raises ``FaceageError`` for an unknown name or option and ``ModelFileError`` when the weights
-    are missing or do not match the network.
+    Raises ``FaceageError`` for an unknown name or option, ``DeviceError`` for a device this machine
+    lacks (before anything loads), and ``ModelFileError`` when the weights are missing or do not
+    match the network.
     """
+    from faceage.machine import check_device
+
     spec = METHODS.get(name)
     if spec is None:
         raise FaceageError(f"unknown aging method {name!r}; known methods: {', '.join(METHODS)}")
+    device = check_device(device)
     if weights is not None:
         if not Path(weights).is_file():
             raise ModelFileError(f"weights file for method {name!r} not found: {weights}")

@@ -1,17 +1,7 @@
-"""Networks only (no file I/O in the modules): the StyleGAN2 generator with sub-generators, the discriminator.
+"""Networks only (no file I/O in the modules): the StyleGAN2 generator with sub-generators, the
+discriminator, IPCGAN, the age regressor, and the feature nets; plus the prototype data format.
 
-Loading and saving live in :mod:`faceage.models.io`; official checkpoints in :mod:`faceage.models.official`.
+Import what you need from its module (``faceage.models.stylegan2``...): this package imports
+nothing itself, so reading prototypes never loads torch. Loading and saving live in
+:mod:`faceage.models.io`; official checkpoints in :mod:`faceage.models.official`.
 """
-
-from __future__ import annotations
-
-from faceage.models.layers import fir_downsample
-from faceage.models.stylegan2 import (
-    Discriminator,
-    DiscriminatorConfig,
-    Generator,
-    GeneratorConfig,
-    SubGenerator,
-)
-
-__all__ = ["Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "SubGenerator", "fir_downsample"]

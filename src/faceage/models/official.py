@@ -24,7 +24,6 @@ e4e/pSp) becomes ``w_avg``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -184,8 +183,3 @@ def _latent_avg(latent_avg: torch.Tensor | None, w_dim: int) -> torch.Tensor:
     if not torch.allclose(t, t[:1].expand_as(t), atol=1e-5):
         raise ModelFileError("latent_avg has different rows per W+ entry; a single mean w is expected")
     return t[0].clone()
-
-
-def official_num_ws(resolution: int) -> int:
-    """rosinality's ``n_latent``: 2 * log2(resolution) - 2 (18 at 1024 px, 14 at 256 px)."""
-    return 2 * int(math.log2(resolution)) - 2

@@ -20,6 +20,8 @@ from faceage.faces.texture import band_energy, decompose
 COLOUR_GRID = 128  # mean colour, in the mean frame (fine enough for folds and eye bags)
 ENERGY_GRID = 64  # band energies: smooth maps
 LIGHT_GRID = 32  # lighting basis and classifier features
+DETAIL_GRID = 256  # signed sharp detail: full resolution of a 256 px face
+DETAIL_SIGMA = 8.0  # px of a 256 px face: detail is what a Gaussian of this width removes
 FEATURE_POINTS = mesh.MESH_POINTS
 
 
@@ -66,6 +68,13 @@ class MeanFrame:
         areas = mesh.signed_areas(mesh.control_points(landmarks, self.size), self.triangles)
         flipped = np.sign(areas) != np.sign(self._areas)
         return float(np.abs(self._areas[flipped]).sum() / np.abs(self._areas).sum())
+
+
+def fine_part(luma: np.ndarray, size: int = 256) -> np.ndarray:
+    """The signed detail of a luminance image: itself minus its Gaussian blur (``DETAIL_SIGMA``
+    scaled to ``size``)."""
+    luma = np.asarray(luma, np.float32)
+    return luma - cv2.GaussianBlur(luma, (0, 0), sigmaX=DETAIL_SIGMA * size / 256.0)
 
 
 def oval_region(mean_shape: np.ndarray, size: int, grid: int) -> np.ndarray:

@@ -14,6 +14,13 @@ and Rowland & Perrett ("Manipulating facial appearance through shape and color",
 - ``energy``   (C, K, e, e): the mean local energy of each detail band (Tiddeman, Burt & Perrett,
   IEEE CG&A 2001), where wrinkles and skin texture are.
 
+and per age bin x gender (format version 2):
+
+- ``detail``   (G, B, d, d): the signed fine luminance (below ``DETAIL_SIGMA`` px) of the bin's
+  average face after its faces were aligned to each other by dense optical flow (collection
+  flow, Kemelmacher-Shlizerman et al., CVPR 2014): sharp folds, bags and lines, in the mean frame.
+  Stored as int8 steps of ``DETAIL_STEP`` grey levels.
+
 ``cell_index[gender, ethnicity, bin]`` names the cell to use; an ethnicity with too few faces in a
 bin points at the pooled cell (ethnicity index ``len(ETHNICITIES)``). Ages between bin centres are
 read by linear interpolation.
@@ -33,7 +40,9 @@ import numpy as np
 from faceage.errors import ModelFileError
 
 FORMAT = "faceage-prototypes"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 files have no signed detail
+DETAIL_STEP = 0.25  # grey levels per int8 step of the stored detail (range +-32)
 # Age bins of the lifespan face-aging work (FFHQ-Aging) with the 50s, 60s and 70s apart.
 BINS: tuple[tuple[int, int], ...] = (
     (0, 2),
@@ -126,6 +135,7 @@ class PrototypeSet:
     clf_bias: np.ndarray
     calib_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     calib_gains: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    detail: np.ndarray = field(default_factory=lambda: np.zeros((len(GENDERS), len(BINS), 0, 0), np.float32))
     fit_limit: float = 6.0
     info: dict = field(default_factory=dict)
 
@@ -138,6 +148,8 @@ class PrototypeSet:
         for name in ("colour", "light", "energy"):
             if getattr(self, name).shape[0] != cells:
                 raise ValueError(f"{name} holds {getattr(self, name).shape[0]} cells, shapes {cells}")
+        if self.detail.ndim != 4 or self.detail.shape[:2] != (len(GENDERS), len(BINS)):
+            raise ValueError(f"detail has shape {self.detail.shape}, expected (genders, bins, d, d)")
 
     # --- reading at an age -------------------------------------------------------------------
 
@@ -172,6 +184,18 @@ class PrototypeSet:
     def energy_at(self, age: float, mix: list[tuple[int, int, float]]) -> np.ndarray:
         return sum(w * self.energy[c] for c, w in self.cell_weights(age, mix).items())
 
+    @property
+    def has_detail(self) -> bool:
+        return self.detail.shape[-1] > 0
+
+    def detail_at(self, age: float, mix: list[tuple[int, int, float]]) -> np.ndarray:
+        """(d, d) signed sharp detail at ``age`` (genders as in ``mix``; ethnicity pooled)."""
+        out = np.zeros(self.detail.shape[2:], np.float32)
+        for b, wb in self.age_weights(age):
+            for g, _, wm in mix:
+                out += (wb * wm) * self.detail[g, b]
+        return out
+
     def classify(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, F) classifier features -> gender probabilities (N, 2), ethnicity probabilities (N, 5)."""
         z = (np.asarray(features, np.float32) - self.clf_mean) @ self.clf_components.T
@@ -199,6 +223,9 @@ class PrototypeSet:
 
         path = Path(path)
         tensors = {}
+        if self.has_detail:
+            steps = np.clip(np.round(self.detail / DETAIL_STEP), -127, 127)
+            tensors["detail"] = np.ascontiguousarray(steps.astype(np.int8))
         for name in _ARRAYS:
             a = np.ascontiguousarray(getattr(self, name))
             if name in ("triangles", "cell_index"):
@@ -214,6 +241,7 @@ class PrototypeSet:
             "version": VERSION,
             "size": self.size,
             "fit_limit": self.fit_limit,
+            "detail_step": DETAIL_STEP,
             "bins": [list(b) for b in BINS],
             "genders": list(GENDERS),
             "ethnicities": list(ETHNICITIES),
@@ -237,16 +265,18 @@ class PrototypeSet:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (SafetensorError, OSError, ValueError) as e:
             raise ModelFileError(f"prototype file {path} is unreadable: {e}") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ModelFileError(f"{meta_path} is not a {FORMAT} v{VERSION} file")
+        if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
+            raise ModelFileError(f"{meta_path} is not a {FORMAT} file of version {READABLE_VERSIONS}")
         missing = [n for n in _ARRAYS if n not in arrays]
         if missing:
             raise ModelFileError(f"prototype file {path} lacks {', '.join(missing)}")
         kwargs = {n: arrays[n].astype(np.int64 if n in ("triangles", "cell_index") else np.float32) for n in _ARRAYS}
+        if "detail" in arrays:
+            kwargs["detail"] = arrays["detail"].astype(np.float32) * float(meta.get("detail_step", DETAIL_STEP))
         info = {
             k: v
             for k, v in meta.items()
-            if k not in ("format", "version", "size", "fit_limit", "bins", "genders", "ethnicities")
+            if k not in ("format", "version", "size", "fit_limit", "detail_step", "bins", "genders", "ethnicities")
         }
         try:
             return cls(size=int(meta["size"]), fit_limit=float(meta["fit_limit"]), info=info, **kwargs)

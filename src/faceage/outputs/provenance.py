@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from faceage.age_groups import plain_age
 from faceage.imageio import XMP_NAMESPACES, read_metadata
 from faceage.version import __version__
 
@@ -132,7 +133,7 @@ def _ages(values: Sequence[float], what: str) -> list[float]:
 
 
 def _join(ages: list[float]) -> str:
-    return ", ".join(f"{round(age, 1):g}" for age in ages)
+    return ", ".join(f"{plain_age(age):g}" for age in ages)
 
 
 def _extra_key(key: str) -> str:

@@ -43,8 +43,10 @@ class AgingResult(Protocol):
 
 
 def age_label(age: float) -> str:
-    """70.0 -> '70', 42.5 -> '42.5' (for file names and labels)."""
-    return f"{age:g}"
+    """70.0 -> '70', 42.54 -> '42.5', -0.0 -> '0' (for file names and labels: one decimal at most)."""
+    from faceage.age_groups import plain_age
+
+    return f"{plain_age(age):g}"
 
 
 def result_provenance(info: dict, results: Sequence[AgingResult], face: int | None = None) -> dict[str, str]:

@@ -29,7 +29,6 @@ import hashlib
 import json
 import random
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -275,10 +274,6 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> dict:
     return state
 
 
-def checkpoint_step(index_path: str | Path) -> int:
-    return int(_read_index(Path(index_path))["step"])
-
-
 def latest_checkpoint(run_dir: str | Path, verify: bool = True) -> Path | None:
     """Newest checkpoint in ``run_dir`` whose parts are all present (and intact if ``verify``)."""
     for index_path in reversed(list_checkpoints(run_dir)):
@@ -299,19 +294,6 @@ def latest_checkpoint(run_dir: str | Path, verify: bool = True) -> Path | None:
             return index_path
         warnings.warn(f"skipping incomplete or corrupt checkpoint {index_path}", stacklevel=2)
     return None
-
-
-def copy_checkpoint(index_path: str | Path, dest_dir: str | Path) -> Path:
-    """Copy one checkpoint (index + parts) into ``dest_dir`` (e.g. $OUT); returns the new index path."""
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    files = checkpoint_files(index_path)
-    for f in files[1:] + files[:1]:  # index last
-        shutil.copy2(f, dest_dir / f.name)
-    return dest_dir / Path(index_path).name
-
-
-# -- RNG state ---------------------------------------------------------------------------------
 
 
 def capture_rng_state() -> dict:

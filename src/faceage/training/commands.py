@@ -1,7 +1,7 @@
-"""``faceage train`` and ``faceage bench``: the GAN trainer and its benchmark on the command line.
+"""``faceage train``: the GAN trainer on the command line, and the group every trainer joins.
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m faceage.cli train gan ...`` (``--batch`` is per GPU).
-Registered under ``faceage train`` / ``faceage bench``; under torchrun use ``-m faceage.cli train gan ...``.
+Registered under ``faceage train``; under torchrun use ``-m faceage.cli train gan ...``.
 
 Heavy modules (torch, the trainer) are imported inside the commands so ``faceage --help`` stays fast.
 """
@@ -254,45 +254,3 @@ def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
 train.add_command(age_command)
 train.add_command(ipcgan_command)
 train.add_command(prototypes_command)
-
-
-@click.group("bench", context_settings=_CTX)
-def bench() -> None:
-    """Benchmarks that write results files (benchmarks/results/)."""
-
-
-@bench.command("gan")
-@click.option(
-    "--weights",
-    type=click.Path(exists=True, path_type=Path),
-    required=True,
-    help="Model folder (exported G_ema), checkpoint .json, or run folder (newest checkpoint).",
-)
-@click.option("--data", type=_DIR, required=True, help="Prepared shard folder with the real faces.")
-@click.option("--n", type=click.IntRange(min=10), default=10000, help="Generated (and real) faces per FD.")
-@click.option(
-    "--n-faces",
-    type=click.IntRange(min=0),
-    default=500,
-    help="Generated faces per sub-model given to the face detector and age estimator (CPU-bound).",
-)
-@click.option("--resolutions", type=str, default="32,64,128", callback=lambda c, p, v: _int_list(v))
-@click.option("--ratios", type=str, default="0.25,0.5,0.75,1", callback=lambda c, p, v: _float_list(v))
-@click.option("--split", default="train", help="Real faces to compare with.")
-@click.option("--truncation", type=click.FloatRange(0, 1), default=1.0)
-@click.option("--batch", type=click.IntRange(1, 4096), default=250)
-@device_option()
-@click.option("--seed", type=int, default=0)
-@click.option("--cache", type=_DIR, default=None, help="Real-statistics cache (default: DATA/.fdstats).")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("benchmarks/results/gan.md"),
-    help="Markdown report; the JSON goes beside it.",
-)
-def bench_gan(**kw) -> None:
-    """FD per sub-model, sub-vs-full consistency, detector hit rate and age spread of generated faces."""
-    from faceage.training.bench import bench_gan as run
-
-    report = run(**kw, echo=click.echo)
-    click.echo(f"wrote {report['files']['markdown']} and {report['files']['json']}")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `faceage --help` stays fast
+    import numpy as np
 
 from faceage.cli_options import CONTEXT_SETTINGS
 
@@ -44,11 +48,29 @@ CALIBRATION_TARGETS = (2.0, 5.0, 10.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0,
     is_flag=True,
     help="Do not build: load --out/prototypes.safetensors and only fit the strength calibration again.",
 )
+@click.option("--workers", type=click.IntRange(1, 64), default=2, help="Processes for the per-shard and detail steps.")
+@click.option(
+    "--detail-faces",
+    type=click.IntRange(0),
+    default=400,
+    help="Faces per age bin x gender for the sharp detail (collection flow); 0: none.",
+)
+@click.option("--detail-rounds", type=click.IntRange(0, 10), default=3, help="Collection-flow rounds.")
 @click.option("--ship", is_flag=True, help="Copy the result into faceage/weights and update the manifest.")
 def prototypes_command(
-    data: Path, out: Path, size: int, min_cell: int, calibration_faces: int, recalibrate: bool, ship: bool
+    data: Path,
+    out: Path,
+    size: int,
+    min_cell: int,
+    calibration_faces: int,
+    recalibrate: bool,
+    workers: int,
+    detail_faces: int,
+    detail_rounds: int,
+    ship: bool,
 ) -> None:
-    """Build the age prototypes (shape, relit colour, band energies per age bin x gender x ethnicity).
+    """Build the age prototypes (shape, relit colour, band energies per age bin x gender x ethnicity,
+    sharp signed detail per age bin x gender).
 
     Resumable: per-shard statistics are cached in --out, so a rerun after an interruption only
     does the shards that were not finished.
@@ -56,12 +78,13 @@ def prototypes_command(
     from faceage.models.prototypes import PrototypeSet
     from faceage.training.prototypes import BuildOptions, build
 
-    started = time.monotonic()
     if recalibrate:
         protos = PrototypeSet.load(out / "prototypes.safetensors")
     else:
-        protos = build(data, out, BuildOptions(size=size, min_cell=min_cell))
-        protos.info["build_s"] = round(time.monotonic() - started, 1)
+        options = BuildOptions(
+            size=size, min_cell=min_cell, workers=workers, detail_faces=detail_faces, detail_rounds=detail_rounds
+        )
+        protos = build(data, out, options)
     if calibration_faces:
         t0 = time.monotonic()
         protos = _calibrate(protos, data, calibration_faces)
@@ -83,7 +106,7 @@ def _calibrate(protos, data: Path, n: int):  # noqa: ANN001, ANN202
     import numpy as np
 
     from faceage.data.shards import decode_landmarks, iter_shard, read_index
-    from faceage.methods.prototype import PrototypeMethod, calibrate
+    from faceage.methods.prototype import PrototypeMethod
 
     pool = []
     for info in read_index(data, "val"):
@@ -94,7 +117,7 @@ def _calibrate(protos, data: Path, n: int):  # noqa: ANN001, ANN202
     faces = np.stack([pool[i][0] for i in pick])
     points = np.stack([pool[i][1] for i in pick])
     ages = np.array([pool[i][2] for i in pick])
-    method = PrototypeMethod(protos, calibrated=False)
+    method = PrototypeMethod(protos, calibrated=False, loop=False)
     targets, gains, table = calibrate(method, faces, points, ages, CALIBRATION_TARGETS)
     protos.calib_targets, protos.calib_gains = targets, gains
     protos.info["calibration"] = {
@@ -104,6 +127,44 @@ def _calibrate(protos, data: Path, n: int):  # noqa: ANN001, ANN202
         "trials": table,
     }
     return protos
+
+
+def calibrate(
+    method,  # noqa: ANN001 - a PrototypeMethod with loop=False
+    faces: np.ndarray,
+    landmarks: np.ndarray,
+    source_ages: np.ndarray,
+    targets: tuple[float, ...],
+    gains: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0),
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Per target age, the open-loop strength gain whose results faceage's *own* age regressor
+    reads closest to the target (never the independent estimator, which only judges); the
+    closed-loop method chooses per face instead. Returns (targets, gains, every trial)."""
+    import numpy as np
+
+    from faceage.methods.prototype.loop import OwnJudges
+
+    judges = OwnJudges()
+    table = []
+    best = []
+    saved = (method.strength, method.calibrated)
+    method.calibrated = False
+    try:
+        for t in targets:
+            trials = []
+            for g in gains:
+                method.strength = saved[0] * g
+                edited = method.edit(faces, source_ages, t, landmarks).edited
+                ages = judges.ages(list(edited))
+                trials.append((g, float(ages.mean())))
+                table.append({"target": t, "gain": g, "regressor_mean": round(float(ages.mean()), 2)})
+            # the smallest gain within a year of the best: stronger edits cost identity
+            errors = [abs(m - t) for _, m in trials]
+            lowest = min(errors)
+            best.append(next(g for (g, _), e in zip(trials, errors) if e <= lowest + 1.0))
+    finally:
+        method.strength, method.calibrated = saved
+    return np.asarray(targets, np.float32), np.asarray(best, np.float32), table
 
 
 def _ship(path: Path) -> None:

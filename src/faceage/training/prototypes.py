@@ -13,7 +13,11 @@ samples carry their 478 landmarks):
    ethnicities): mean shape, mean colour, mean band energy, and a rank-``light_rank`` basis of its
    faces around the mean (SVD) that spans lighting;
 5. a small gender/ethnicity classifier (PCA + softmax regression) on shape-normalised features,
-   checked on the validation split, so the method can pick cells for unlabelled photos.
+   checked on the validation split, so the method can pick cells for unlabelled photos;
+6. per bin x gender, the sharp signed detail of faces aligned by collection flow
+   (``faceage.training.sharp_detail``).
+
+Steps 3 and 6 run in ``workers`` processes.
 
 The strength calibration needs the method itself and is done by the command afterwards
 (``faceage.methods.prototype.calibrate``).
@@ -22,9 +26,11 @@ The strength calibration needs the method itself and is done by the command afte
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +51,7 @@ from faceage.models.prototype_frame import (
     to_ycrcb,
 )
 from faceage.models.prototypes import BINS, ETHNICITIES, GENDERS, POOLED, PrototypeSet, bin_of, procrustes_to
+from faceage.training.sharp_detail import sharp_detail
 
 CACHE = "cache"
 FOLD_LIMIT = 0.015  # faces whose mesh flips more of its area than this are left out of the statistics
@@ -58,6 +65,9 @@ class BuildOptions:
     max_light_faces: int = 600  # faces per cell in the lighting SVD
     pca: int = 96
     seed: int = 0
+    workers: int = 2
+    detail_faces: int = 400  # faces per bin x gender for the sharp detail (0: no detail)
+    detail_rounds: int = 3  # collection-flow rounds
 
 
 def _log(message: str) -> None:
@@ -236,8 +246,6 @@ def build(
     control = mesh.control_points(mean.astype(np.float32), size)
     triangles = mesh.triangulate(control)
     colour_frame = MeanFrame(mean, triangles, size, COLOUR_GRID)
-    energy_frame = MeanFrame(mean, triangles, size, ENERGY_GRID)
-    light_frame = MeanFrame(mean, triangles, size, LIGHT_GRID)
     # a face whose mesh folds against the mean cannot be shape-normalised: leave it out
     folded = np.array([colour_frame.fold_fraction(p) > FOLD_LIMIT for p in points])
     keep = [r for r, f in zip(rows, folded) if not f]
@@ -256,23 +264,18 @@ def build(
     fine_count: dict[tuple, int] = defaultdict(int)
     light_by_key: dict[str, np.ndarray] = {}
     feats_by_key: dict[str, np.ndarray] = {}
-    frames = (colour_frame, energy_frame, light_frame)
-    for i, shard in enumerate(sorted(by_shard)):
-        t0 = time.monotonic()
-        part = _cached(
-            cache_dir, shard, lambda shard=shard: _shard_statistics(folder, shard, by_shard[shard], *frames, mean, size)
-        )
-        for j, cell in enumerate(map(tuple, part["cells"].tolist())):
-            fine_colour[cell] = fine_colour.get(cell, 0.0) + part["colour"][j]
-            fine_energy[cell] = fine_energy.get(cell, 0.0) + part["energy"][j]
-            fine_count[cell] += int(part["count"][j])
-        for k, key in enumerate(part["keys"].tolist()):
-            light_by_key[key] = part["light"][k]
-            feats_by_key[key] = part["features"][k]
-        if progress:
-            _log(
-                f"  shard {i + 1}/{len(by_shard)} {shard}: {len(by_shard[shard])} faces, {time.monotonic() - t0:.1f} s"
-            )
+    shards = sorted(by_shard)
+    with ProcessPoolExecutor(
+        max_workers=max(1, options.workers),
+        mp_context=multiprocessing.get_context("spawn"),  # a forked child can deadlock in a parent's thread pool
+        initializer=_init_frames,
+        initargs=(mean, triangles, size),
+    ) as pool:
+        parts = pool.map(_statistics_job, [(cache_dir, folder, shard, by_shard[shard], mean, size) for shard in shards])
+        for i, (shard, (part, seconds)) in enumerate(zip(shards, parts)):
+            _merge_part(part, fine_colour, fine_energy, fine_count, light_by_key, feats_by_key)
+            if progress:
+                _log(f"  shard {i + 1}/{len(shards)} {shard}: {len(by_shard[shard])} faces, {seconds:.1f} s")
 
     aligned_by_key = {r["key"]: a for r, a in zip(rows, aligned)}
     rows_by_cell: dict[tuple, list[dict]] = defaultdict(list)
@@ -387,7 +390,53 @@ def build(
     )
     info["classifier"] = _classifier_accuracy(folder, protos, size)
     _log(f"classifier on the validation split: {info['classifier']}")
+    if options.detail_faces > 0:
+        protos.detail, info["detail"] = sharp_detail(
+            folder,
+            keep,
+            mean,
+            triangles,
+            size,
+            cache_dir,
+            faces_per_bin=options.detail_faces,
+            rounds=options.detail_rounds,
+            workers=options.workers,
+            seed=options.seed,
+        )
+    protos.info["build_s"] = round(time.monotonic() - started, 1)
     return protos
+
+
+_FRAMES: tuple[MeanFrame, MeanFrame, MeanFrame] | None = None
+
+
+def _init_frames(mean: np.ndarray, triangles: np.ndarray, size: int) -> None:
+    """Worker set-up: the three mean frames, built once per process."""
+    global _FRAMES
+    _FRAMES = (
+        MeanFrame(mean, triangles, size, COLOUR_GRID),
+        MeanFrame(mean, triangles, size, ENERGY_GRID),
+        MeanFrame(mean, triangles, size, LIGHT_GRID),
+    )
+
+
+def _statistics_job(args: tuple) -> tuple[dict, float]:
+    cache_dir, folder, shard, rows, mean, size = args
+    assert _FRAMES is not None
+    t0 = time.monotonic()
+    part = _cached(cache_dir, shard, lambda: _shard_statistics(folder, shard, rows, *_FRAMES, mean, size))
+    return part, time.monotonic() - t0
+
+
+def _merge_part(part: dict, colour: dict, energy: dict, count: dict, light: dict, feats: dict) -> None:
+    """Add one shard's sums and per-face samples to the running totals."""
+    for j, cell in enumerate(map(tuple, part["cells"].tolist())):
+        colour[cell] = colour.get(cell, 0.0) + part["colour"][j]
+        energy[cell] = energy.get(cell, 0.0) + part["energy"][j]
+        count[cell] += int(part["count"][j])
+    for k, key in enumerate(part["keys"].tolist()):
+        light[key] = part["light"][k]
+        feats[key] = part["features"][k]
 
 
 def _classifier_accuracy(folder: Path, protos: PrototypeSet, size: int) -> dict:

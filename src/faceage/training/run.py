@@ -28,7 +28,7 @@ METRICS_NAME = "metrics.jsonl"
 
 
 class TrainingError(FaceageError):
-    """A training run cannot start or resume as asked (existing run, changed options, no device)."""
+    """A training run cannot start or resume as asked (existing run, changed options)."""
 
 
 class _Options(Protocol):
@@ -36,17 +36,12 @@ class _Options(Protocol):
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N`` as a torch device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name} requested but CUDA is not available")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise TrainingError(f"--device must be auto, cpu or cuda, got {name!r}") from None
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N`` as a torch device; ``cuda``
+    is this process's GPU under torchrun. ``DeviceError`` (one line) for a device this machine lacks."""
+    from faceage.machine import check_device
+
+    name = check_device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def append_jsonl(path: Path, record: dict) -> None:

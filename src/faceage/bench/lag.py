@@ -27,6 +27,7 @@ from faceage.methods.base import AgingMethod, run_edit
 DEFAULT_LAG = Path("../shared/datasets/lag")  # relative to the repository root, where CI keeps it
 UPSCALE = 4
 NULL_SHARE = 0.05
+CHILD_AGE = 12.0  # people whose young photo reads at most this are reported apart as children
 
 
 def lag_people(root: str | Path, limit: int | None = None) -> list[tuple[str, Path, Path]]:
@@ -121,9 +122,11 @@ def direction(
     other_ages: np.ndarray,
     estimator,
     verifier,
+    children: np.ndarray | None = None,
 ) -> dict:
     """One direction (``inputs`` aged towards ``others``' ages), with its null-edit margin; both
-    are ``align_people`` packs (images and landmarks)."""
+    are ``align_people`` packs (images and landmarks). ``children`` (bool per person) marks the
+    people whose young photo reads as a child: their figures are reported apart too."""
     points, faces, other_faces = inputs["landmarks"], inputs["images"], others["images"]
     other_emb = verifier.embed_aligned(other_faces)
     base = _cosine(verifier.embed_aligned(faces), other_emb)
@@ -137,6 +140,7 @@ def direction(
     sim = _cosine(verifier.embed_aligned(edited), other_emb)
     gain = sim - base
     reached = estimator.estimate_aligned(edited)
+    child = np.zeros(len(faces), bool) if children is None else np.asarray(children, bool)
     return {
         "people": int(len(faces)),
         "target_age_mean": float(other_ages.mean()),
@@ -148,6 +152,12 @@ def direction(
         "null_share_closer": {n: float((g > margin).mean() * 100) for n, g in zip(null_names, null_gains)},
         "age_error_unedited": float(np.abs(source_ages - other_ages).mean()),
         "age_error_edited": float(np.abs(reached - other_ages).mean()),
+        "children": {
+            "people": int(child.sum()),
+            "gain_mean": float(gain[child].mean()) if child.any() else None,
+            "share_closer": float((gain[child] > margin).mean() * 100) if child.any() else None,
+            "age_error_edited": float(np.abs(reached - other_ages)[child].mean()) if child.any() else None,
+        },
     }
 
 
@@ -167,7 +177,7 @@ def run_lag(
     log: Callable[[str], None] = print,
 ) -> dict:
     """The protocol on the first ``limit`` people (all when None); both directions separately."""
-    from faceage.eval.guards import null_edits
+    from faceage.bench.null_edits import null_edits
 
     if estimator is None:
         from faceage.eval.age import AgeEstimator
@@ -186,9 +196,10 @@ def run_lag(
         raise DatasetError(f"LAG: no face found in the first {len(people)} people's photos")
     young_ages, old_ages = estimator.estimate_aligned(young["images"]), estimator.estimate_aligned(old["images"])
     nulls = null_edits(method.face_size)
+    children = young_ages <= CHILD_AGE
     directions = {
-        "young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier),
-        "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier),
+        "young_to_old": direction(method, nulls, young, old, young_ages, old_ages, estimator, verifier, children),
+        "old_to_young": direction(method, nulls, old, young, old_ages, young_ages, estimator, verifier, children),
     }
     result = {
         "people": len(people),
@@ -220,8 +231,9 @@ def format_lag(lag: dict) -> list[str]:
         f"exceeds for at most {NULL_SHARE * 100:g} % of people.",
         "",
         "| direction | people | target age | similarity unedited -> edited | mean gain | margin | "
-        "moved closer by > margin | null edits closer (jpeg / blur) | age error unedited -> edited |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "moved closer by > margin | null edits closer (jpeg / blur) | age error unedited -> edited | "
+        f"children (young photo reads <= {CHILD_AGE:g}): people, gain, closer, age error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, label in (("young_to_old", "young -> old"), ("old_to_young", "old -> young")):
         d = lag[key]
@@ -229,6 +241,14 @@ def format_lag(lag: dict) -> list[str]:
         lines.append(
             f"| {label} | {d['people']} | {d['target_age_mean']:.1f} | {d['similarity_unedited']:.3f} -> "
             f"{d['similarity_edited']:.3f} | {d['gain_mean']:+.3f} | {d['margin']:.3f} | "
-            f"{d['share_closer']:.1f} % | {nulls} | {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f} |"
+            f"{d['share_closer']:.1f} % | {nulls} | {d['age_error_unedited']:.1f} -> {d['age_error_edited']:.1f} | "
+            + _children_cell(d.get("children"))
+            + " |"
         )
     return lines
+
+
+def _children_cell(c: dict | None) -> str:
+    if not c or not c.get("people"):
+        return "0"
+    return f"{c['people']}, {c['gain_mean']:+.3f}, {c['share_closer']:.1f} %, {c['age_error_edited']:.1f}"

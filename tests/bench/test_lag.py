@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from faceage.bench.lag import format_lag, lag_people, run_lag
+from faceage.bench.null_edits import GaussianBlur, JpegReencode, Unchanged
 from faceage.errors import DatasetError
-from faceage.eval.guards import GaussianBlur, JpegReencode, Unchanged
-from faceage.eval.lag import format_lag, lag_people, run_lag
 
 PEOPLE = 6
 

@@ -115,8 +115,8 @@ def aging_command(
     import torch
 
     from faceage.atomic import write_text_atomic
+    from faceage.bench.aging import format_report, grid_faces, run_aging_benchmark, update_results_file
     from faceage.errors import DatasetError
-    from faceage.eval.aging_bench import format_report, grid_faces, run_aging_benchmark, update_results_file
     from faceage.machine import device_name
     from faceage.methods.registry import load_method
 
@@ -136,7 +136,7 @@ def aging_command(
     torch.set_num_threads(threads)
     method = load_method(method_name, device=device, weights=weights, **options)
     if lag_only:
-        from faceage.eval.lag import run_lag
+        from faceage.bench.lag import run_lag
 
         result = previous
         result["lag"] = run_lag(method, lag_root, lag_limit, log=click.echo)
@@ -149,12 +149,12 @@ def aging_command(
         method, data, split=split, limit=limit, seed=seed, log=click.echo, gray_faces=gray_faces, realism=realism
     )
     if lag_limit != 0:
-        from faceage.eval.lag import run_lag
+        from faceage.bench.lag import run_lag
 
         result["lag"] = run_lag(method, lag_root, lag_limit, log=click.echo)
     if not no_grid:
+        from faceage.bench.grid import GRID_TARGETS, render_grid, write_png
         from faceage.eval.age import AgeEstimator
-        from faceage.eval.guards import GRID_TARGETS, render_grid, write_png
 
         grid = grid or out.with_name(f"grid_{method_name}.png")
         faces, points = grid_faces(data, split, seed, method)

@@ -18,7 +18,7 @@ Both judges can be fooled: the estimator reads coloured streaks as age and the v
 them. So every run also measures the guards of ``faceage.eval.guards`` (fine chroma detail out/in,
 gray stays gray, FD/KID against real faces of the target group, a second age opinion from
 faceage's own regressor) and, in ``faceage bench aging``, the real-person protocol of
-``faceage.eval.lag`` and a 16-face picture grid.
+``faceage.bench.lag`` and a 16-face picture grid.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from faceage.methods.base import AgingMethod
 TARGET_GROUPS = {0: 5.0, 10: 15.0, 20: 25.0, 30: 35.0, 50: 55.0}  # decade -> centre (the ideal mean)
 # GLS-Age (*Face aging by global–local co-embedding and semantic-mask-driven editing*, Tables 1 and 2) on the same target groups, for reference in the report.
 ANCHOR_AGE = {0: (7.01, 2.01), 10: (15.22, 3.04), 20: (23.33, 2.74), 30: (33.29, 3.17), 50: (56.25, 7.10)}
+GRID_CHILDREN = 4  # the picture grid holds at least this many children
 ANCHOR_IDENTITY = {0: 75.5, 10: 87.8, 20: 98.6, 30: 98.8, 50: 97.2}
 
 
@@ -156,6 +157,46 @@ def _own_ages(regressor, faces: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def edit_size(
+    inputs: np.ndarray, edited: np.ndarray, flows: list, warnings: list, stats: list, points: np.ndarray
+) -> dict:
+    """How big the edits were (a weak edit must show as a number, not only as a missed age):
+    landmark displacement as a share of the face height (eyes to chin, x2), mean absolute luma
+    change inside the face oval, the share of faces whose shape step was weakened or skipped, and
+    the share whose target loop (if any) reached its target by the method's own regressor."""
+    import cv2
+
+    from faceage.faces.landmarks import region_polygons
+
+    shares, lumas = [], []
+    for i in range(len(inputs)):
+        lm = points[i]
+        flow = flows[i]
+        if flow is not None and np.isfinite(lm).all():
+            xy = np.clip(np.round(lm[:468]).astype(int), 0, flow.shape[0] - 1)
+            moved = np.linalg.norm(flow[xy[:, 1], xy[:, 0]], axis=1).mean()
+            eyes = lm[[33, 133, 362, 263]].mean(axis=0)
+            shares.append(float(moved / max(2.0 * np.linalg.norm(lm[152] - eyes), 1e-6)))
+        else:
+            shares.append(0.0)
+        mask = np.zeros(inputs.shape[1:3], np.uint8)
+        if np.isfinite(lm).all():
+            cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in region_polygons(lm, "face_oval")], 1)
+        inside = mask.astype(bool) if mask.any() else np.ones(inputs.shape[1:3], bool)
+        y_in = cv2.cvtColor(inputs[i], cv2.COLOR_RGB2YCrCb)[..., 0].astype(np.float32)
+        y_out = cv2.cvtColor(edited[i], cv2.COLOR_RGB2YCrCb)[..., 0].astype(np.float32)
+        lumas.append(float(np.abs(y_out - y_in)[inside].mean()))
+    shape_limited = [bool(w) and "shape" in w for w in warnings]
+    looped = [st for st in stats if isinstance(st, dict) and "loop_reached" in st]
+    return {
+        "shape_share": float(np.mean(shares)),
+        "luma_change": float(np.mean(lumas)),
+        "shape_limited_share": float(np.mean(shape_limited) * 100) if warnings else 0.0,
+        "loop_reached_share": float(np.mean([st["loop_reached"] for st in looped]) * 100) if looped else None,
+        "loop_strength_mean": float(np.mean([st["loop_strength"] for st in looped])) if looped else None,
+    }
+
+
 def _aimed(method: AgingMethod, age: float) -> float:
     lo, hi = method.supported_ages()
     return float(min(max(age, lo), hi))
@@ -249,13 +290,16 @@ def run_aging_benchmark(
     groups, method_seconds = {}, 0.0
     for decade, centre in TARGET_GROUPS.items():
         aimed = _aimed(method, centre)
-        parts = []
+        parts, flows, warnings, stats = [], [], [], []
         for i in range(0, len(inputs), batch):
             t0 = time.perf_counter()
-            parts.append(
-                run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed, points[i : i + batch]).edited
-            )
+            edit = run_edit(method, inputs[i : i + batch], source_ages[i : i + batch], aimed, points[i : i + batch])
             method_seconds += time.perf_counter() - t0
+            parts.append(edit.edited)
+            n = len(edit.edited)
+            flows += list(edit.flow) if edit.flow is not None else [None] * n
+            warnings += list(edit.warnings) if edit.warnings else [None] * n
+            stats += list(edit.stats) if edit.stats else [{}] * n
         edited = np.concatenate(parts)
         judged = _resize(edited, stored.shape[1])
         pred = estimator.estimate_aligned(judged)
@@ -263,6 +307,7 @@ def run_aging_benchmark(
         accepted, similarity = np.asarray(result.accepted), np.asarray(result.score)
         row = _summary(pred, accepted, similarity)
         row["centre"], row["aimed"] = centre, aimed
+        row["edit_size"] = edit_size(inputs, edited, flows, warnings, stats, points)
         own = _own_ages(regressor, edited)
         row["own_age_mean"] = float(own.mean())
         row["age_disagreement"] = float(np.abs(own - pred).mean())
@@ -315,14 +360,18 @@ def run_aging_benchmark(
 
 
 def grid_faces(data: str | Path, split: str, seed: int, method) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """The grid's faces and their landmarks: 16 drawn with the benchmark's seed (the first 16 its
-    sample draws, among the faces the method can take), at the method's size."""
-    from faceage.eval.guards import GRID_FACES
+    """The grid's faces and their landmarks, at the method's size: 16 drawn with the benchmark's
+    seed among the faces the method can take, at least ``GRID_CHILDREN`` of them children (label
+    age <= 12: the faces an aging tool most often gets wrong), in the order drawn."""
+    from faceage.bench.grid import GRID_FACES
 
-    faces = faces_for(method, read_faces(data, split, GRID_FACES * 2, seed))
-    stored = faces["images"][:GRID_FACES]
+    faces = faces_for(method, read_faces(data, split, GRID_FACES * 20, seed))
+    child = np.flatnonzero(faces["ages"] <= 12)[:GRID_CHILDREN]
+    others = [i for i in range(len(faces["ages"])) if i not in set(child.tolist())]
+    pick = np.sort(np.concatenate([child, others[: GRID_FACES - len(child)]]).astype(int))
+    stored = faces["images"][pick]
     size = method.face_size
-    return _resize(stored, size), scale_landmarks(faces["landmarks"][:GRID_FACES], stored.shape[1], size)
+    return _resize(stored, size), scale_landmarks(faces["landmarks"][pick], stored.shape[1], size)
 
 
 def format_report(result: dict, command: str, machine: str) -> str:
@@ -350,10 +399,12 @@ def format_report(result: dict, command: str, machine: str) -> str:
             f"{row['age_mean'] - row['centre']:+.2f} | {row['identity_rate']:.1f} % | "
             f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % |"
         )
+    if any("edit_size" in row for row in result["groups"].values()):
+        lines += _edit_size_lines(result)
     if "guards" in result:
         lines += _guard_lines(result)
     if result.get("lag"):
-        from faceage.eval.lag import format_lag
+        from faceage.bench.lag import format_lag
 
         lines += format_lag(result["lag"])
         if result.get("lag_command"):
@@ -378,6 +429,28 @@ def format_report(result: dict, command: str, machine: str) -> str:
 
 def _fmt(value, spec: str = ".1f", scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
+
+
+def _edit_size_lines(result: dict) -> list[str]:
+    lines = [
+        "",
+        "Size of the edit: landmark displacement as a share of the face height (eyes to chin x2), mean absolute "
+        "luma change inside the face oval (grey levels), faces whose shape step was weakened or skipped, and "
+        "(closed loop) faces whose target loop reached the target by faceage's own regressor, with the mean "
+        "strength it chose.",
+        "",
+        "| target | landmark displacement | luma change | shape weakened/skipped | loop reached | loop strength |",
+        "|---|---|---|---|---|---|",
+    ]
+    for decade, row in result["groups"].items():
+        e = row.get("edit_size")
+        if not e:
+            continue
+        lines.append(
+            f"| {decade}s | {e['shape_share'] * 100:.2f} % | {e['luma_change']:.2f} | {e['shape_limited_share']:.1f} % | "
+            f"{_fmt(e.get('loop_reached_share'))} % | {_fmt(e.get('loop_strength_mean'), '.2f')} |"
+        )
+    return lines
 
 
 def _guard_lines(result: dict) -> list[str]:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from faceage.age_groups import get_grouping
-from faceage.eval.aging_bench import TARGET_GROUPS, format_report, read_faces, run_aging_benchmark, update_results_file
+from faceage.bench.aging import TARGET_GROUPS, format_report, read_faces, run_aging_benchmark, update_results_file
 from faceage.methods.ipcgan import IPCGANMethod
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceage.eval.aging_bench import run_aging_benchmark
+from faceage.bench.aging import run_aging_benchmark
+from faceage.bench.grid import render_grid
+from faceage.bench.null_edits import GaussianBlur, JpegReencode, Unchanged
 from faceage.eval.guards import (
-    GaussianBlur,
-    JpegReencode,
-    Unchanged,
     channel_spread,
     chroma_ratio,
     face_ellipse_mask,
     gray_copies,
     kid,
     margin_for,
-    render_grid,
 )
 from faceage.methods.base import AgingMethod, Edit
 
@@ -51,7 +49,7 @@ class ColourShift(AgingMethod):
 
 @pytest.fixture(scope="module")
 def sample(tiny_data):
-    from faceage.eval.aging_bench import read_faces
+    from faceage.bench.aging import read_faces
 
     return read_faces(tiny_data, "train", 8, seed=0)["images"]
 

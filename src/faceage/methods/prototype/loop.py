@@ -1,0 +1,134 @@
+"""Step 6, the target loop: per face, the strength at which faceage's own age regressor reads the
+target, kept above an identity floor.
+
+The constrained optimisation of MaskFaceGAN ("High Resolution Face Editing with Masked GAN Latent
+Code Optimization", Pernuš & Štruc), applied to the prototype route's one free parameter: the
+strength scales shape, colour and detail together. Candidate strengths are rendered and read in
+one batch; the weakest one within ``tolerance`` years of the target wins (a stronger edit costs
+identity), a bracketing pair is refined by one interpolated evaluation, and the choice is stepped
+down while SFace's similarity to the input is below ``identity_floor``. The independent age
+estimator that judges results never drives this loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+CANDIDATES = (0.25, 0.5, 0.8, 1.1, 1.5, 2.0, 2.6)  # strengths tried in the first batch
+TOLERANCE = 3.0  # years: the target counts as reached within this
+REGRESSOR_SIZE = 128  # the face size the own regressor was trained on (it shrinks further itself)
+IDENTITY_FLOOR = 0.45  # SFace cosine similarity to the input (its same-person threshold is 0.363)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What the loop chose for one face and why."""
+
+    strength: float
+    own_age: float  # faceage's own regressor on the chosen result
+    identity: float | None  # SFace similarity of the chosen result to the input
+    reached: bool  # own_age within the tolerance of the target
+    limited_by_identity: bool
+    evaluations: int
+
+
+class OwnJudges:
+    """faceage's own age regressor and the SFace embedder, loaded on first use."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._regressor = None
+        self._verifier = None
+
+    def ages(self, faces: list[np.ndarray]) -> np.ndarray:
+        """The own regressor's ages; faces are shrunk to its training size first with OpenCV
+        (cheaper than the network's own resize of a full batch, and the same framing)."""
+        import cv2
+        import torch
+
+        from faceage.models.io import load_age_regressor
+
+        if self._regressor is None:
+            self._regressor = load_age_regressor(device=self.device).eval()
+        small = np.stack([cv2.resize(f, (REGRESSOR_SIZE, REGRESSOR_SIZE), interpolation=cv2.INTER_AREA) for f in faces])
+        x = torch.from_numpy(small).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        with torch.inference_mode():
+            return self._regressor(x.to(self.device)).age.cpu().numpy().astype(np.float64)
+
+    def similarity(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
+        from faceage.eval.identity import IdentityVerifier
+
+        if self._verifier is None:
+            self._verifier = IdentityVerifier("sface")
+        emb = self._verifier.embed_aligned(np.stack([reference, *faces]))
+        return np.atleast_1d(np.asarray(self._verifier.similarity(emb[:1], emb[1:]), np.float64)).reshape(-1)
+
+
+def choose_strength(
+    render: Callable[[float], np.ndarray],
+    face: np.ndarray,
+    target: float,
+    judges: OwnJudges,
+    scale: float = 1.0,
+    tolerance: float = TOLERANCE,
+    identity_floor: float = IDENTITY_FLOOR,
+) -> LoopResult:
+    """The strength for one face: ``render(strength) -> aligned face``, ``face`` the input."""
+    strengths = [c * scale for c in CANDIDATES]
+    images = [render(s) for s in strengths]
+    ages = judges.ages(images)
+    evaluations = len(strengths)
+    errors = np.abs(ages - target)
+    within = [i for i in range(len(strengths)) if errors[i] <= tolerance]
+    if within:
+        best = within[0]
+        pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
+        # refine towards the weaker neighbour when the target lies between the two
+        if best > 0 and np.sign(ages[best - 1] - target) != np.sign(ages[best] - target):
+            s = _interpolate(strengths[best - 1], strengths[best], ages[best - 1], ages[best], target)
+            img = render(s)
+            age = float(judges.ages([img])[0])
+            evaluations += 1
+            if abs(age - target) <= tolerance:
+                pick_s, pick_img, pick_age = s, img, age
+    else:
+        order = np.sign(ages - target)
+        pairs = [i for i in range(1, len(strengths)) if order[i - 1] != order[i]]
+        best = int(errors.argmin())
+        pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
+        if pairs:
+            i = pairs[0]
+            s = _interpolate(strengths[i - 1], strengths[i], ages[i - 1], ages[i], target)
+            img = render(s)
+            age = float(judges.ages([img])[0])
+            evaluations += 1
+            if abs(age - target) < abs(pick_age - target):
+                pick_s, pick_img, pick_age = s, img, age
+    similarity = float(judges.similarity(face, [pick_img])[0])
+    limited = False
+    if similarity < identity_floor:
+        weaker = [(s, im, a) for s, im, a in zip(strengths, images, ages) if s < pick_s]
+        if weaker:
+            sims = judges.similarity(face, [im for _, im, _ in weaker])
+            ok = [k for k in range(len(weaker)) if sims[k] >= identity_floor]
+            k = ok[-1] if ok else 0
+            pick_s, pick_age, similarity = weaker[k][0], float(weaker[k][2]), float(sims[k])
+        limited = True
+    return LoopResult(
+        strength=float(pick_s),
+        own_age=float(pick_age),
+        identity=similarity,
+        reached=abs(pick_age - target) <= tolerance,
+        limited_by_identity=limited,
+        evaluations=evaluations,
+    )
+
+
+def _interpolate(s0: float, s1: float, a0: float, a1: float, target: float) -> float:
+    if a1 == a0:
+        return 0.5 * (s0 + s1)
+    t = float(np.clip((target - a0) / (a1 - a0), 0.0, 1.0))
+    return s0 + t * (s1 - s0)

@@ -1,0 +1,131 @@
+"""The steps of the prototype method one by one: fold-free shape, grey strands, beard removal,
+the target loop, and the collection-flow detail of the builder."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceage.faces import mesh
+from faceage.methods.prototype import beard, hair, shape
+from faceage.training.sharp_detail import collection_average
+
+
+def smooth_field(grid: int, amplitude: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    field = rng.normal(size=(grid, grid, 2)).astype(np.float32)
+    field = cv2.GaussianBlur(field, (0, 0), grid / 10)
+    return field * (amplitude / np.abs(field).max())
+
+
+def test_exponential_never_folds_where_a_direct_warp_does():
+    size, grid = 256, shape.FLOW_GRID
+    v = smooth_field(grid, 40.0)
+    identity = mesh.grid_points(grid, size).reshape(grid, grid, 2).astype(np.float32)
+    assert mesh.min_jacobian(identity - v, size) < 0  # applied directly, this field folds
+    assert mesh.min_jacobian(shape.exponential(-v, size), size) > 0.0
+
+
+def test_exponential_of_zero_is_identity_and_minus_inverts():
+    size, grid = 256, 64
+    identity = mesh.grid_points(grid, size).reshape(grid, grid, 2).astype(np.float32)
+    assert np.allclose(shape.exponential(np.zeros((grid, grid, 2), np.float32), size), identity)
+    v = smooth_field(grid, 12.0, seed=1)
+    forward = shape.exponential(v, size)
+    backward = shape.exponential(-v, size)
+    # backward(forward(x)) == x, away from the border
+    there = shape.sample_map(backward, forward.reshape(-1, 2), size).reshape(grid, grid, 2)
+    inner = slice(8, -8)
+    assert np.abs(there[inner, inner] - identity[inner, inner]).max() < 0.6
+
+
+def test_shape_change_moves_landmarks_by_the_delta(faces_with_landmarks):
+    image, landmarks = faces_with_landmarks
+    delta = np.zeros_like(landmarks)
+    delta[152] = (0.0, 6.0)  # chin down
+    delta[:, 1] += np.where(landmarks[:, 1] > landmarks[1, 1], 3.0, 0.0)  # lower face longer
+    change = shape.shape_change(landmarks, delta, 1.0, 256)
+    moved = change.moved_landmarks(1.0)
+    # smoothing spreads the change: most of it arrives, in the right direction
+    assert moved[152, 1] - landmarks[152, 1] > 3.0
+    assert abs(moved[1, 0] - landmarks[1, 0]) < 1.0
+    assert change.displacement_share(0.0) == 0.0 < change.displacement_share(1.0) < change.displacement_share(2.0)
+    assert np.array_equal(change.backward(0.0), mesh.identity_map(256))
+
+
+def test_cranium_grows_for_children_and_never_past_the_norm():
+    assert shape.cranium_scale(30, 5) > 1.1 > shape.cranium_scale(30, 15) >= 1.0
+    assert shape.cranium_scale(5, 30) < 1.0
+    assert shape.cranium_scale(40, 70) == 1.0
+
+
+def test_grey_strands_keep_texture_and_touch_only_hair():
+    rng = np.random.default_rng(0)
+    ycc = np.full((256, 256, 3), 128.0, np.float32)
+    strands = cv2.GaussianBlur(rng.normal(0, 20, (256, 256)).astype(np.float32), (0, 0), 0.8)
+    ycc[..., 0] = 50.0 + strands  # dark, textured hair
+    ycc[..., 1] += 12.0  # brownish
+    hair_w = np.zeros((256, 256), np.float32)
+    hair_w[:100] = 1.0
+    assert np.array_equal(hair.grey_strands(ycc, hair_w, 0.0), ycc)
+    out = hair.grey_strands(ycc, hair_w, 0.6)
+    assert np.array_equal(out[150:], ycc[150:])  # nothing outside the hair changes
+    top_in, top_out = ycc[:100, :, 0], out[:100, :, 0]
+    assert top_out.mean() > top_in.mean() + 30  # lighter: grey
+    fine_in = top_in - cv2.GaussianBlur(top_in, (0, 0), 1.5)
+    fine_out = top_out - cv2.GaussianBlur(top_out, (0, 0), 1.5)
+    assert fine_out.std() > 0.8 * fine_in.std()  # strands kept, not a flat cap
+    assert np.abs(out[:100, :, 1] - 128).mean() < np.abs(ycc[:100, :, 1] - 128).mean()  # less colour
+    assert hair.grey_share(30, 75) > hair.grey_share(30, 55) > 0 == hair.grey_share(70, 20)
+
+
+def test_beard_goes_only_for_young_targets(faces_with_landmarks):
+    image, landmarks = faces_with_landmarks
+    assert beard.removal_amount(35, 30) == 0.0 and beard.removal_amount(10, 5) == 0.0
+    assert beard.removal_amount(35, 8) == 1.0 and 0.0 < beard.removal_amount(35, 14) < 1.0
+    ycc = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    lower = np.zeros(image.shape[:2], np.float32)
+    chin = np.round(landmarks[152]).astype(int)
+    top = int(landmarks[2, 1]) + 8
+    lower[top : chin[1], chin[0] - 30 : chin[0] + 30] = 1.0
+    dark = ycc.copy()
+    dark[top + 10 : chin[1] - 5, chin[0] - 20 : chin[0] + 20, 0] -= 45.0  # a beard-dark patch
+    mask = beard.beard_mask(dark, lower, np.zeros(lower.shape, bool), landmarks)
+    assert mask[top + 20, chin[0]] > 0.5 and mask[:top].max() == 0.0
+    out = beard.remove_beard(dark, mask, 1.0, np.ones(lower.shape, np.float32))
+    patch = (slice(top + 15, chin[1] - 10), slice(chin[0] - 15, chin[0] + 15))
+    assert out[patch][..., 0].mean() > dark[patch][..., 0].mean() + 15  # filled from the skin around
+
+
+def test_collection_flow_sharpens_an_average_of_shifted_faces():
+    rng = np.random.default_rng(0)
+    base = np.zeros((128, 128), np.float32)
+    for _ in range(12):  # a few crisp "folds"
+        x0, y0, x1, y1 = rng.integers(20, 108, 4)
+        cv2.line(base, (int(x0), int(y0)), (int(x1), int(y1)), 60.0, 2)
+    base = 100.0 + cv2.GaussianBlur(base, (0, 0), 0.7)
+    faces = []
+    for _ in range(24):
+        dx, dy = rng.uniform(-3, 3, 2)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        faces.append(np.clip(cv2.warpAffine(base, m, (128, 128), borderMode=cv2.BORDER_REFLECT), 0, 255))
+    faces = np.stack(faces).astype(np.uint8)
+
+    def sharpness(img: np.ndarray) -> float:
+        return float(np.abs(cv2.Laplacian(img, cv2.CV_32F))[16:-16, 16:-16].mean())
+
+    plain, sharp = collection_average(faces, 0), collection_average(faces, 3)
+    assert sharpness(sharp) > 1.3 * sharpness(plain)
+    assert sharpness(sharp) <= 1.2 * sharpness(base)
+
+
+@pytest.fixture(scope="module")
+def faces_with_landmarks(tiny_faces256):
+    from faceage.data.shards import decode_landmarks, iter_shard, read_index
+
+    for info in read_index(tiny_faces256, "train"):
+        for _, rgb, labels in iter_shard(tiny_faces256 / info.name):
+            if 25 <= float(labels["age"]) <= 50:
+                return np.asarray(rgb), decode_landmarks(labels)
+    raise AssertionError("no adult face in the tiny folder")
