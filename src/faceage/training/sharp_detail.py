@@ -88,7 +88,7 @@ def _cached_lumas(cache_dir: Path, folder: Path, shard: str, rows: list[dict], f
         path.unlink(missing_ok=True)  # cut short, or made for another sample: compute again
     result = _shard_lumas(folder, shard, rows, frame)
     buf = io.BytesIO()
-    np.savez(buf, **result)
+    np.savez(buf, **result)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     write_bytes_atomic(path, buf.getvalue())
     return result
 
@@ -96,7 +96,7 @@ def _cached_lumas(cache_dir: Path, folder: Path, shard: str, rows: list[dict], f
 def _normalised(luma: np.ndarray) -> np.ndarray:
     """uint8 image with the local mean and contrast removed (what DIS flow is computed on)."""
     x = luma.astype(np.float32)
-    centred = x - cv2.GaussianBlur(x, (0, 0), NORMALISE_SIGMA)
+    centred = (x - cv2.GaussianBlur(x, (0, 0), NORMALISE_SIGMA)).astype(np.float32)
     spread = np.sqrt(cv2.GaussianBlur(centred**2, (0, 0), NORMALISE_SIGMA)) + 4.0
     return np.clip(128.0 + 40.0 * centred / spread, 0, 255).astype(np.uint8)
 
@@ -107,7 +107,7 @@ def collection_average(faces: np.ndarray, rounds: int) -> np.ndarray:
     average = stack.mean(axis=0)
     if rounds == 0 or len(faces) < 2:
         return average
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
     d = faces.shape[1]
     grid = np.indices((d, d), np.float32)[::-1].transpose(1, 2, 0)
     for _ in range(rounds):

@@ -56,6 +56,14 @@ def texture_change(bands: np.ndarray, log_ratios: np.ndarray, strength: float) -
     return ((np.exp(log_ratios * strength) - 1.0) * bands).sum(axis=0).astype(np.float32)
 
 
+def only_smoothing(change: np.ndarray, face_fine: np.ndarray) -> np.ndarray:
+    """For rejuvenation: the part of the signed detail change that flattens the face's own lines
+    (opposite in sign, at most as strong as them). Adding a child average's crisp features to an
+    adult face draws new edges, which every age reader takes for lines."""
+    opposing = np.sign(change) != np.sign(face_fine)
+    return np.where(opposing, np.sign(change) * np.minimum(np.abs(change), np.abs(face_fine)), 0.0).astype(np.float32)
+
+
 def relight_gain(face_luma: np.ndarray, prototype_luma: np.ndarray) -> np.ndarray:
     """(H, W) how much stronger this face's shading is than the prototype's: its smoothed
     brightness over the prototype's, clamped (dark skin and dim photos get fainter lines)."""

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-CANDIDATES = (0.25, 0.5, 0.8, 1.1, 1.5, 2.0, 2.6)  # strengths tried in the first batch
+# Strengths tried in the first batch: never below the prototypes' whole difference (1), more when the
+# regressor asks for it; weaker ones only when the identity floor demands (``FALLBACK``).
+CANDIDATES = (1.0, 1.3, 1.7, 2.2, 2.6)
+FALLBACK = (0.7, 0.4)
 TOLERANCE = 3.0  # years: the target counts as reached within this
 REGRESSOR_SIZE = 128  # the face size the own regressor was trained on (it shrinks further itself)
 IDENTITY_FLOOR = 0.45  # SFace cosine similarity to the input (its same-person threshold is 0.363)
@@ -40,8 +44,8 @@ class OwnJudges:
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = device
-        self._regressor = None
-        self._verifier = None
+        self._regressor: Any = None  # AgeRegressor, loaded on first use (torch only when needed)
+        self._verifier: Any = None  # IdentityVerifier
 
     def ages(self, faces: list[np.ndarray]) -> np.ndarray:
         """The own regressor's ages; faces are shrunk to its training size first with OpenCV
@@ -110,12 +114,14 @@ def choose_strength(
     similarity = float(judges.similarity(face, [pick_img])[0])
     limited = False
     if similarity < identity_floor:
-        weaker = [(s, im, a) for s, im, a in zip(strengths, images, ages) if s < pick_s]
-        if weaker:
-            sims = judges.similarity(face, [im for _, im, _ in weaker])
-            ok = [k for k in range(len(weaker)) if sims[k] >= identity_floor]
-            k = ok[-1] if ok else 0
-            pick_s, pick_age, similarity = weaker[k][0], float(weaker[k][2]), float(sims[k])
+        weaker = [(s, im) for s, im in zip(strengths, images) if s < pick_s]
+        weaker = [(c * scale, render(c * scale)) for c in FALLBACK[::-1]] + weaker
+        sims = judges.similarity(face, [im for _, im in weaker])
+        ok = [k for k in range(len(weaker)) if sims[k] >= identity_floor]
+        k = ok[-1] if ok else 0
+        pick_s, similarity = weaker[k][0], float(sims[k])
+        pick_age = float(judges.ages([weaker[k][1]])[0])
+        evaluations += len(FALLBACK) + 1
         limited = True
     return LoopResult(
         strength=float(pick_s),

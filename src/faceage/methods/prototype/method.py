@@ -27,6 +27,7 @@ from faceage.models.prototype_frame import (
     LIGHT_GRID,
     MeanFrame,
     classifier_features,
+    fine_part,
     from_ycrcb,
     to_ycrcb,
 )
@@ -268,14 +269,16 @@ class PrototypeMethod(AgingMethod):
             proto_luma = _to_face(np.ascontiguousarray(self.p.colour_at(source, mix)[..., 0]), to_mean)
             damp = 1.0 - EYE_DETAIL_DAMP * regions.eyes
             d_detail = fine * detail_step.relight_gain(ycc[..., 0], proto_luma) * edit_w * damp
+            if target < source:
+                d_detail = detail_step.only_smoothing(d_detail, fine_part(ycc[..., 0], s))
         ratio = detail_step.energy_ratio(self.p, source, target, mix, self.energy_region)
         log_ratio = detail_step.log_ratio(np.stack([_to_face(r, to_mean, fill=1.0) for r in ratio])) * edit_w[None]
 
         base = ycc.copy()
         amount = beard_step.removal_amount(source, target) if self.beard else 0.0
-        beard_w = np.zeros((s, s), np.float32)
+        beard_w: np.ndarray = np.zeros((s, s), np.float32)
         if amount > 0:
-            beard_w = beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount
+            beard_w = (beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount).astype(np.float32)
             skin = regions.edit * (1.0 - regions.lower * 0.5)  # the face's skin, cheeks more than chin
             base = beard_step.remove_beard(base, beard_w / max(amount, 1e-6), amount, skin)
         share = hair_step.grey_share(source, target) if self.hair else 0.0

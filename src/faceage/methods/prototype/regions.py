@@ -23,7 +23,11 @@ HAIR_REACH = 1.6  # hair is greyed within this multiple of the face oval's size 
 HAIR_SURE = 1.35  # all of it within this one, further out only where it looks like hair
 HAIR_UNLIKE_LAB = (15.0, 25.0)  # Lab distance from the skin: hair from this far, surely from the sum
 EYE_REACH = 0.06  # the ring around each eye, as a share of the face size
-HAIR_TEXTURE = (1.5, 2.5)  # local detail (grey levels) from which a pixel counts as textured like hair
+HAIR_TEXTURE = (1.5, 2.5)
+HAIR_DARKER = (
+    10.0,
+    30.0,
+)  # L levels darker than the skin from which a pixel counts as hair, surely hair  # local detail (grey levels) from which a pixel counts as textured like hair
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +71,13 @@ def unlike_skin(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
         return np.ones(rgb.shape[:2], np.float32)
     distance = np.sqrt(((lab - np.median(lab[skin], axis=0)) ** 2).sum(axis=2))
     return np.clip((distance - HAIR_UNLIKE_LAB[0]) / HAIR_UNLIKE_LAB[1], 0.0, 1.0).astype(np.float32)
+
+
+def darker_than_skin(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: how much darker than the face's skin a pixel is (most hair is)."""
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    reference = float(np.median(luma[skin])) if skin.sum() >= 20 else float(np.median(luma))
+    return np.clip((reference - luma - HAIR_DARKER[0]) / HAIR_DARKER[1], 0.0, 1.0).astype(np.float32)
 
 
 def hair_like(rgb: np.ndarray, unlike: np.ndarray) -> np.ndarray:
@@ -120,7 +131,10 @@ class RegionFinder:
             head = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_REACH)]), s / 20.0)
             near = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_SURE)]), s / 24.0)
             unlike = unlike_skin(image, skin)
-            likely = np.maximum(near * unlike, hair_like(image, unlike))  # near the face: all hair unlike skin
+            # near the face: hair unlike skin that is darker than it or textured (bright smooth
+            # background at a thin hair edge is neither); further out only where it looks like hair
+            textured = hair_like(image, unlike)
+            likely = np.maximum(near * unlike * np.maximum(darker_than_skin(image, skin), textured), textured)
             hair_weight = feather(grown.astype(np.float32), s / 128.0) * head * likely
             nonage = masks["hair"] | masks["background"]
         oval = fill(shape, region_polygons(landmarks, "face_oval"))

@@ -131,11 +131,12 @@ def exponential(velocity: np.ndarray, size: int, squarings: int = SQUARINGS) -> 
     by scaling and squaring: u_0 = v / 2^n, u_{k+1}(x) = u_k(x) + u_k(x + u_k(x))."""
     grid = velocity.shape[0]
     step = size / grid  # face pixels per lattice cell
-    u = np.asarray(velocity, np.float32) / (2.0**squarings)
+    u: np.ndarray = (np.asarray(velocity, np.float32) / (2.0**squarings)).astype(np.float32)
     base = np.indices((grid, grid), np.float32)[::-1].transpose(1, 2, 0)  # lattice (x, y)
     for _ in range(squarings):
         at = base + u / step
-        u = u + cv2.remap(u, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        moved = cv2.remap(u, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        u = (u + moved).astype(np.float32)
     positions = mesh.grid_points(grid, size).reshape(grid, grid, 2).astype(np.float32)
     return positions + u
 
