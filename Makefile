@@ -1,14 +1,14 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
 # `make test-fast` is the quick loop (no slow end-to-end tests); `make lint` is what CI checks first.
-# One install path: the package with its extras, as `pip install ".[dev,train]"` would, with the
+# One install path: the package with its extras, as `pip install ".[dev,train,ray]"` would, with the
 # exact versions of requirements*.txt as constraints. The venv is rebuilt from scratch when a
 # requirements file or pyproject.toml changes.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# faceage[ray] (the Ray issue) joins here
-EXTRAS := dev,train
+# faceage[ray]: the Ray batch engine (faceage age --engine ray)
+EXTRAS := dev,train,ray
 CONSTRAINTS := -c requirements.txt -c requirements-dev.txt
 
 .PHONY: install browser demo test test-fast fuzz lint bench clean

@@ -29,6 +29,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "faceage.__main__",
             "faceage.cli",
             "faceage.cli_options",
+            "faceage.batch",
+            "faceage.ray_engine",
             "faceage.*.commands",
             "faceage.*.*_commands",
             "faceage.serve",

@@ -1,4 +1,4 @@
-"""``faceage age``: age every face in photos or folders of photos, with a per-face report.
+"""``faceage age``: age every face in photos, folders or lists of photos, with a per-face report.
 
 Outputs go to ``OUT/<stem>_age<N>.<ext>`` (JPEG and PNG inputs keep their format, anything else
 becomes PNG), written atomically (complete or absent) and never onto an input. Inputs whose names
@@ -21,6 +21,14 @@ closed stdout only silences it. Failing files are listed at the end; the exit co
 every input failed, or when a fault makes every write fail (disk full, read-only folder): then the
 run stops at once, after saving the summary so far.
 
+A list file (``.txt``: one path a line; ``.csv`` / ``.parquet``: a ``path`` column) names photos
+the way a folder holds them: relative paths are relative to the list's folder, outputs mirror them
+under ``-o OUT``, and resume and the summary apply.
+
+Engines (``run_batch``): ``local`` ages in this process; ``ray`` ages on an actor pool of a Ray
+cluster (``faceage.ray_engine``), the workers reading, aging and writing each photo while this
+process alone keeps the batch record and the summary. Everything else is one code path.
+
 Progressions (original + every age): ``<stem>_strip.<ext>`` (``--strip``),
 ``<stem>_progression.gif`` / ``.mp4`` (``--gif`` / ``--mp4``); with ``--crop`` one per face of its
 aligned crop, ``<stem>_face<i>_strip.<ext>`` and so on. Images and GIFs carry provenance metadata
@@ -35,6 +43,7 @@ import io
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +63,8 @@ IMAGE_SUFFIXES = frozenset(
 )
 # outputs keep these formats; other inputs (lossless or not writable by us) become PNG
 KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+# an input with one of these suffixes is a list of photos (one path a line, or a `path` column)
+LIST_SUFFIXES = frozenset({".txt", ".csv", ".parquet"})
 SUMMARY_NAME = "summary.csv"
 RECORD_NAME = ".faceage-batch.jsonl"
 SUMMARY_FIELDS = ("file", "face", "source_age", "target_age", "reached_age", "identity", "same_person", "ms")
@@ -165,7 +176,12 @@ def collect_jobs(paths: tuple[Path, ...], out_dir: Path | None, skips: list[Scan
     skips = [] if skips is None else skips
     out_resolved = out_dir.resolve() if out_dir is not None else None
     for path in paths:
-        if path.is_dir():
+        if is_list_file(path):
+            assert out_dir is not None  # checked by the command
+            for file in read_list(path):
+                relative = file.relative_to(path.parent) if path.parent in file.parents else Path(file.name)
+                jobs.setdefault(file.resolve(), Job(file, out_dir / relative.parent, True))
+        elif path.is_dir():
             assert out_dir is not None  # checked by the command
             root = path.resolve()
             for file in _scan(path, skips):
@@ -179,6 +195,46 @@ def collect_jobs(paths: tuple[Path, ...], out_dir: Path | None, skips: list[Scan
         else:
             jobs.setdefault(path.resolve(), Job(path, out_dir if out_dir is not None else path.parent, False))
     return _unique_names(list(jobs.values()))
+
+
+def is_list_file(path: Path) -> bool:
+    """Whether input ``path`` is a list of photos (``.txt``/``.csv``/``.parquet``), not a photo."""
+    return path.suffix.lower() in LIST_SUFFIXES and path.is_file()
+
+
+def read_list(path: Path) -> list[Path]:
+    """The photos a list file names: one path a line (``.txt``; blank lines and ``#`` comments
+    skipped) or the ``path`` column of a CSV or Parquet table. Relative paths are relative to the
+    list's folder. ``FaceageError`` with one line when the list cannot be read."""
+    try:
+        if path.suffix.lower() == ".txt":
+            lines = path.read_text(encoding="utf-8").splitlines()
+            names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        elif path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8") as handle:
+                table = csv.DictReader(handle)
+                if "path" not in (table.fieldnames or []):
+                    raise FaceageError(f"{path}: a CSV list needs a 'path' column (found {table.fieldnames})")
+                names = [row["path"] for row in table if row["path"]]
+        else:
+            names = _parquet_paths(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise FaceageError(f"{path}: cannot read the list ({error})") from None
+    return [name if name.is_absolute() else path.parent / name for name in map(Path, names)]
+
+
+def _parquet_paths(path: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise FaceageError(f"{path}: reading a Parquet list needs pyarrow: pip install 'faceage[ray]'") from None
+    try:
+        table = parquet.read_table(path)
+    except Exception as error:  # pyarrow raises its own types for a damaged file
+        raise FaceageError(f"{path}: not a readable Parquet table ({error})") from None
+    if "path" not in table.column_names:
+        raise FaceageError(f"{path}: a Parquet list needs a 'path' column (found {table.column_names})")
+    return [str(name) for name in table.column("path").to_pylist() if name]
 
 
 def _scan(folder: Path, skips: list[ScanSkip]) -> list[Path]:
@@ -337,6 +393,10 @@ class _Record:
         """Whether the batch record says ``path`` was written for ``job``."""
         entry = self.entries.get(str(job.source.resolve()))
         return entry is not None and str(path.resolve()) in entry.get("outputs", {})
+
+    def owned(self, job: Job) -> list[str]:
+        """The outputs the batch record says were written for ``job`` (what a Ray worker may replace)."""
+        return list((self.entries.get(str(job.source.resolve())) or {}).get("outputs", {}))
 
     def rows(self, job: Job) -> list[dict]:
         entry = self.entries.get(str(job.source.resolve()))
@@ -591,6 +651,282 @@ def _face_line(face: dict) -> str:
     return text + f": reached {face['reached_age']:.1f}, identity {face['identity']:.2f} ({same}), {face['ms']:.0f} ms"
 
 
+class BatchInputError(FaceageError):
+    """The inputs or options of a batch run do not fit together (the CLI shows it as a usage error)."""
+
+
+@dataclass
+class BatchReport:
+    """What one batch run did: each finished input's result, and what was skipped, failed or stopped it."""
+
+    jobs: int  # inputs found
+    todo: int  # inputs this run set out to age (the others were done before)
+    results: list[FileResult]
+    skipped: list[str]  # inputs done by an earlier run with the same settings (resume)
+    scan_skips: list[ScanSkip]
+    failures: list[FileFailure]
+    stopped: str | None  # why no output could be written at all, when that ended the run early
+    summary: Path | None
+    faces: int = 0  # faces in the finished photos
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What aging one input gave, on whichever process aged it (picklable: Ray workers send it back)."""
+
+    result: FileResult | None = None
+    source: dict | None = None  # the input's size and mtime before it was read
+    failure: str | None = None
+    stopped: str | None = None
+
+
+def _process(job: Job, ager, opts: Options, writer: _Writer) -> _Outcome:
+    """Age one input and write its outputs; every per-file error becomes the outcome, not a raise."""
+    try:
+        source = _fingerprint(job.source)  # before reading: a change while we work means redo next time
+        return _Outcome(_age_file(job, ager, opts, writer), source)
+    except OutputUnwritableError as error:  # every other file would fail the same way
+        return _Outcome(stopped=str(error))
+    except FaceageError as error:
+        return _Outcome(failure=str(error))
+    except OSError as error:  # the input vanished or changed type under us
+        return _Outcome(failure=f"cannot read the file ({error.strerror or error})")
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """How to build the ``Ager`` (picklable, so each Ray worker loads the method once itself)."""
+
+    method: str
+    weights: Path | None
+    device: str
+    evaluate: bool
+    max_faces: int | None
+
+    def __call__(self):
+        from faceage.methods.engine import Ager
+        from faceage.methods.registry import load_method
+
+        method = load_method(self.method, device=self.device, weights=self.weights)
+        return Ager(method, evaluate=self.evaluate, max_faces=self.max_faces)
+
+
+@dataclass(frozen=True)
+class _RayWorker:
+    """Run once per Ray actor: load the method and return the function that ages one job row there.
+    The driver alone reads and appends the batch record; each row carries what the record says of
+    its own outputs (``owned``), so no actor reads the record of a million photos."""
+
+    loader: _Loader
+    opts: Options
+    protect: frozenset[str]
+    threads: int
+
+    def __call__(self):
+        import torch
+
+        torch.set_num_threads(self.threads)  # the CPUs Ray gave this actor, not the whole node's
+        ager = self.loader()
+        writer = _Writer(set(self.protect), _Record(None), self.opts.overwrite)
+
+        def one(row: dict) -> _Outcome:
+            job = _job_of(row)
+            owned: dict[str, dict] = dict.fromkeys(json.loads(str(row["owned"])), {})
+            writer.record.entries = {str(job.source.resolve()): {"outputs": owned}}
+            return _process(job, ager, self.opts, writer)
+
+        return one
+
+
+# what one aging process holds besides the method's weights: torch, the detector, the evaluators,
+# one decoded photo and its results (`faceage age` of the default method on 200x200 photos peaks at
+# 0.82 GiB resident; a 12 MP photo adds its decoded copies, 36 MB each). Ray schedules by it; it is
+# not a limit
+ACTOR_BASE_MEMORY = 1 << 30
+
+
+def _actor_memory(method: str, weights: Path | None) -> int:
+    """Bytes a Ray actor reserves: the base plus four times the method's weight files (loaded
+    weights, their float copies and the activations grow with them)."""
+    from faceage.assets import WEIGHTS_DIR
+    from faceage.methods.registry import METHODS
+
+    shipped = METHODS[method].shipped if method in METHODS else ()
+    files = [weights] if weights is not None else [WEIGHTS_DIR / name for name in shipped]
+    return ACTOR_BASE_MEMORY + 4 * sum(path.stat().st_size for path in files if path.is_file())
+
+
+def _row_of(job: Job, record: _Record) -> dict:
+    """A job as a Ray Data row: paths escaped (``escape_name``), since a name may hold any bytes and
+    Arrow strings must be UTF-8."""
+    return {
+        "source": escape_name(job.source),
+        "out_dir": escape_name(job.out_dir),
+        "from_folder": job.from_folder,
+        "name": escape_name(job.name),
+        "owned": json.dumps(record.owned(job)),  # ASCII: undecodable bytes as \udcxx
+    }
+
+
+def _job_of(row: dict) -> Job:
+    return Job(
+        Path(unescape_name(str(row["source"]))),
+        Path(unescape_name(str(row["out_dir"]))),
+        bool(row["from_folder"]),
+        unescape_name(str(row["name"])),
+    )
+
+
+def run_batch(
+    paths: tuple[Path, ...],
+    ages: tuple[float, ...],
+    out_dir: Path | None,
+    *,
+    method: str,
+    weights: Path | None = None,
+    device: str = "cpu",
+    max_faces: int | None = None,
+    evaluate: bool = True,
+    strip: bool = False,
+    gif: bool = False,
+    mp4: bool = False,
+    crop: bool = False,
+    overwrite: bool = False,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    on_result=None,
+    progress: bool = True,
+) -> BatchReport:
+    """Age every input (files, folders, list files) with ``engine`` ("local": this process; "ray":
+    an actor pool on a Ray cluster, ``faceage.ray_engine``). Both share everything but where the
+    aging runs: the scan, the resume record, the writer's rules, the summary, the failures.
+
+    ``on_result(job, result)`` is called in the driver as each input finishes. Raises
+    ``BatchInputError`` for inputs and options that do not fit together.
+    """
+    from tqdm import tqdm
+
+    from faceage.machine import check_device
+    from faceage.methods.registry import where_it_runs
+
+    device = check_device(device)  # an unknown or missing device: one line before any work
+    if crop and not (strip or gif or mp4):
+        raise BatchInputError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
+    batches = [str(p) for p in paths if p.is_dir() or is_list_file(p)]
+    if batches and out_dir is None:
+        kind = "list" if is_list_file(Path(batches[0])) else "folder"
+        raise BatchInputError(f"{kind} input {batches[0]} needs an output folder: add -o OUT")
+    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite)
+    scan_skips: list[ScanSkip] = []
+    jobs = collect_jobs(paths, out_dir, scan_skips)
+    if not jobs:
+        raise BatchInputError(shown(_nothing_found(batches, out_dir, scan_skips)))
+    note = where_it_runs(method, device)
+    if note:
+        say(f"note: {note}", err=True)
+    summary = record = None
+    if batches:
+        assert out_dir is not None  # checked above: folder and list inputs need -o
+        summary, record = out_dir / SUMMARY_NAME, _Record(out_dir / RECORD_NAME)
+        if not _summary_is_ours(summary):
+            raise BatchInputError(f"{summary} exists and is not a faceage summary; move it away or choose another -o")
+    record = record or _Record(None)
+    settings = {
+        "method": method,
+        "weights": None if weights is None else str(weights.resolve()),
+        "ages": list(ages),
+        "strip": strip,
+        "gif": gif,
+        "mp4": mp4,
+        "crop": crop,
+        "max_faces": max_faces,
+    }
+
+    todo, skipped = [], set()
+    for job in jobs:
+        if job.from_folder and not overwrite and record.done(job, settings, opts.expected(job)):
+            skipped.add(str(job.source))
+        else:
+            todo.append(job)
+
+    loader = _Loader(method, weights, device, evaluate, max_faces)
+    protect = {str(job.source.resolve()) for job in jobs}
+    if engine == "ray" and todo:
+        from faceage.ray_engine import ray_map
+
+        threads = 1  # one CPU per actor: on a 2-core node two actors beat one with two threads
+        # a worker needs only the inputs that an output could land on: those inside an output folder
+        folders = {str(job.out_dir.resolve()) for job in todo}
+        exposed = frozenset(path for path in protect if os.path.dirname(path) in folders)
+        worker = _RayWorker(loader, opts, exposed, threads)
+        outputs = out_dir or todo[0].out_dir
+        mapped = ray_map(
+            [_row_of(job, record) for job in todo],
+            worker,
+            address=address,
+            workers=workers,
+            cpus=threads,
+            memory=_actor_memory(method, weights),
+            writable=outputs.resolve(),
+        )
+        outcomes = ((todo[index], outcome) for index, outcome in mapped)
+    else:
+        # nothing to do (a finished batch run again) needs no models
+        ager = loader() if todo else None
+        writer = _Writer(protect, record, overwrite)
+        outcomes = ((job, _process(job, ager, opts, writer)) for job in todo)
+
+    report = BatchReport(len(jobs), len(todo), [], sorted(skipped), scan_skips, [], None, summary)
+    bar = tqdm(total=len(todo), desc="aging", unit="photo", disable=None if progress and len(todo) > 1 else True)
+    started = time.monotonic()
+    try:
+        for job, outcome in outcomes:
+            bar.update()
+            if outcome.stopped is not None:
+                report.stopped = outcome.stopped
+                break
+            if outcome.failure is not None or outcome.result is None:
+                report.failures.append(FileFailure(str(job.source), outcome.failure or "no result"))
+                continue
+            result = outcome.result
+            try:
+                if summary is not None:
+                    record.add(job, outcome.source or {}, settings, result.outputs, result.rows)
+                    _append_summary(summary, result.rows)
+            except OutputUnwritableError as error:
+                report.stopped = str(error)
+                break
+            except FaceageError as error:
+                report.failures.append(FileFailure(str(job.source), str(error)))
+                continue
+            report.results.append(result)
+            report.faces += len(result.ages[0]["faces"]) if result.ages else 0
+            report.seconds = time.monotonic() - started
+            bar.set_postfix_str(f"{report.faces / max(report.seconds, 1e-9):.2f} faces/s", refresh=False)
+            if on_result is not None:
+                on_result(job, result)
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()  # the Ray engine's generator ends its pipeline (and the cluster it started)
+        bar.close()
+        report.seconds = time.monotonic() - started
+        if summary is not None:
+            done = {r.file: r.rows for r in report.results}
+            try:
+                _write_summary(
+                    summary,
+                    record.other_rows(jobs),
+                    jobs,
+                    lambda job: done.get(str(job.source)) or (record.rows(job) if str(job.source) in skipped else []),
+                )
+            except ImageWriteError as error:
+                say(f"error: {error}; {_summary_state(summary)}", err=True)
+    return report
+
+
 @click.command("age")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -607,7 +943,7 @@ def _face_line(face: dict) -> str:
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Output folder (created if missing). Default: beside each input file; required for folders.",
+    help="Output folder (created if missing). Default: beside each input file; required for folders and lists.",
 )
 @click.option("--method", **method_option(), help=method_help())
 @click.option(
@@ -629,6 +965,22 @@ def _face_line(face: dict) -> str:
 @click.option(
     "--overwrite", is_flag=True, help="Redo inputs already done, and replace files that exist at output names."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    help="Where the aging runs: this process, or an actor pool on a Ray cluster (pip install 'faceage[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDR",
+    help="--engine ray: the cluster to join (auto, HOST:PORT, ray://HOST:10001; default RAY_ADDRESS, "
+    "else a local Ray started for this run). -o must be a folder every node can write.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="--engine ray: actors (default: one per cluster CPU)."
+)
 def age(
     paths: tuple[Path, ...],
     ages: tuple[float, ...],
@@ -644,145 +996,84 @@ def age(
     crop: bool,
     no_eval: bool,
     overwrite: bool,
+    engine: str,
+    address: str | None,
+    workers: int | None,
 ) -> None:
-    """Age every face in each PHOTO (or every photo under a folder) to --to years.
+    """Age every face in each PHOTO (or every photo under a folder or named in a list file: one
+    path a line, or a CSV/Parquet `path` column) to --to years.
 
     Prints, per face: estimated source age, target, age reached and identity similarity (both
     measured by independent models on the output).
     """
-    from tqdm import tqdm
+    if engine == "local" and (address is not None or workers is not None):
+        raise click.UsageError("--address and --workers apply to --engine ray")
 
-    from faceage.machine import check_device
-    from faceage.methods.registry import where_it_runs
+    def show(job: Job, result: FileResult) -> None:
+        for entry in result.ages:
+            say(f"{shown(job.source)} -> {shown(entry['output'])}")
+            if entry["warning"]:
+                say(f"  note: {entry['warning']}")
+            for face in entry["faces"]:
+                say(_face_line(face))
 
-    device = check_device(device)  # an unknown or missing device: one line before any work
-    if crop and not (strip or gif or mp4):
-        raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
-    folders = [str(p) for p in paths if p.is_dir()]
-    if folders and out_dir is None:
-        raise click.UsageError(f"folder input {folders[0]} needs an output folder: add -o OUT")
-    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite)
-    scan_skips: list[ScanSkip] = []
-    jobs = collect_jobs(paths, out_dir, scan_skips)
-    if not jobs:
-        raise click.UsageError(shown(_nothing_found(folders, out_dir, scan_skips)))
-    note = where_it_runs(method, device)
-    if note:
-        say(f"note: {note}", err=True)
-    summary = record = None
-    if folders:
-        assert out_dir is not None  # checked above: folder inputs need -o
-        summary, record = out_dir / SUMMARY_NAME, _Record(out_dir / RECORD_NAME)
-        if not _summary_is_ours(summary):
-            raise click.UsageError(f"{summary} exists and is not a faceage summary; move it away or choose another -o")
-    record = record or _Record(None)
-    settings = {
-        "method": method,
-        "weights": None if weights is None else str(weights.resolve()),
-        "ages": list(ages),
-        "strip": strip,
-        "gif": gif,
-        "mp4": mp4,
-        "crop": crop,
-        "max_faces": max_faces,
-    }
-
-    todo, skipped = [], set()
-    for job in jobs:
-        if job.from_folder and not overwrite and record.done(job, settings, opts.expected(job)):
-            skipped.add(str(job.source))
-        else:
-            todo.append(job)
-
-    from faceage.methods.engine import Ager
-    from faceage.methods.registry import load_method
-
-    # nothing to do (a finished batch run again) needs no models
-    ager = (
-        Ager(load_method(method, device=device, weights=weights), evaluate=not no_eval, max_faces=max_faces)
-        if todo
-        else None
-    )
-    writer = _Writer({str(job.source.resolve()) for job in jobs}, record, overwrite)
-    results: list[FileResult] = []
-    failures: list[FileFailure] = []
-
-    def one(job: Job) -> FileResult:
-        source = _fingerprint(job.source)  # before reading: a change while we work means redo next time
-        result = _age_file(job, ager, opts, writer)
-        if summary is not None:
-            record.add(job, source, settings, result.outputs, result.rows)
-            _append_summary(summary, result.rows)
-        if not as_json:
-            for entry in result.ages:
-                say(f"{shown(job.source)} -> {shown(entry['output'])}")
-                if entry["warning"]:
-                    say(f"  note: {entry['warning']}")
-                for face in entry["faces"]:
-                    say(_face_line(face))
-        return result
-
-    bar = tqdm(todo, desc="aging", unit="photo", disable=None if len(todo) > 1 else True)
-    stopped: OutputUnwritableError | None = None
     try:
-        for job in bar:
-            try:
-                results.append(one(job))
-            except OutputUnwritableError as error:
-                stopped = error  # every other file would fail the same way
-                break
-            except FaceageError as error:
-                failures.append(FileFailure(str(job.source), str(error)))
-            except OSError as error:  # the input vanished or changed type under us
-                failures.append(FileFailure(str(job.source), f"cannot read the file ({error.strerror or error})"))
-    finally:
-        bar.close()
-        if summary is not None:
-            done = {r.file: r.rows for r in results}
-            try:
-                _write_summary(
-                    summary,
-                    record.other_rows(jobs),
-                    jobs,
-                    lambda job: done.get(str(job.source)) or (record.rows(job) if str(job.source) in skipped else []),
-                )
-            except ImageWriteError as error:
-                say(f"error: {error}; {_summary_state(summary)}", err=True)
-
+        report = run_batch(
+            paths,
+            ages,
+            out_dir,
+            method=method,
+            weights=weights,
+            device=device,
+            max_faces=max_faces,
+            evaluate=not no_eval,
+            strip=strip,
+            gif=gif,
+            mp4=mp4,
+            crop=crop,
+            overwrite=overwrite,
+            engine=engine,
+            address=address,
+            workers=workers,
+            on_result=None if as_json else show,
+        )
+    except BatchInputError as error:
+        raise click.UsageError(shown(str(error))) from None
+    skipped, summary, failures = report.skipped, report.summary, report.failures
     if as_json:
         payload = {
             "method": method,
             "ages": list(ages),
-            "results": [{"file": r.file, "outputs": r.outputs, "ages": r.ages} for r in results],
-            "skipped": sorted(skipped),
-            "scan_skipped": [skip.__dict__ for skip in scan_skips],
+            "results": [{"file": r.file, "outputs": r.outputs, "ages": r.ages} for r in report.results],
+            "skipped": skipped,
+            "scan_skipped": [skip.__dict__ for skip in report.scan_skips],
             "failures": [f.__dict__ for f in failures],
-            "stopped": None if stopped is None else str(stopped),
+            "stopped": report.stopped,
             "summary": None if summary is None else str(summary),
         }
         say(json.dumps(payload, indent=2))
     else:
-        for skip in scan_skips:
+        for skip in report.scan_skips:
             say(f"skipped {shown(skip.path)}: {shown(skip.reason)}", err=True)
         if skipped:
-            say(f"skipped {len(skipped)} of {len(jobs)} files already done (--overwrite to redo)")
+            say(f"skipped {len(skipped)} of {report.jobs} files already done (--overwrite to redo)")
         if summary is not None:
             say(f"summary: {shown(summary)}")
-    if stopped is not None:
+    if report.stopped is not None:
         try:
-            report_failures(failures, len(jobs))  # the other files' reasons first
+            report_failures(failures, report.jobs)  # the other files' reasons first
         except SystemExit:
             pass
-        left = len(todo) - len(results) - len(failures)
+        left = report.todo - len(report.results) - len(failures)
         say(
             shown(
-                f"error: {stopped}; stopped with {left} of {len(todo)} files not done "
+                f"error: {report.stopped}; stopped with {left} of {report.todo} files not done "
                 "(free space or fix the folder, then run the same command again to resume)"
             ),
             err=True,
         )
         raise SystemExit(1)
-    report_failures(failures, len(jobs))
+    report_failures(failures, report.jobs)
 
 
 def _nothing_found(folders: list[str], out_dir: Path | None, skips: list[ScanSkip]) -> str:
