@@ -36,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import FileFailure, report_failures
+from faceage.cli_options import FileFailure, report_failures, set_option
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.methods.registry import method_help, method_option
 from faceage.outputs.results import age_label, progression_frames, result_provenance
@@ -47,7 +47,19 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".
 KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 SUMMARY_NAME = "summary.csv"
 RECORD_NAME = ".faceage-batch.jsonl"
-SUMMARY_FIELDS = ("file", "face", "source_age", "target_age", "reached_age", "identity", "same_person", "ms")
+SUMMARY_FIELDS = (
+    "file",
+    "face",
+    "source_age",
+    "target_age",
+    "reached_age",
+    "identity",
+    "same_person",
+    "ms",
+    "estimated_age",  # source_age is the given age at the photo (--from) when there is one, else this
+    "given_age",
+)
+_OLD_SUMMARY_FIELDS = SUMMARY_FIELDS[:8]  # before --from: still ours, rewritten with both columns
 GIF_FRAME_MS = 600  # long enough to read each label
 
 
@@ -70,6 +82,28 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     if len(set(ages)) != len(ages):
         raise click.BadParameter(f"each age once, got {value}")
     return tuple(ages)
+
+
+def parse_known_ages(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> float | tuple[float | None, ...] | None:
+    """``--from``: '8' -> 8.0 (every face's age at the photo); '8,35' -> (8.0, 35.0), the faces
+    largest first, an empty entry ('8,,35') keeping that face's estimate."""
+    if value is None or not isinstance(value, str):
+        return value
+    from faceage.age_groups import check_target_age
+
+    ages: list[float | None] = []
+    for part in value.split(","):
+        if not part.strip() and "," in value:
+            ages.append(None)
+            continue
+        try:
+            ages.append(check_target_age(float(part), "age at the photo"))
+        except ValueError as error:
+            reason = f"{part.strip()!r} is not a number" if "could not convert" in str(error) else str(error)
+            raise click.BadParameter(f"expected an age or comma-separated ages such as 8 or 8,35: {reason}") from None
+    return ages[0] if len(ages) == 1 else tuple(ages)
 
 
 @dataclass(frozen=True)
@@ -112,6 +146,7 @@ class Options:
     mp4: bool
     crop: bool
     overwrite: bool
+    source_age: float | tuple[float | None, ...] | None = None
 
     @property
     def progression(self) -> bool:
@@ -429,7 +464,7 @@ def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     for expected in opts.expected(job):  # refuse before the work, not after the first output
         writer.check(expected, job)
     rgb = load_image(job.source)
-    results = ager.age(rgb, to=list(opts.ages))
+    results = ager.age(rgb, to=list(opts.ages), source_age=opts.source_age)
     info = ager.method.describe()
     outputs: list[str] = []
     ages, rows = [], []
@@ -475,7 +510,7 @@ def _summary_is_ours(path: Path) -> bool:
         return True
     except (OSError, UnicodeDecodeError):
         return False
-    return not first or tuple(next(csv.reader([first]), [])) == SUMMARY_FIELDS
+    return not first or tuple(next(csv.reader([first]), [])) in (SUMMARY_FIELDS, _OLD_SUMMARY_FIELDS)
 
 
 def _csv_text(rows: list[dict], header: bool) -> str:
@@ -511,7 +546,9 @@ def _write_summary(path: Path, jobs: list[Job], rows_of) -> None:
 
 
 def _face_line(face: dict) -> str:
-    text = f"  face {face['index']}: age {face['source_age']:.1f} -> target {face['target_age']:g}"
+    given = face.get("given_age")
+    start = f"age {face['source_age']:.1f}" if given is None else f"age {given:g} (given; estimate {face['estimated_age']:.1f})"
+    text = f"  face {face['index']}: {start} -> target {face['target_age']:g}"
     if face["reached_age"] is None:
         return text + " (not evaluated)"
     same = "same person" if face["same_person"] else "NOT the same person"
@@ -536,7 +573,17 @@ def _face_line(face: dict) -> str:
     default=None,
     help="Output folder (created if missing). Default: beside each input file; required for folders.",
 )
+@click.option(
+    "--from",
+    "source_age",
+    callback=parse_known_ages,
+    metavar="AGE[,AGE...]",
+    default=None,
+    help="The age at the photo, when known: the method starts from it instead of the estimate "
+    "(both are reported). One age for every face, or one per face, largest first (8,35).",
+)
 @click.option("--method", **method_option(), help=method_help())
+@set_option
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -560,7 +607,9 @@ def age(
     paths: tuple[Path, ...],
     ages: tuple[float, ...],
     out_dir: Path | None,
+    source_age: float | tuple[float | None, ...] | None,
     method: str,
+    sets: dict[str, str],
     weights: Path | None,
     device: str,
     max_faces: int | None,
@@ -584,7 +633,7 @@ def age(
     folders = [str(p) for p in paths if p.is_dir()]
     if folders and out_dir is None:
         raise click.UsageError(f"folder input {folders[0]} needs an output folder: add -o OUT")
-    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite)
+    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite, source_age)
     scan_skips: list[ScanSkip] = []
     jobs = collect_jobs(paths, out_dir, scan_skips)
     if not jobs:
@@ -605,6 +654,8 @@ def age(
         "mp4": mp4,
         "crop": crop,
         "max_faces": max_faces,
+        "options": sets,
+        "source_age": list(source_age) if isinstance(source_age, tuple) else source_age,
     }
 
     todo, skipped = [], set()
@@ -619,7 +670,7 @@ def age(
 
     # nothing to do (a finished batch run again) needs no models
     ager = (
-        Ager(load_method(method, device=device, weights=weights), evaluate=not no_eval, max_faces=max_faces)
+        Ager(load_method(method, device=device, weights=weights, **sets), evaluate=not no_eval, max_faces=max_faces)
         if todo
         else None
     )
@@ -636,8 +687,9 @@ def age(
         if not as_json:
             for entry in result.ages:
                 tqdm.write(f"{job.source} -> {entry['output']}")
-                if entry["warning"]:
-                    tqdm.write(f"  note: {entry['warning']}")
+                for note in (entry["warning"], entry["faces_note"]):
+                    if note:
+                        tqdm.write(f"  note: {note}")
                 for face in entry["faces"]:
                     tqdm.write(_face_line(face))
         return result

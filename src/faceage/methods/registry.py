@@ -25,6 +25,51 @@ DEFAULT_METHOD = "prototype"
 
 
 @dataclass(frozen=True)
+class Option:
+    """One method option, as ``--set NAME=VALUE`` (``faceage age``, ``serve``, ``bench aging``), a
+    Python keyword, and a control on the web page.
+
+    name     the keyword the method's loader takes.
+    kind     "number" (float), "integer" or "flag" (on/off); ``convert`` reads a string or a value.
+    default  the loader's default (what the page shows first).
+    help     one line for help texts and the page.
+    web      whether the web page offers it (the ones a user would change).
+    low, high  the range a number may take (the page's control; the loader still checks).
+    """
+
+    name: str
+    kind: str
+    default: float | int | bool
+    help: str
+    web: bool = False
+    low: float | None = None
+    high: float | None = None
+
+    def convert(self, value: object) -> float | int | bool:
+        """``value`` (a string from ``--set`` or the page, or a Python value) as this option's type;
+        ``ValueError`` when it is not one or lies outside ``low``..``high``."""
+        if self.kind == "flag":
+            return _flag(value)
+        out: float | int = int(str(value)) if self.kind == "integer" else _number(value)
+        if self.low is not None and out < self.low:
+            raise ValueError(f"must be >= {self.low:g}")
+        if self.high is not None and out > self.high:
+            raise ValueError(f"must be <= {self.high:g}")
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for the web page's controls."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "help": self.help,
+            "low": self.low,
+            "high": self.high,
+        }
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """How to build one method.
 
@@ -38,6 +83,7 @@ class MethodSpec:
     paper         the title of the publication it follows.
     experimental  its shipped weights miss the project's quality targets (docs carry the numbers):
                   it is labelled so wherever it is offered and is never the default.
+    options       the options its loader takes (``Option``); adding one is one line here.
     """
 
     loader: Callable[..., AgingMethod]
@@ -45,10 +91,15 @@ class MethodSpec:
     summary: str
     paper: str = ""
     experimental: bool = False
+    options: tuple[Option, ...] = ()
 
     def label(self) -> str:
         """The summary as help texts and the web app show it."""
         return f"{self.summary} [experimental]" if self.experimental else self.summary
+
+    def known(self) -> dict[str, Callable[[object], object]]:
+        """Each option's converter, by name (``method_options``)."""
+        return {option.name: option.convert for option in self.options}
 
 
 def method_options(name: str, options: dict, known: Mapping[str, Callable[[Any], object]]) -> dict:
@@ -71,9 +122,7 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.ipcgan import IPCGANMethod
 
     method = IPCGANMethod.from_weights(weights, device=device)
-    for key, value in method_options("ipcgan", options, {"batch": int}).items():
-        if key == "batch" and value < 1:
-            raise FaceageError(f"method 'ipcgan': option 'batch' must be >= 1, got {value}")
+    for key, value in method_options("ipcgan", options, METHODS["ipcgan"].known()).items():
         setattr(method, key, value)
     return method
 
@@ -81,13 +130,7 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
 def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.prototype import PrototypeMethod
 
-    known: dict[str, Callable[[object], object]] = {
-        "strength": _number,
-        "non_age": _flag,
-        "hair": _flag,
-        "calibrated": _flag,
-    }
-    settings = method_options("prototype", options, known)
+    settings = method_options("prototype", options, METHODS["prototype"].known())
     try:
         return PrototypeMethod.from_weights(weights, device=device, **settings)
     except ValueError as e:
@@ -115,6 +158,12 @@ METHODS: dict[str, MethodSpec] = {
         ("prototypes.safetensors", "prototypes.json"),
         "age prototypes: landmark shape warp, relit colour and band-energy texture",
         "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
+        options=(
+            Option("strength", "number", 1.0, "scales every change (1: the prototypes' difference)", True, 0.0, 3.0),
+            Option("hair", "flag", True, "grey the hair for targets above about 50", True),
+            Option("non_age", "flag", True, "keep hair and background out of the edit"),
+            Option("calibrated", "flag", True, "apply the stored per-target strength gains"),
+        ),
     ),
     "ipcgan": MethodSpec(
         _ipcgan,
@@ -122,6 +171,7 @@ METHODS: dict[str, MethodSpec] = {
         "conditional GAN over age groups, with identity and age losses",
         "Face Aging with Identity-Preserved Conditional Generative Adversarial Networks (Wang et al., CVPR 2018)",
         experimental=True,
+        options=(Option("batch", "integer", 16, "faces per forward pass", low=1),),
     ),
 }
 
@@ -137,6 +187,19 @@ def method_help() -> str:
     """``--method`` help: every method with its label (experimental ones say so)."""
     listed = "; ".join(f"{name}: {spec.label()}" for name, spec in METHODS.items())
     return f"Aging method (default {DEFAULT_METHOD}). {listed}."
+
+
+def options_help() -> str:
+    """``--set`` help: each method's options with their defaults (``MethodSpec.options``)."""
+
+    def shown(option: Option) -> str:
+        default = ("on" if option.default else "off") if option.kind == "flag" else f"{option.default:g}"
+        return f"{option.name}={default} ({option.help})"
+
+    listed = "; ".join(
+        f"{name}: {', '.join(shown(o) for o in spec.options)}" for name, spec in METHODS.items() if spec.options
+    )
+    return f"Options and defaults: {listed}."
 
 
 def method_names() -> list[str]:
