@@ -20,7 +20,8 @@ from serve_helpers import post_photo, request
 
 import faceage
 from faceage.outputs.provenance import read_provenance
-from faceage.serve.app import EXAMPLE_PHOTO, MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
+from faceage.assets import EXAMPLE_PHOTO
+from faceage.serve.app import MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
 from faceage.serve.server import serve_in_thread
 
 SERVER_SECRETS = ("Traceback", "site-packages", str(Path(faceage.__file__).resolve().parents[2]), "/tmp/")
@@ -173,25 +174,27 @@ class FakeBackend:
     def methods(self):
         return [MethodChoice("fake", "returns the photo", 0.0, 100.0)]
 
-    def render(self, rgb, method, target_age, strip_ages):
+    def render(self, rgb, request, progress=None):
         self.started.release()
         if self.gate is not None:
             self.gate.wait(30)
         if self.fail is not None:
             raise self.fail
-        report = {"method": method, "requested_age": target_age, "target_age": target_age, "warning": None, "faces": []}
-        return Rendering(rgb, {"faceage:method": method}, report)
+        target = request.target
+        report = {"method": request.method, "requested_age": target, "target_age": target, "warning": None, "faces": []}
+        return Rendering(rgb, {"faceage:method": request.method}, report)
 
 
 def test_unexpected_error_is_a_500_without_details(example_bytes, caplog):
     app = ServeApp(FakeBackend(fail=RuntimeError("boom in /srv/faceage/secret.py")), ServeConfig())
+    server, url = serve_in_thread(app)
     try:
-        response = app.handle("POST", "/api/age", "to=30", len(example_bytes), lambda n: example_bytes[:n])
+        status, _, body = request(f"{url}/api/age?to=30", data=example_bytes)
     finally:
-        app.close()
-    assert response.status == 500
-    assert b"secret" not in response.body and b"boom" not in response.body
-    assert "internal error" in json.loads(response.body)["error"]
+        server.stop()
+    assert status == 500
+    assert b"secret" not in body and b"boom" not in body
+    assert "internal error" in json.loads(body)["error"]
     assert "boom in /srv/faceage/secret.py" in caplog.text  # the details are in the server's log
 
 
@@ -242,15 +245,12 @@ def test_full_queue_answers_busy_and_then_serves_again(example_bytes):
         assert post_photo(url, example_bytes)[0] == 200
     finally:
         gate.set()
-        server.shutdown()
-        server.server_close()
-        app.close()
+        server.stop()
 
 
 def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
     app = ServeApp(FakeBackend(), ServeConfig(max_waiting=32))
     server, url = serve_in_thread(app)
-    assert server.request_queue_size >= 32  # socketserver's default backlog of 5 reset such bursts
     barrier = threading.Barrier(20)
     answers: list[int] = []
 
@@ -265,9 +265,7 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
         for thread in threads:
             thread.join(60)
     finally:
-        server.shutdown()
-        server.server_close()
-        app.close()
+        server.stop()
     assert answers == [200] * 20
 
 

@@ -547,7 +547,11 @@ def _write_summary(path: Path, jobs: list[Job], rows_of) -> None:
 
 def _face_line(face: dict) -> str:
     given = face.get("given_age")
-    start = f"age {face['source_age']:.1f}" if given is None else f"age {given:g} (given; estimate {face['estimated_age']:.1f})"
+    start = (
+        f"age {face['source_age']:.1f}"
+        if given is None
+        else f"age {given:g} (given; estimate {face['estimated_age']:.1f})"
+    )
     text = f"  face {face['index']}: {start} -> target {face['target_age']:g}"
     if face["reached_age"] is None:
         return text + " (not evaluated)"

@@ -66,6 +66,7 @@ class Option:
             "help": self.help,
             "low": self.low,
             "high": self.high,
+            "web": self.web,
         }
 
 
