@@ -19,8 +19,8 @@ from PIL import Image
 from serve_helpers import post_photo, request
 
 import faceage
-from faceage.outputs.provenance import read_provenance
 from faceage.assets import EXAMPLE_PHOTO
+from faceage.outputs.provenance import read_provenance
 from faceage.serve.app import MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
 from faceage.serve.server import serve_in_thread
 
