@@ -37,9 +37,13 @@ def float_list(text: str) -> tuple[float, ...]:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def parse_sets(ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]) -> dict[str, str]:
+def parse_sets(
+    ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...] | dict[str, str]
+) -> dict[str, str]:
     """``--set KEY=VALUE`` (repeatable) -> {KEY: VALUE}; the method's loader converts and checks each
     (``faceage.methods.registry.load_method``). A later KEY replaces an earlier one."""
+    if isinstance(values, dict):  # already parsed (ctx.invoke passes the default, ())
+        return values
     options = {}
     for item in values or ():
         key, sep, value = item.partition("=")

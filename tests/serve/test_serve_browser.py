@@ -1,5 +1,8 @@
 """The page in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium):
-upload a photo, drag the age slider, see the aged result; a bad upload shows its message.
+drop a photo through the page's drop handler, scrub the age slider (the face changes with no new
+request), drag the before/after handle, a phone-width screen, a bad file's message and the notice
+when more faces are found than aged. Screenshots go to FACEAGE_SCREENSHOTS (else a temporary
+folder, printed with -s): look at them after a change to the page.
 
 `make test` installs the browser (Makefile target ``browser``). Without it this test skips and says
 why; with FACEAGE_REQUIRE_BROWSER=1 set it fails instead.
@@ -33,8 +36,7 @@ def _missing(reason: str):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        from serve_helpers import chromium_driver
     except ImportError:
         _missing("selenium is not installed (make install: requirements-dev.txt)")
     chromium = _find("FACEAGE_CHROMIUM", "chromium", "chromium-browser")
@@ -44,25 +46,7 @@ def browser(tmp_path_factory):
             "no chromium/chromedriver on PATH: `make browser` installs Debian's chromium and "
             "chromium-driver (needs root and apt-get)"
         )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    # headless, and no background connections: this machine reaches no other server
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    # an explicit driver path: Selenium Manager (which would download one) is never run
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver = chromium_driver(chromium, driver_path, tmp_path_factory.mktemp("chromium-profile"))
     driver.set_page_load_timeout(WAIT_S)
     yield driver
     driver.quit()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import FileFailure, report_failures, set_option
+from faceage.cli_options import FileFailure, parse_sets, report_failures, set_option
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.methods.registry import method_help, method_option
 from faceage.outputs.results import age_label, progression_frames, result_provenance
@@ -632,6 +632,7 @@ def age(
     """
     from tqdm import tqdm
 
+    sets = parse_sets(None, None, sets)  # ctx.invoke (demo) passes the unparsed default
     if crop and not (strip or gif or mp4):
         raise click.UsageError("--crop applies to the progression outputs: add --strip, --gif or --mp4")
     folders = [str(p) for p in paths if p.is_dir()]

@@ -173,6 +173,7 @@ class Rendering:
     strip, strip_metadata   the labelled progression strip and its provenance, or None.
     frames, frame_ages      the largest face's crop at the photo then at each progression age, side
                             by side (S x S*(n+1)), and those n ages; None / () without a progression.
+    frames_metadata         their provenance (also the GIF's).
     gif_labels              one label per frame, for the GIF download.
     """
 
@@ -183,6 +184,7 @@ class Rendering:
     strip_metadata: Mapping[str, str] | None = None
     frames: np.ndarray | None = None
     frame_ages: tuple[float, ...] = ()
+    frames_metadata: Mapping[str, str] | None = None
     gif_labels: tuple[str, ...] = ()
 
 
@@ -616,10 +618,10 @@ class ServeApp:
             images["strip"] = (rendering.strip, rendering.strip_metadata or {})
         animation = None
         if rendering.frames is not None:
-            images["frames"] = (rendering.frames, rendering.strip_metadata or {})
+            images["frames"] = (rendering.frames, rendering.frames_metadata or {})
             side = rendering.frames.shape[0]
             crops = [rendering.frames[:, i * side : (i + 1) * side] for i in range(rendering.frames.shape[1] // side)]
-            animation = (crops, list(rendering.gif_labels), rendering.strip_metadata or {})
+            animation = (crops, list(rendering.gif_labels), rendering.frames_metadata or {})
         token = self.results.put(images, animation)
         base = f"/api/result/{token}"
         height, width = rendering.image.shape[:2]

@@ -140,13 +140,17 @@ class EngineBackend:
             )
         if progression_results:
             frames, labels = progression_frames(progression_results, face=0)
+            metadata = result_provenance(info, progression_results, 0)
             rendering = dataclasses.replace(
                 rendering,
                 frames=np.concatenate(frames, axis=1),
                 frame_ages=tuple(r.target_age for r in progression_results),
+                frames_metadata=metadata,
                 gif_labels=tuple(labels),
-                strip=rendering.strip if strip_results else progression_strip(frames, labels),
-                strip_metadata=result_provenance(info, progression_results, 0),
             )
+            if not strip_results:  # the progression's labelled strip is the one to download
+                rendering = dataclasses.replace(
+                    rendering, strip=progression_strip(frames, labels), strip_metadata=metadata
+                )
         log.debug("rendered %s at %s", request.method, ", ".join(age_label(a) for a in ages))
         return rendering
