@@ -199,6 +199,7 @@ def main() -> None:
     from faceage.methods.registry import available_methods
 
     shipped = "ipcgan" in available_methods()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="faceage-bench-") as folder:
         page = page_section([args.photo, twelve_mp(Path(folder))], args.repeats, args.to)
         weights = None if shipped else tiny_weights(Path(folder))
@@ -257,7 +258,8 @@ def main() -> None:
         f"--repeats {args.repeats}` (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
         "server: `faceage serve` (uvicorn + Starlette) in its own process.",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; CPU only; "
-        "other jobs were running on the same cores.",
+        f"other jobs were running on the same cores (load average {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end: times are longer than on an idle machine).",
         "",
         *page,
         "## Under load",

@@ -222,9 +222,12 @@ class Ager:
         targets: Sequence[float],
         source_age: float | Sequence[float | None] | None = None,
         progress: Progress | None = None,
+        evaluate_first: int | None = None,
     ) -> Iterator[AgingResult]:
         """``age`` to each of ``targets`` in turn, one result at a time (faces found and measured
-        once), so a long progression need not hold every whole aged photo at once."""
+        once), so a long progression need not hold every whole aged photo at once.
+        ``evaluate_first``: measure reached age and identity for the first N targets only (a
+        progression shown as pictures needs no measures); None: all, as ``evaluate`` says."""
         targets = [check_target_age(t) for t in targets]
         known_ages(source_age, None)  # a bad age is refused before any work
         rgb = check_rgb(rgb)
@@ -240,11 +243,14 @@ class Ager:
         known = _Known(estimated, given, found)
         source_emb = self.verifier.embed_aligned(crops) if self.evaluate else None
         for done, target in enumerate(targets, 1):
-            yield self._age_to(rgb, faces, crops, source, source_emb, target, known)
+            measure = self.evaluate and (evaluate_first is None or done <= evaluate_first)
+            yield self._age_to(rgb, faces, crops, source, source_emb, target, known, measure)
             if progress is not None:
                 progress("aging", done, len(targets))
 
-    def _age_to(self, rgb, faces, crops, source, source_emb, requested: float, known: _Known) -> AgingResult:
+    def _age_to(
+        self, rgb, faces, crops, source, source_emb, requested: float, known: _Known, measure: bool
+    ) -> AgingResult:
         from faceage.faces.align import warp_face
         from faceage.faces.paste import paste_back, paste_delta, warp_photo
 
@@ -296,7 +302,7 @@ class Ager:
         identity: list[float | None] = [None] * n
         same: list[bool | None] = [None] * n
         chroma: list[float | None] = [None] * n
-        if self.evaluate:
+        if measure:
             from faceage.eval.guards import chroma_ratio
 
             chroma = [float(r) for r in chroma_ratio(crops, views)]

@@ -191,7 +191,7 @@ class Rendering:
 class Headers(Protocol):
     """A request's headers, looked up case-insensitively (Starlette's ``Headers``, or a plain dict)."""
 
-    def get(self, name: str, default: None = None) -> str | None: ...
+    def get(self, key: str, /) -> str | None: ...
 
 
 # ``progress(stage, done, total)``, as ``faceage.methods.engine.Progress``
@@ -510,9 +510,9 @@ class ServeApp:
             check_target_age(target)
             for age in strip:
                 check_target_age(age, "progression age")
-            for age in known:
-                if age is not None:
-                    check_target_age(age, "age at the photo")
+            for given_age in known:
+                if given_age is not None:
+                    check_target_age(given_age, "age at the photo")
         except ValueError as error:
             raise HTTPError(400, str(error)) from None
         options = _options(params.get("set", []), method)

@@ -122,7 +122,8 @@ class EngineBackend:
         rest = []
         # one result at a time: past the first, only the face crops are kept (a 12 MP photo at
         # 23 ages would hold 830 MB of whole photos)
-        for result in ager.age_each(rgb, ages, request.source_age, progress):
+        # only the photo at the target is shown with its numbers: the strip and progression are pictures
+        for result in ager.age_each(rgb, ages, request.source_age, progress, evaluate_first=1):
             if main is None:
                 main = result
             else:

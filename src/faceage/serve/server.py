@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -83,7 +84,7 @@ class _LingeringTransport:
     def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self._transport, self._protocol = transport, protocol
 
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]  # everything else as the transport
+    def __getattr__(self, name: str) -> Any:  # everything else as the transport
         return getattr(self._transport, name)
 
     def close(self) -> None:
@@ -100,10 +101,10 @@ class _Protocol(H11Protocol):
 
     limits: HttpLimits
 
-    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]  # uvicorn's signature
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         self.lingering, self._lost, self._dropped = False, False, 0
         self._raw = transport
-        super().connection_made(_LingeringTransport(transport, self))
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
         self._head_timer: asyncio.TimerHandle | None = None
         self._watch_head()
 
