@@ -73,6 +73,7 @@ class HttpLimits:
 # an upload refused before it was read is read and dropped up to this size while the connection closes
 DRAIN_LIMIT = 64 * 1024 * 1024
 _JSON = b"application/json"
+_STALLED = "faceage.stalled"  # set in a request's scope when its body stopped coming (408)
 _SECURITY = [(key.encode(), value.encode()) for key, value in SECURITY_HEADERS.items()]
 _SECURITY_NAMES = {key.lower() for key, _ in _SECURITY}
 
@@ -130,6 +131,8 @@ class _Protocol(H11Protocol):
             return True
         if self._lost or self._raw.is_closing() or self.conn.their_state is not h11.SEND_BODY:
             return False
+        if self.scope is not None and self.scope.get(_STALLED):
+            return False  # its body stopped coming: nothing to wait for
         self.lingering = True
         self._raw.resume_reading()
         self.loop.call_later(self.limits.body_grace_s, self._raw.close)
@@ -238,6 +241,7 @@ async def _read_body(request: Request, length: int, limits: HttpLimits) -> bytes
         except StopAsyncIteration:
             break
         except TimeoutError:
+            request.scope[_STALLED] = True  # its connection is closed at once (no lingering)
             raise HTTPError(408, "the upload stalled; send it again") from None
         except Exception as error:  # starlette's ClientDisconnect
             if type(error).__name__ == "ClientDisconnect":
