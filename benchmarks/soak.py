@@ -144,19 +144,22 @@ class Soak:
         status = status_of(raw_exchange(self.base, head, b"GET /"))
         self.record("malformed head", (time.perf_counter() - start) * 1000.0, str(status), status == 400)
 
-    def client(self, kinds: list, until: float) -> None:
+    def client(self, kinds: list, until: float, pause_s: float) -> None:
+        """Requests of ``kinds`` one after another until ``until``, up to ``pause_s`` apart (a
+        person's pace, and CPU left for the model worker and the machine's other jobs)."""
         while time.monotonic() < until:
             action = self.random.choice(kinds)
             try:
                 action()
             except Exception as error:  # noqa: BLE001 - counted: the soak goes on
                 self.record(action.__name__, 0.0, type(error).__name__, False)
+            time.sleep(self.random.uniform(0.0, pause_s))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--warmup", type=float, default=2.0, help="minutes before the first memory reading")
+    parser.add_argument("--warmup", type=float, default=3.0, help="minutes before the first memory reading")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -169,13 +172,15 @@ def main() -> None:
         soak = Soak(base, photos, args.seed)
         start = time.monotonic()
         until = start + args.minutes * 60.0
-        clients = [
-            [soak.upload],
-            [soak.upload, soak.get],
-            [soak.get, soak.get, soak.get, soak.aborted, soak.malformed],
-            [soak.stalled, soak.get],
+        clients = [  # (what a client sends, the longest pause between its requests)
+            ([soak.upload], 0.0),
+            ([soak.upload, soak.get], 0.5),
+            ([soak.get, soak.get, soak.get, soak.aborted, soak.malformed], 0.5),
+            ([soak.stalled, soak.get], 0.5),
         ]
-        threads = [threading.Thread(target=soak.client, args=(kinds, until), daemon=True) for kinds in clients]
+        threads = [
+            threading.Thread(target=soak.client, args=(kinds, until, pause), daemon=True) for kinds, pause in clients
+        ]
         for thread in threads:
             thread.start()
         time.sleep(min(args.warmup * 60.0, args.minutes * 30.0))
@@ -202,7 +207,8 @@ def main() -> None:
         "own process.",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; CPU only; "
         f"shared with other jobs (load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end).",
-        "Traffic: 4 client threads, each waiting for its answer before the next request: uploads of "
+        "Traffic: 4 client threads, each waiting for its answer (and up to 0.5 s more, but for one upload "
+        "client) before the next request: uploads of "
         f"{', '.join(f'{s:g}' for s in SIZES_MP)} MP photos then their result image; GETs of the page, its "
         "files, /api/info and an unknown progress id; uploads cut off halfway (the client leaves); uploads "
         "stalled after 1000 bytes (expect 408); heads with a space before a colon (expect 400).",
