@@ -270,8 +270,7 @@ def build_asgi(app: ServeApp, limits: HttpLimits) -> ASGIApp:
     def checked(handler):
         async def endpoint(request: Request) -> StarletteResponse:
             try:
-                hosts = sum(1 for key, _ in request.headers.raw if key == b"host")
-                app.check_origin(request.method, request.headers, hosts)
+                app.check_origin(request.method, request.headers)
                 return await handler(request)
             except HTTPError as error:
                 return _error(error)

@@ -148,7 +148,19 @@ function usePhoto(blob, name) {
   if (original.src) URL.revokeObjectURL(original.src);
   original.hidden = false;
   original.src = URL.createObjectURL(blob);
+  clearResult(); // the last photo's result must not stand beside this one
   restart();
+}
+
+function clearResult() {
+  const img = $("result");
+  img.hidden = true;
+  img.removeAttribute("src");
+  delete img.dataset.targetAge;
+  $("result-age").textContent = "Aged";
+  $("download").hidden = true;
+  $("faces-section").hidden = true;
+  $("faces-note").hidden = true;
 }
 
 // A new photo or new settings: the whole photo at the slider's age, then the progression.
