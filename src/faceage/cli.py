@@ -27,12 +27,13 @@ def cli() -> None:
     """Show a face at another age, offline. Every result reports the age reached and identity kept."""
 
 
-def _estimate_photo(path: str, detector, estimator) -> dict:
+def _estimate_photo(path: str, pipeline, estimator) -> dict:
     from faceage.imageio import load_image
+    from faceage.methods.engine import face_ages
 
     rgb = load_image(path)
-    faces = detector.detect(rgb)
-    ages = estimator.estimate(rgb, [face.box for face in faces]) if faces else []
+    faces = pipeline.process(rgb)
+    ages = face_ages(estimator, rgb, faces) if faces else []
     return {
         "file": path,
         "width": int(rgb.shape[1]),
@@ -52,12 +53,14 @@ def _estimate_photo(path: str, detector, estimator) -> dict:
 @click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 def estimate(photos: tuple[str, ...], as_json: bool) -> None:
-    """Estimate the age of every face in each PHOTO with the independent evaluator."""
+    """Estimate the age of every face in each PHOTO with the independent evaluator (on the aligned
+    face, the same measurement `faceage age` reports as the age at the photo)."""
     from faceage.eval.age import AgeEstimator
-    from faceage.faces.detect import FaceDetector
+    from faceage.faces.pipeline import FacePipeline
+    from faceage.methods.engine import MEASURE_SIZE
 
-    detector, estimator = FaceDetector(), AgeEstimator()
-    results, failures = run_per_file(photos, lambda p: _estimate_photo(p, detector, estimator))
+    pipeline, estimator = FacePipeline(size=MEASURE_SIZE), AgeEstimator()
+    results, failures = run_per_file(photos, lambda p: _estimate_photo(p, pipeline, estimator))
     if as_json:
         payload = {"results": results, "failures": [f.__dict__ for f in failures]}
         click.echo(json.dumps(payload, indent=2))

@@ -184,3 +184,12 @@ def test_bad_input(astronaut: np.ndarray) -> None:
         invert_affine(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="uint8"):
         warp_face(astronaut.astype(float), alignment_matrix(CANONICAL, 128), 128)
+
+
+def test_resize_matrix_is_the_alignment_at_another_size():
+    from faceage.faces.align import alignment_matrix, resize_matrix
+
+    points = np.array([[38.0, 52.0], [74.0, 50.0], [57.0, 70.0], [42.0, 90.0], [71.0, 89.0]])
+    small, big = alignment_matrix(points, 128), alignment_matrix(points, 256)
+    np.testing.assert_allclose(resize_matrix(small, 128, 256), big, atol=1e-9)
+    np.testing.assert_allclose(resize_matrix(big, 256, 128), small, atol=1e-9)

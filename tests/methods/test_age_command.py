@@ -228,3 +228,41 @@ def test_folder_scan_is_recursive_sorted_and_leaves_out_hidden_files_and_its_own
     assert [j.age_path(42.5).name for j in jobs][:1] == ["a_age42.5.png"]
     (single,) = collect_jobs((src / "sub" / "c.webp",), None)
     assert single.out_dir == src / "sub" and not single.from_folder
+
+
+def test_the_known_age_at_the_photo_and_method_options(capsys, tmp_path, tiny_weights):
+    """--from: the method starts from the given age, the report keeps the estimate beside it;
+    --set: a method option reaches the loader (as `faceage bench aging --set`)."""
+    out = tmp_path / "out"
+    args = ("age", EXAMPLE_PHOTO, "--to", "60", "-o", out, "--method", "ipcgan", "--weights", tiny_weights)
+    code, stdout, err = run_cli(capsys, *args, "--from", "8", "--set", "batch=2", "--json")
+    assert code == 0, err
+    (face,) = json.loads(stdout)["results"][0]["ages"][0]["faces"]
+    assert face["given_age"] == 8 and face["source_age"] == 8 and face["source_from"] == "given"
+    assert face["estimated_age"] > 15  # the example is an adult: the estimate is kept, not used
+    assert read_metadata(out / "example_age60.jpg")["faceage:source_ages"] == "8"
+    assert read_metadata(out / "example_age60.jpg")["faceage:source_ages_from"] == "given"
+    code, stdout, _ = run_cli(capsys, *args, "--from", "8", "--overwrite")
+    assert code == 0 and "age 8 (given; estimate" in stdout
+    code, _, err = run_cli(capsys, *args, "--set", "batch=0")
+    assert code == 1 and "option 'batch'" in err and "must be >= 1" in err
+    code, _, err = run_cli(capsys, *args, "--set", "truncation=0.7")
+    assert code == 1 and "has no option 'truncation' (its options: batch)" in err
+    code, _, err = run_cli(capsys, *args, "--set", "batch")
+    assert code == 2 and "expected KEY=VALUE" in err
+    code, _, err = run_cli(capsys, *args, "--from", "old")
+    assert code == 2 and "'old' is not a number" in err
+    code, _, err = run_cli(capsys, *args, "--from", "8,30")  # two ages, one face
+    assert code == 1 and "2 ages at the photo given, but 1 face(s)" in err
+
+
+def test_estimate_and_age_report_one_age_for_one_face(capsys, tmp_path, tiny_weights):
+    """The same measurement on the same crop: `faceage estimate` and `faceage age` agree (they read
+    36.7 and 28.5 on the example when estimate measured the detector's box)."""
+    code, stdout, _ = run_cli(capsys, "estimate", EXAMPLE_PHOTO, "--json")
+    estimated = json.loads(stdout)["results"][0]["faces"][0]["age"]
+    args = ("age", EXAMPLE_PHOTO, "--to", "60", "-o", tmp_path, "--method", "ipcgan", "--weights", tiny_weights)
+    code, stdout, err = run_cli(capsys, *args, "--json", "--no-eval")
+    assert code == 0, err
+    (face,) = json.loads(stdout)["results"][0]["ages"][0]["faces"]
+    assert face["source_age"] == face["estimated_age"] == estimated  # ipcgan ages 128 px crops; measured at 256

@@ -59,7 +59,12 @@ def test_reached_age_is_measured_on_the_output_photo(ager, example_rgb):
     view = warp_face(result.image, face.matrix, face.size)
     assert np.array_equal(result.aged_crops[0], view)
     assert np.array_equal(result.source_crops[0], face.image)
-    assert result.faces[0].reached_age == pytest.approx(float(ager.estimator.estimate_aligned(view[None])[0]))
+    # measured at MEASURE_SIZE (256 px), cut from the output photo with the face's alignment
+    from faceage.faces.align import resize_matrix
+    from faceage.methods.engine import MEASURE_SIZE
+
+    big = warp_face(result.image, resize_matrix(face.matrix, face.size, MEASURE_SIZE), MEASURE_SIZE)
+    assert result.faces[0].reached_age == pytest.approx(float(ager.estimator.estimate_aligned(big[None])[0]))
     expected = ager.verifier.verify(
         ager.verifier.embed_aligned(face.image[None])[0], ager.verifier.embed_aligned(view[None])[0]
     )
@@ -176,11 +181,61 @@ def test_a_pipeline_of_the_wrong_size_is_refused(ager, tiny_method):
         Ager(object())
 
 
-def test_max_faces_limits_the_faces_aged(quick_ager, tiny_method, astronaut):
+def test_max_faces_limits_the_faces_aged_and_says_so(quick_ager, tiny_method, astronaut):
     two = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)
-    assert len(quick_ager.age(two, to=60).faces) == 2
+    both = quick_ager.age(two, to=60)
+    assert len(both.faces) == both.faces_found == 2 and both.faces_note is None
     one = Ager(tiny_method, pipeline=quick_ager.pipeline, estimator=quick_ager.estimator, evaluate=False, max_faces=1)
-    assert len(one.age(two, to=60).faces) == 1
+    result = one.age(two, to=60)
+    assert len(result.faces) == 1 and result.faces_found == 2
+    assert result.faces_note == "aged the 1 largest of 2 faces found"
+    assert result.to_dict()["faces_found"] == 2 and result.to_dict()["faces_aged"] == 1
+
+
+class _Recording(IPCGANMethod):
+    """The tiny generator, recording the source ages the engine hands it."""
+
+    seen: list[list[float]] = []
+
+    def edit(self, faces, source_ages, target_age):
+        self.seen.append([float(a) for a in source_ages])
+        return super().edit(faces, source_ages, target_age)
+
+
+def test_a_known_age_at_the_photo_is_what_the_method_starts_from(quick_ager, tiny_method, astronaut):
+    recording = _Recording(tiny_method.generator, tiny_method.grouping)
+    ager = Ager(recording, pipeline=quick_ager.pipeline, estimator=quick_ager.estimator, evaluate=False)
+    two = np.concatenate([astronaut, astronaut[:, ::-1]], axis=1)
+    plain = ager.age(two, to=60)
+    estimates = [face.estimated_age for face in plain.faces]
+    assert recording.seen[-1] == pytest.approx(estimates) and {f.source_from for f in plain.faces} == {"estimate"}
+
+    every = ager.age(two, to=60, source_age=8)  # one number: every face's
+    assert recording.seen[-1] == [8.0, 8.0]
+    assert [(f.given_age, f.source_age, f.source_from) for f in every.faces] == [(8.0, 8.0, "given")] * 2
+    assert [f.estimated_age for f in every.faces] == estimates  # the estimate is kept beside it
+
+    first = ager.age(two, to=[30, 60], source_age=[8])  # per face: the rest keep their estimate
+    assert recording.seen[-1] == pytest.approx([8.0, estimates[1]])
+    assert [f.source_from for f in first[1].faces] == ["given", "estimate"]
+    with pytest.raises(FaceageError, match="3 ages at the photo given, but 2 face"):
+        ager.age(two, to=60, source_age=[8, 9, 10])
+    with pytest.raises(ValueError, match="age at the photo must be between 0 and 120"):
+        ager.age(two, to=60, source_age=-3)
+
+
+def test_every_age_is_measured_on_the_same_256_px_crop(quick_ager, example_rgb):
+    """ipcgan ages 128 px crops; the ages it reports are measured at 256 px, as `faceage estimate`."""
+    from faceage.faces.pipeline import FacePipeline
+    from faceage.methods.engine import MEASURE_SIZE, face_ages
+
+    big = FacePipeline(
+        size=MEASURE_SIZE, detector=quick_ager.pipeline.detector, landmarks=quick_ager.pipeline.landmarks
+    )
+    faces = big.process(example_rgb)
+    measured = face_ages(quick_ager.estimator, example_rgb, faces)
+    result = quick_ager.age(example_rgb, to=60)
+    assert result.faces[0].estimated_age == pytest.approx(measured[0], abs=0.05)
 
 
 def test_load_builds_an_ager_from_weights(tiny_weights, example_rgb):

@@ -129,3 +129,59 @@ def faces_with_landmarks(tiny_faces256):
             if 25 <= float(labels["age"]) <= 50:
                 return np.asarray(rgb), decode_landmarks(labels)
     raise AssertionError("no adult face in the tiny folder")
+
+
+class LinearJudges:
+    """Judges of a synthetic edit: a rendered face's pixel value is the strength x 10, the regressor
+    reads ``bias + source + years_per_strength x strength`` from it (``bias`` is its error on this
+    face), and identity falls linearly with the strength. Same interface as ``loop.OwnJudges``."""
+
+    def __init__(self, source: float, bias: float, years_per_strength: float, identity_slope: float = 0.1):
+        self.source, self.bias, self.rate, self.slope = source, bias, years_per_strength, identity_slope
+
+    @staticmethod
+    def strength_of(face: np.ndarray) -> float:
+        return float(face.mean()) / 10.0
+
+    def ages(self, faces: list[np.ndarray]) -> np.ndarray:
+        return np.array([self.source + self.bias + self.rate * self.strength_of(f) for f in faces])
+
+    def similarity(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
+        return np.array([1.0 - self.slope * self.strength_of(f) for f in faces])
+
+
+def render_strength(strength: float) -> np.ndarray:
+    return np.full((8, 8, 3), strength * 10.0, np.float32)
+
+
+@pytest.mark.parametrize("bias", [-15.0, 0.0, 20.0])
+def test_target_loop_reads_the_edit_relative_to_the_input(bias):
+    from faceage.methods.prototype import loop
+
+    # 10 years per unit of strength: 30 -> 50 needs strength 2, whatever the regressor's offset
+    judges = LinearJudges(source=30.0, bias=bias, years_per_strength=10.0)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 50.0, judges)
+    assert chosen.reached and not chosen.limited_by_identity
+    assert abs(chosen.own_age - 50.0) <= loop.TOLERANCE
+    assert abs(chosen.offset - bias) < 1e-6
+    assert 1.7 <= chosen.strength <= 2.2
+
+
+def test_target_loop_steps_down_to_the_identity_floor_and_says_so():
+    from faceage.methods.prototype import loop
+
+    # identity 1 - 0.3 x strength: only strengths <= 1.83 keep it above the 0.45 floor
+    judges = LinearJudges(source=30.0, bias=0.0, years_per_strength=5.0, identity_slope=0.3)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 60.0, judges)
+    assert chosen.limited_by_identity and not chosen.reached
+    assert chosen.identity is not None and chosen.identity >= loop.IDENTITY_FLOOR
+    assert chosen.strength == pytest.approx(1.7)
+
+
+def test_target_loop_out_of_reach_takes_the_nearest_and_reports_it():
+    from faceage.methods.prototype import loop
+
+    judges = LinearJudges(source=30.0, bias=5.0, years_per_strength=2.0, identity_slope=0.0)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 80.0, judges)
+    assert not chosen.reached and not chosen.limited_by_identity
+    assert chosen.strength == pytest.approx(max(loop.CANDIDATES))

@@ -94,3 +94,24 @@ def test_options_reach_the_loader_and_unknown_ones_are_named(tiny_weights):
         load_method("ipcgan", weights=tiny_weights, truncation="0.7")
     with pytest.raises(FaceageError, match=r"bad value 'many' for option 'batch'"):
         load_method("ipcgan", weights=tiny_weights, batch="many")
+
+
+def test_each_methods_options_are_one_table():
+    """``MethodSpec.options`` is where an option lives: its converter (``known``), the ``--set`` help
+    and the web page's controls all come from it."""
+    from faceage.methods.registry import METHODS, Option, options_help
+
+    for name, spec in METHODS.items():
+        assert set(spec.known()) == {option.name for option in spec.options}, name
+        for option in spec.options:
+            assert option.kind in ("number", "integer", "flag") and option.help, (name, option.name)
+            assert option.convert(option.default) == option.default  # the default is a value it accepts
+    strength = Option("strength", "number", 1.0, "scales every change", True, 0.0, 3.0)
+    assert strength.convert("1.5") == 1.5 and strength.to_dict()["web"] is True
+    with pytest.raises(ValueError, match="must be <= 3"):
+        strength.convert("4")
+    assert Option("hair", "flag", True, "grey the hair").convert("off") is False
+    with pytest.raises(ValueError, match="expected on/off"):
+        Option("hair", "flag", True, "grey the hair").convert("maybe")
+    assert "prototype: strength=1 (" in options_help() and "ipcgan: batch=16 (" in options_help()
+    assert [o.name for o in METHODS["prototype"].options if o.web] == ["strength", "hair"]

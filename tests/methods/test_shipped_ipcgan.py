@@ -18,8 +18,9 @@ def test_shipped_ipcgan_ages_the_example_and_keeps_identity():
     young, old = faceage.load("ipcgan").age(photo, to=[10, 70])
     assert young.image.shape == old.image.shape == photo.shape
     (y,), (o,) = young.faces, old.faces
-    # the independent estimator reads the older target as clearly older (measured: 15.0 vs 44.4)
-    assert o.reached_age > y.reached_age + 10
+    # the independent estimator reads the older target as clearly older (measured on the face aligned
+    # at 256 px, as every age faceage reports: 22.8 vs 32.5; on ipcgan's own 128 px crop it read 15.0 vs 44.4)
+    assert o.reached_age > y.reached_age + 7
     assert y.same_person and o.same_person
     # outside the face the photo is untouched
     assert np.array_equal(old.image[-40:], photo[-40:])

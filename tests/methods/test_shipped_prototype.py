@@ -43,3 +43,13 @@ def test_a_grayscale_photo_stays_grayscale(ager):
     spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
     assert spread.max() <= 2
     assert not np.array_equal(result.image, gray)
+
+
+def test_load_passes_method_options_to_the_method_and_the_rest_to_the_engine():
+    from faceage.errors import FaceageError
+
+    ager = faceage.load("prototype", loop="off", strength=1.5, evaluate=False, max_faces=2)
+    assert ager.method.describe()["loop"] is False and ager.method.describe()["strength"] == 1.5
+    assert ager.evaluate is False and ager.max_faces == 2
+    with pytest.raises(FaceageError, match="no option 'banana'"):
+        faceage.load("prototype", banana=1)

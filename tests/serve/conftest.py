@@ -40,9 +40,7 @@ def server_url(backend) -> str:
     app = ServeApp(backend, TEST_CONFIG)
     server, url = serve_in_thread(app)
     yield url
-    server.shutdown()
-    server.server_close()
-    app.close()
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 _TOKENS: dict[str, str] = {}
 
@@ -48,3 +49,29 @@ def post_photo(base: str, data: bytes, **params) -> tuple[int, dict]:
     query = urllib.parse.urlencode({"to": 70, **params})
     status, _, body = request(f"{base}/api/age?{query}", data=data)
     return status, json.loads(body)
+
+
+def chromium_driver(chromium: str, driver_path: str, profile: Path, width: int = 1280, height: int = 1000):
+    """A headless Chromium under Selenium that makes no background connections (this machine
+    reaches no other server); an explicit driver path, so Selenium Manager (which would download
+    one) never runs. Also used by docs/screenshot.py."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)

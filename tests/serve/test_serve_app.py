@@ -19,8 +19,9 @@ from PIL import Image
 from serve_helpers import post_photo, request
 
 import faceage
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.outputs.provenance import read_provenance
-from faceage.serve.app import EXAMPLE_PHOTO, MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
+from faceage.serve.app import MethodChoice, Rendering, ResultStore, ServeApp, ServeConfig, public_message
 from faceage.serve.server import serve_in_thread
 
 SERVER_SECRETS = ("Traceback", "site-packages", str(Path(faceage.__file__).resolve().parents[2]), "/tmp/")
@@ -173,25 +174,27 @@ class FakeBackend:
     def methods(self):
         return [MethodChoice("fake", "returns the photo", 0.0, 100.0)]
 
-    def render(self, rgb, method, target_age, strip_ages):
+    def render(self, rgb, request, progress=None):
         self.started.release()
         if self.gate is not None:
             self.gate.wait(30)
         if self.fail is not None:
             raise self.fail
-        report = {"method": method, "requested_age": target_age, "target_age": target_age, "warning": None, "faces": []}
-        return Rendering(rgb, {"faceage:method": method}, report)
+        target = request.target
+        report = {"method": request.method, "requested_age": target, "target_age": target, "warning": None, "faces": []}
+        return Rendering(rgb, {"faceage:method": request.method}, report)
 
 
 def test_unexpected_error_is_a_500_without_details(example_bytes, caplog):
     app = ServeApp(FakeBackend(fail=RuntimeError("boom in /srv/faceage/secret.py")), ServeConfig())
+    server, url = serve_in_thread(app)
     try:
-        response = app.handle("POST", "/api/age", "to=30", len(example_bytes), lambda n: example_bytes[:n])
+        status, _, body = request(f"{url}/api/age?to=30", data=example_bytes)
     finally:
-        app.close()
-    assert response.status == 500
-    assert b"secret" not in response.body and b"boom" not in response.body
-    assert "internal error" in json.loads(response.body)["error"]
+        server.stop()
+    assert status == 500
+    assert b"secret" not in body and b"boom" not in body
+    assert "internal error" in json.loads(body)["error"]
     assert "boom in /srv/faceage/secret.py" in caplog.text  # the details are in the server's log
 
 
@@ -242,15 +245,12 @@ def test_full_queue_answers_busy_and_then_serves_again(example_bytes):
         assert post_photo(url, example_bytes)[0] == 200
     finally:
         gate.set()
-        server.shutdown()
-        server.server_close()
-        app.close()
+        server.stop()
 
 
 def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
     app = ServeApp(FakeBackend(), ServeConfig(max_waiting=32))
     server, url = serve_in_thread(app)
-    assert server.request_queue_size >= 32  # socketserver's default backlog of 5 reset such bursts
     barrier = threading.Barrier(20)
     answers: list[int] = []
 
@@ -265,9 +265,7 @@ def test_a_burst_of_uploads_is_queued_not_reset(example_bytes):
         for thread in threads:
             thread.join(60)
     finally:
-        server.shutdown()
-        server.server_close()
-        app.close()
+        server.stop()
     assert answers == [200] * 20
 
 
@@ -337,3 +335,49 @@ def test_serve_command_refuses_a_missing_weights_file(tmp_path):
     )
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_the_progression_the_known_age_options_and_progress(server_url, example_bytes, tmp_path):
+    """What the page asks for: every progression age of the largest face in one picture (its GIF and
+    strip to download, with provenance), the known age at the photo, a method option, progress."""
+    info = json.loads(request(f"{server_url}/api/info")[2])["methods"][0]
+    assert info["progression"] == [float(a) for a in range(6, 79, 4)]  # ipcgan reaches 5-78
+    assert {o["name"]: o["web"] for o in info["options"]} == {"batch": False}
+    job = "job-" + "a" * 20
+    status, r = post_photo(server_url, example_bytes, to=50, progression=1, job=job, **{"from": "8", "set": "batch=2"})
+    assert status == 200, r
+    face = r["faces"][0]
+    assert face["given_age"] == 8 and face["source_age"] == 8 and face["source_from"] == "given"
+    assert face["estimated_age"] > 15 and r["faces_found"] == r["faces_aged"] == 1 and r["faces_note"] is None
+    progression = r["progression"]
+    assert progression["ages"] == info["progression"]
+    status, _, frames = request(server_url + progression["frames"])
+    side = progression["frame_size"]
+    assert status == 200 and Image.open(io.BytesIO(frames)).size == (side * (len(progression["ages"]) + 1), side)
+    status, headers, gif = request(server_url + progression["gif"])
+    assert status == 200 and headers["Content-Type"] == "image/gif" and "attachment" in headers["Content-Disposition"]
+    (tmp_path / "p.gif").write_bytes(gif)
+    assert Image.open(tmp_path / "p.gif").n_frames == len(progression["ages"]) + 1
+    assert read_provenance(tmp_path / "p.gif")["faceage:source_ages"] == "8"
+    assert request(server_url + r["strip"]["download"])[0] == 200
+    assert json.loads(request(f"{server_url}/api/progress/{job}")[2])["stage"] == "done"
+    assert request(f"{server_url}/api/progress/{'b' * 20}")[0] == 404
+    for query, message in [
+        ("to=50&set=truncation=1", "has no option 'truncation' (its options: batch)"),
+        ("to=50&set=batch=0", "must be >= 1"),
+        ("to=50&from=abc", "age at the photo must be a number"),
+        ("to=50&from=200", "between 0 and 120"),
+        ("to=50&job=x", "job must be"),
+    ]:
+        status, _, body = request(f"{server_url}/api/age?{query}", data=example_bytes)
+        assert status == 400 and message in json.loads(body)["error"], (query, body)
+
+
+def test_serve_refuses_a_bad_method_option_before_listening(capsys, tiny_weights):
+    from cli_helpers import run_cli
+
+    args = ("serve", "--port", "0", "--method", "ipcgan", "--weights", tiny_weights)
+    code, _, err = run_cli(capsys, *args, "--set", "batch=0")
+    assert code == 1 and "option 'batch'" in err and "must be >= 1" in err
+    code, _, err = run_cli(capsys, *args, "--set", "batch")
+    assert code == 2 and "expected KEY=VALUE" in err

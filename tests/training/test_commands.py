@@ -5,8 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from faceage.bench.commands import bench
 from faceage.training.checkpoint import list_checkpoints, load_checkpoint
-from faceage.training.commands import bench, train
+from faceage.training.commands import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -122,6 +122,15 @@ def alignment_matrix(points: np.ndarray, size: int = 128, scale: float = 1.0, sh
     return np.concatenate([linear, translation[:, None]], axis=1)
 
 
+def resize_matrix(matrix: np.ndarray, size: int, new_size: int) -> np.ndarray:
+    """An alignment ``matrix`` made for ``size`` px crops, for ``new_size`` px crops of the same
+    square: what ``alignment_matrix(points, new_size)`` gives (pixel centres kept at integers)."""
+    k = new_size / size
+    out = _check_matrix(matrix) * k
+    out[:, 2] += 0.5 * (k - 1.0)
+    return out
+
+
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
     """Inverse of a (2, 3) affine matrix as float64 (2, 3).
 

@@ -74,10 +74,18 @@ class FacePipeline:
     def process(self, rgb: np.ndarray, max_faces: int | None = None) -> list[AlignedFace]:
         """All faces of an RGB uint8 photo (largest first, at most ``max_faces``), aligned; with dense
         landmarks on, detections the landmarker cannot fit are left out."""
+        return self.process_counted(rgb, max_faces)[0]
+
+    def process_counted(self, rgb: np.ndarray, max_faces: int | None = None) -> tuple[list[AlignedFace], int]:
+        """``process`` plus how many faces the detector found, so a caller that ages at most
+        ``max_faces`` can say how many it left out."""
         rgb = check_rgb(rgb)
         if max_faces is not None and max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
         faces = self.detector.detect(rgb)
+        return self._align_all(rgb, faces, max_faces), len(faces)
+
+    def _align_all(self, rgb: np.ndarray, faces: list[DetectedFace], max_faces: int | None) -> list[AlignedFace]:
         if self.landmarks is None:
             return [self.align_detected(rgb, face) for face in faces[:max_faces]]
         # A detection the dense landmarker cannot fit is not a face we can age (a texture, a blob

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import FileFailure, report_failures, say
+from faceage.cli_options import FileFailure, parse_sets, report_failures, say, set_option
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.filenames import escape_name, shown, unescape_name
 from faceage.methods.registry import method_help, method_option
@@ -67,7 +67,19 @@ KEEP_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 LIST_SUFFIXES = frozenset({".txt", ".csv", ".parquet"})
 SUMMARY_NAME = "summary.csv"
 RECORD_NAME = ".faceage-batch.jsonl"
-SUMMARY_FIELDS = ("file", "face", "source_age", "target_age", "reached_age", "identity", "same_person", "ms")
+SUMMARY_FIELDS = (
+    "file",
+    "face",
+    "source_age",
+    "target_age",
+    "reached_age",
+    "identity",
+    "same_person",
+    "ms",
+    "estimated_age",  # source_age is the given age at the photo (--from) when there is one, else this
+    "given_age",
+)
+_OLD_SUMMARY_FIELDS = SUMMARY_FIELDS[:8]  # before --from: still ours, rewritten with both columns
 GIF_FRAME_MS = 600  # long enough to read each label
 
 
@@ -91,6 +103,28 @@ def parse_ages(ctx: click.Context, param: click.Parameter, value: str | tuple | 
     if len(set(ages)) != len(ages):
         raise click.BadParameter(f"each age once (to one decimal), got {value}")
     return tuple(ages)
+
+
+def parse_known_ages(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> float | tuple[float | None, ...] | None:
+    """``--from``: '8' -> 8.0 (every face's age at the photo); '8,35' -> (8.0, 35.0), the faces
+    largest first, an empty entry ('8,,35') keeping that face's estimate."""
+    if value is None or not isinstance(value, str):
+        return value
+    from faceage.age_groups import check_target_age
+
+    ages: list[float | None] = []
+    for part in value.split(","):
+        if not part.strip() and "," in value:
+            ages.append(None)
+            continue
+        try:
+            ages.append(check_target_age(float(part), "age at the photo"))
+        except ValueError as error:
+            reason = f"{part.strip()!r} is not a number" if "could not convert" in str(error) else str(error)
+            raise click.BadParameter(f"expected an age or comma-separated ages such as 8 or 8,35: {reason}") from None
+    return ages[0] if len(ages) == 1 else tuple(ages)
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,7 @@ class Options:
     mp4: bool
     crop: bool
     overwrite: bool
+    source_age: float | tuple[float | None, ...] | None = None
 
     @property
     def progression(self) -> bool:
@@ -549,7 +584,7 @@ def _age_file(job: Job, ager, opts: Options, writer: _Writer) -> FileResult:
     for expected in opts.expected(job):  # refuse before the work, not after the first output
         writer.check(expected, job)
     rgb = load_image(job.source)
-    results = ager.age(rgb, to=list(opts.ages))
+    results = ager.age(rgb, to=list(opts.ages), source_age=opts.source_age)
     info = ager.method.describe()
     outputs: list[str] = []
     ages, rows = [], []
@@ -595,7 +630,7 @@ def _summary_is_ours(path: Path) -> bool:
         return True
     except (OSError, UnicodeDecodeError):
         return False
-    return not first or tuple(next(csv.reader([first]), [])) == SUMMARY_FIELDS
+    return not first or tuple(next(csv.reader([first]), [])) in (SUMMARY_FIELDS, _OLD_SUMMARY_FIELDS)
 
 
 def _csv_text(rows: list[dict], header: bool) -> str:
@@ -644,7 +679,13 @@ def _summary_state(path: Path) -> str:
 
 
 def _face_line(face: dict) -> str:
-    text = f"  face {face['index']}: age {face['source_age']:.1f} -> target {face['target_age']:g}"
+    given = face.get("given_age")
+    start = (
+        f"age {face['source_age']:.1f}"
+        if given is None
+        else f"age {given:g} (given; estimate {face['estimated_age']:.1f})"
+    )
+    text = f"  face {face['index']}: {start} -> target {face['target_age']:g}"
     if face["reached_age"] is None:
         return text + " (not evaluated)"
     same = "same person" if face["same_person"] else "NOT the same person"
@@ -703,12 +744,13 @@ class _Loader:
     device: str
     evaluate: bool
     max_faces: int | None
+    options: tuple[tuple[str, str], ...] = ()  # the method's --set options, as (KEY, VALUE) pairs
 
     def __call__(self):
         from faceage.methods.engine import Ager
         from faceage.methods.registry import load_method
 
-        method = load_method(self.method, device=self.device, weights=self.weights)
+        method = load_method(self.method, device=self.device, weights=self.weights, **dict(self.options))
         return Ager(method, evaluate=self.evaluate, max_faces=self.max_faces)
 
 
@@ -784,6 +826,8 @@ def run_batch(
     out_dir: Path | None,
     *,
     method: str,
+    sets: dict[str, str] | None = None,
+    source_age: float | tuple[float | None, ...] | None = None,
     weights: Path | None = None,
     device: str = "cpu",
     max_faces: int | None = None,
@@ -803,6 +847,8 @@ def run_batch(
     an actor pool on a Ray cluster, ``faceage.ray_engine``). Both share everything but where the
     aging runs: the scan, the resume record, the writer's rules, the summary, the failures.
 
+    ``sets`` are the method's options (``--set KEY=VALUE``); ``source_age`` the age at the photo when
+    known (``--from``: one for every face, or one per face, largest first).
     ``on_result(job, result)`` is called in the driver as each input finishes. Raises
     ``BatchInputError`` for inputs and options that do not fit together.
     """
@@ -818,7 +864,8 @@ def run_batch(
     if batches and out_dir is None:
         kind = "list" if is_list_file(Path(batches[0])) else "folder"
         raise BatchInputError(f"{kind} input {batches[0]} needs an output folder: add -o OUT")
-    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite)
+    sets = dict(sets or {})
+    opts = Options(tuple(ages), strip, gif, mp4, crop, overwrite, source_age)
     scan_skips: list[ScanSkip] = []
     jobs = collect_jobs(paths, out_dir, scan_skips)
     if not jobs:
@@ -842,6 +889,8 @@ def run_batch(
         "mp4": mp4,
         "crop": crop,
         "max_faces": max_faces,
+        "options": sets,
+        "source_age": list(source_age) if isinstance(source_age, tuple) else source_age,
     }
 
     todo, skipped = [], set()
@@ -851,7 +900,7 @@ def run_batch(
         else:
             todo.append(job)
 
-    loader = _Loader(method, weights, device, evaluate, max_faces)
+    loader = _Loader(method, weights, device, evaluate, max_faces, tuple(sorted(sets.items())))
     protect = {str(job.source.resolve()) for job in jobs}
     if engine == "ray" and todo:
         from faceage.ray_engine import ray_map
@@ -945,7 +994,17 @@ def run_batch(
     default=None,
     help="Output folder (created if missing). Default: beside each input file; required for folders and lists.",
 )
+@click.option(
+    "--from",
+    "source_age",
+    callback=parse_known_ages,
+    metavar="AGE[,AGE...]",
+    default=None,
+    help="The age at the photo, when known: the method starts from it instead of the estimate "
+    "(both are reported). One age for every face, or one per face, largest first (8,35).",
+)
 @click.option("--method", **method_option(), help=method_help())
+@set_option
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -985,7 +1044,9 @@ def age(
     paths: tuple[Path, ...],
     ages: tuple[float, ...],
     out_dir: Path | None,
+    source_age: float | tuple[float | None, ...] | None,
     method: str,
+    sets: dict[str, str],
     weights: Path | None,
     device: str,
     max_faces: int | None,
@@ -1008,12 +1069,14 @@ def age(
     """
     if engine == "local" and (address is not None or workers is not None):
         raise click.UsageError("--address and --workers apply to --engine ray")
+    sets = parse_sets(None, None, sets)  # ctx.invoke (demo) passes the unparsed default
 
     def show(job: Job, result: FileResult) -> None:
         for entry in result.ages:
             say(f"{shown(job.source)} -> {shown(entry['output'])}")
-            if entry["warning"]:
-                say(f"  note: {entry['warning']}")
+            for note in (entry["warning"], entry["faces_note"]):
+                if note:
+                    say(f"  note: {note}")
             for face in entry["faces"]:
                 say(_face_line(face))
 
@@ -1023,6 +1086,8 @@ def age(
             ages,
             out_dir,
             method=method,
+            sets=sets,
+            source_age=source_age,
             weights=weights,
             device=device,
             max_faces=max_faces,

@@ -1,8 +1,13 @@
 """The aging engine every method shares: photo in, photo with every face aged out, plus a report.
 
-photo → detect → align (``FacePipeline``) → estimate each face's age (independent estimator) →
-``method.edit`` → paste back → re-align the *output* photo with the same matrices → measure the
-age reached and the identity kept (independent estimator and verifier), per face.
+photo → detect → align (``FacePipeline``) → estimate each face's age (independent estimator), or
+take the age the caller knows → ``method.edit`` → paste back → re-align the *output* photo with the
+same matrices → measure the age reached and the identity kept (independent estimator and
+verifier), per face.
+
+Every age faceage reports (``faceage estimate``, ``faceage age``, the web app, the API) is measured
+the same way: the independent estimator on the face aligned at ``MEASURE_SIZE`` pixels
+(``face_ages``), whatever size the method itself ages, so one face gets one age everywhere.
 
 The numbers are measured on what the user gets: the aged face is cut again from the output photo,
 so blending and paste-back are included (the output file's JPEG compression is not). Nothing is kept on the object
@@ -15,15 +20,22 @@ years.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from faceage.age_groups import check_target_age
-from faceage.errors import NoFaceError
+from faceage.errors import FaceageError, NoFaceError
 from faceage.imageio import check_rgb
 from faceage.methods.base import AgingMethod, Edit, run_edit
+
+# side of the aligned crop every age is measured on (the default method's face size)
+MEASURE_SIZE = 256
+
+# ``progress(stage, done, total)``: "faces" once found (done = faces aged, total = faces found),
+# then "aging" after each target age (done of total ages)
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,8 @@ class FaceReport:
 
     index         position in the photo's faces (largest first).
     box           detector box (x0, y0, x1, y1) in photo pixels.
-    source_age    independent estimate on the aligned input face.
+    source_age    the age the method started from: ``given_age`` when the caller knew it, else
+                  ``estimated_age``.
     target_age    the age the method aimed at (the request, clamped to the method's range).
     reached_age   independent estimate on the aged face cut from the output photo; None if not evaluated.
     identity      SFace cosine similarity input vs output face; None if not evaluated.
@@ -42,6 +55,9 @@ class FaceReport:
     chroma_detail fine colour detail in the face, output over input (``faceage.eval.guards``): far
                   above 1 means streaks or colour noise the age estimator may read as age; None if
                   not evaluated.
+    estimated_age independent estimate on the aligned input face (``face_ages``).
+    given_age     the age at the photo the caller gave for this face, or None.
+    source_from   "given" or "estimate": which of the two is ``source_age``.
     """
 
     index: int
@@ -54,12 +70,15 @@ class FaceReport:
     ms: float
     warning: str | None = None
     chroma_detail: float | None = None
+    estimated_age: float | None = None
+    given_age: float | None = None
+    source_from: str = "estimate"
 
     def to_dict(self) -> dict:
         """JSON-ready, rounded for reading."""
         d = asdict(self)
         d["box"] = [round(v, 1) for v in self.box]
-        for key in ("source_age", "target_age", "reached_age", "ms"):
+        for key in ("source_age", "target_age", "reached_age", "ms", "estimated_age", "given_age"):
             if d[key] is not None:
                 d[key] = round(d[key], 1)
         for key in ("identity", "chroma_detail"):
@@ -80,6 +99,8 @@ class AgingResult:
     aged_crops     (N, S, S, 3) uint8: each aged face re-aligned from ``image`` (for progressions).
     source_crops   (N, S, S, 3) uint8: the same faces aligned from the input photo.
     warning        a sentence when the request was clamped, else None.
+    faces_found    faces the detector found; more than ``len(faces)`` when ``max_faces`` left some
+                   out (``faces_note`` says so).
     """
 
     image: np.ndarray
@@ -90,6 +111,14 @@ class AgingResult:
     aged_crops: np.ndarray
     source_crops: np.ndarray
     warning: str | None = None
+    faces_found: int = 0
+
+    @property
+    def faces_note(self) -> str | None:
+        """'aged the 8 largest of 49 faces' when faces were left out, else None."""
+        if self.faces_found <= len(self.faces):
+            return None
+        return f"aged the {len(self.faces)} largest of {self.faces_found} faces found"
 
     def to_dict(self) -> dict:
         """The numbers (no pixels), JSON-ready."""
@@ -98,6 +127,9 @@ class AgingResult:
             "requested_age": self.requested_age,
             "target_age": self.target_age,
             "warning": self.warning,
+            "faces_found": max(self.faces_found, len(self.faces)),
+            "faces_aged": len(self.faces),
+            "faces_note": self.faces_note,
             "faces": [face.to_dict() for face in self.faces],
         }
 
@@ -155,13 +187,25 @@ class Ager:
     def __repr__(self) -> str:
         return f"Ager(method={self.method.name!r}, evaluate={self.evaluate}, max_faces={self.max_faces})"
 
-    def age(self, rgb: np.ndarray, to: float | Sequence[float] = 70) -> AgingResult | list[AgingResult]:
+    def age(
+        self,
+        rgb: np.ndarray,
+        to: float | Sequence[float] = 70,
+        source_age: float | Sequence[float | None] | None = None,
+        progress: Progress | None = None,
+    ) -> AgingResult | list[AgingResult]:
         """Age every face of ``rgb`` to ``to`` years.
 
         ``to`` is one age (returns one ``AgingResult``) or a sequence of ages (returns a list, one
         per age, in order; faces are detected, aligned and measured once). Ages outside
         ``method.supported_ages()`` are clamped (``AgingResult.warning`` says so); negative,
         non-finite or above 120 raise ``ValueError``. No face raises ``NoFaceError``.
+
+        ``source_age`` is the age at the photo when the caller knows it (forensic and family photos
+        usually come with one): the method starts from it instead of the estimate. One number is
+        every face's; a sequence gives the faces in order (largest first), None entries and faces
+        past its end keep the estimate. The report keeps both (``FaceReport.given_age``,
+        ``estimated_age``, ``source_from``). ``progress`` is called as the work advances (``Progress``).
         """
         many = isinstance(to, (Sequence, np.ndarray)) and not isinstance(to, (str, bytes)) and np.ndim(to) > 0
         if isinstance(to, np.ndarray) and to.ndim == 0:
@@ -169,17 +213,44 @@ class Ager:
         targets = [check_target_age(t) for t in (np.asarray(to, dtype=object).reshape(-1).tolist() if many else [to])]
         if not targets:
             raise ValueError("to must hold at least one target age")
-        rgb = check_rgb(rgb)
-        faces = self.pipeline.process(rgb, max_faces=self.max_faces)
-        if not faces:
-            raise NoFaceError("no face found in the photo")
-        crops = np.stack([face.image for face in faces])
-        source = np.asarray(self.estimator.estimate_aligned(crops), np.float64)
-        source_emb = self.verifier.embed_aligned(crops) if self.evaluate else None
-        results = [self._age_to(rgb, faces, crops, source, source_emb, t) for t in targets]
+        results = list(self.age_each(rgb, targets, source_age, progress))
         return results if many else results[0]
 
-    def _age_to(self, rgb, faces, crops, source, source_emb, requested: float) -> AgingResult:
+    def age_each(
+        self,
+        rgb: np.ndarray,
+        targets: Sequence[float],
+        source_age: float | Sequence[float | None] | None = None,
+        progress: Progress | None = None,
+        evaluate_first: int | None = None,
+    ) -> Iterator[AgingResult]:
+        """``age`` to each of ``targets`` in turn, one result at a time (faces found and measured
+        once), so a long progression need not hold every whole aged photo at once.
+        ``evaluate_first``: measure reached age and identity for the first N targets only (a
+        progression shown as pictures needs no measures); None: all, as ``evaluate`` says."""
+        targets = [check_target_age(t) for t in targets]
+        known_ages(source_age, None)  # a bad age is refused before any work
+        rgb = check_rgb(rgb)
+        faces, found = self.pipeline.process_counted(rgb, max_faces=self.max_faces)
+        if not faces:
+            raise NoFaceError("no face found in the photo")
+        given = known_ages(source_age, len(faces))
+        if progress is not None:
+            progress("faces", len(faces), found)
+        crops = np.stack([face.image for face in faces])
+        estimated = face_ages(self.estimator, rgb, faces, crops)
+        source = np.array([e if g is None else g for e, g in zip(estimated, given)], np.float64)
+        known = _Known(estimated, given, found)
+        source_emb = self.verifier.embed_aligned(crops) if self.evaluate else None
+        for done, target in enumerate(targets, 1):
+            measure = self.evaluate and (evaluate_first is None or done <= evaluate_first)
+            yield self._age_to(rgb, faces, crops, source, source_emb, target, known, measure)
+            if progress is not None:
+                progress("aging", done, len(targets))
+
+    def _age_to(
+        self, rgb, faces, crops, source, source_emb, requested: float, known: _Known, measure: bool
+    ) -> AgingResult:
         from faceage.faces.align import warp_face
         from faceage.faces.paste import paste_back, paste_delta, warp_photo
 
@@ -231,11 +302,11 @@ class Ager:
         identity: list[float | None] = [None] * n
         same: list[bool | None] = [None] * n
         chroma: list[float | None] = [None] * n
-        if self.evaluate:
+        if measure:
             from faceage.eval.guards import chroma_ratio
 
             chroma = [float(r) for r in chroma_ratio(crops, views)]
-            reached = [float(a) for a in self.estimator.estimate_aligned(views)]
+            reached = [float(a) for a in face_ages(self.estimator, out, faces, views)]
             check = self.verifier.verify(source_emb, self.verifier.embed_aligned(views))
             identity = [float(s) for s in np.atleast_1d(check.score)]
             same = [bool(a) for a in np.atleast_1d(check.accepted)]
@@ -251,10 +322,53 @@ class Ager:
                 ms=ms[i],
                 warning=edit.warnings[i] if i < len(edit.warnings) else None,
                 chroma_detail=chroma[i],
+                estimated_age=known.estimated[i],
+                given_age=known.given[i],
+                source_from="estimate" if known.given[i] is None else "given",
             )
             for i, face in enumerate(faces)
         ]
-        return AgingResult(out, aimed, requested, self.method.name, reports, views, crops, warning)
+        return AgingResult(out, aimed, requested, self.method.name, reports, views, crops, warning, known.found)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the engine knows of a photo's faces before aging them: each face's estimated age, the
+    age the caller gave (or None), and how many faces the detector found."""
+
+    estimated: list[float]
+    given: list[float | None]
+    found: int
+
+
+def known_ages(source_age: float | Sequence[float | None] | None, faces: int | None) -> list[float | None]:
+    """The age at the photo the caller gave for each of ``faces`` faces, checked (0-120 years): one
+    number is every face's; a sequence gives the faces in order, None entries and faces past its end
+    keep the estimate; more entries than faces is a ``FaceageError``. ``faces`` None only checks."""
+    n = 0 if faces is None else faces
+    if source_age is None:
+        return [None] * n
+    if isinstance(source_age, (Sequence, np.ndarray)) and not isinstance(source_age, (str, bytes)):
+        ages = [None if a is None else check_target_age(a, "age at the photo") for a in source_age]
+        if faces is not None and len(ages) > faces:
+            raise FaceageError(f"{len(ages)} ages at the photo given, but {faces} face(s) are aged in the photo")
+        return ages + [None] * (n - len(ages))
+    return [check_target_age(source_age, "age at the photo")] * n
+
+
+def face_ages(estimator, rgb: np.ndarray, faces: Sequence, crops: np.ndarray | None = None) -> list[float]:
+    """The independent estimate of each face's age, measured on the face aligned at ``MEASURE_SIZE``
+    (cut from ``rgb`` with the face's alignment); ``crops`` are the faces already cut at their own
+    size, reused when that is ``MEASURE_SIZE``. The one way faceage measures an age."""
+    from faceage.faces.align import resize_matrix, warp_face
+
+    if crops is not None and crops.shape[1] == MEASURE_SIZE:
+        chips = crops
+    else:
+        chips = np.stack(
+            [warp_face(rgb, resize_matrix(face.matrix, face.size, MEASURE_SIZE), MEASURE_SIZE) for face in faces]
+        )
+    return [float(a) for a in estimator.estimate_aligned(chips)]
 
 
 def _check_edit(edit: Edit, shape: tuple[int, ...], name: str) -> None:

@@ -25,6 +25,52 @@ DEFAULT_METHOD = "prototype"
 
 
 @dataclass(frozen=True)
+class Option:
+    """One method option, as ``--set NAME=VALUE`` (``faceage age``, ``serve``, ``bench aging``), a
+    Python keyword, and a control on the web page.
+
+    name     the keyword the method's loader takes.
+    kind     "number" (float), "integer" or "flag" (on/off); ``convert`` reads a string or a value.
+    default  the loader's default (what the page shows first).
+    help     one line for help texts and the page.
+    web      whether the web page offers it (the ones a user would change).
+    low, high  the range a number may take (the page's control; the loader still checks).
+    """
+
+    name: str
+    kind: str
+    default: float | int | bool
+    help: str
+    web: bool = False
+    low: float | None = None
+    high: float | None = None
+
+    def convert(self, value: object) -> float | int | bool:
+        """``value`` (a string from ``--set`` or the page, or a Python value) as this option's type;
+        ``ValueError`` when it is not one or lies outside ``low``..``high``."""
+        if self.kind == "flag":
+            return _flag(value)
+        out: float | int = int(str(value)) if self.kind == "integer" else _number(value)
+        if self.low is not None and out < self.low:
+            raise ValueError(f"must be >= {self.low:g}")
+        if self.high is not None and out > self.high:
+            raise ValueError(f"must be <= {self.high:g}")
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for the web page's controls."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "help": self.help,
+            "low": self.low,
+            "high": self.high,
+            "web": self.web,
+        }
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """How to build one method.
 
@@ -40,6 +86,7 @@ class MethodSpec:
                   it is labelled so wherever it is offered and is never the default.
     gpu           it runs its networks on ``--device``; False: it runs on the CPU whatever the device
                   (``where_it_runs`` says so).
+    options       the options its loader takes (``Option``); adding one is one line here.
     """
 
     loader: Callable[..., AgingMethod]
@@ -48,10 +95,15 @@ class MethodSpec:
     paper: str = ""
     experimental: bool = False
     gpu: bool = True
+    options: tuple[Option, ...] = ()
 
     def label(self) -> str:
         """The summary as help texts and the web app show it."""
         return f"{self.summary} [experimental]" if self.experimental else self.summary
+
+    def known(self) -> dict[str, Callable[[object], object]]:
+        """Each option's converter, by name (``method_options``)."""
+        return {option.name: option.convert for option in self.options}
 
 
 def method_options(name: str, options: dict, known: Mapping[str, Callable[[Any], object]]) -> dict:
@@ -74,9 +126,7 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.ipcgan import IPCGANMethod
 
     method = IPCGANMethod.from_weights(weights, device=device)
-    for key, value in method_options("ipcgan", options, {"batch": int}).items():
-        if key == "batch" and value < 1:
-            raise FaceageError(f"method 'ipcgan': option 'batch' must be >= 1, got {value}")
+    for key, value in method_options("ipcgan", options, METHODS["ipcgan"].known()).items():
         setattr(method, key, value)
     return method
 
@@ -84,17 +134,7 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
 def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.prototype import PrototypeMethod
 
-    known: dict[str, Callable[[object], object]] = {
-        "strength": _number,
-        "loop": _flag,
-        "shape": _flag,
-        "detail": _flag,
-        "non_age": _flag,
-        "hair": _flag,
-        "beard": _flag,
-        "calibrated": _flag,
-    }
-    settings = method_options("prototype", options, known)
+    settings = method_options("prototype", options, METHODS["prototype"].known())
     try:
         return PrototypeMethod.from_weights(weights, device=device, **settings)
     except ValueError as e:
@@ -123,6 +163,16 @@ METHODS: dict[str, MethodSpec] = {
         "age prototypes: fold-free shape warp, relit colour, sharp detail, grey strands, per-face target loop",
         "Prototyping and Transforming Facial Textures for Perception Research (Tiddeman, Burt & Perrett, 2001)",
         gpu=False,  # numpy and OpenCV only
+        options=(
+            Option("strength", "number", 1.0, "scales every change (1: the prototypes' difference)", True, 0.0, 3.0),
+            Option("loop", "flag", True, "per face, the strength at which its own age regressor reads the target"),
+            Option("shape", "flag", True, "warp the face's shape toward the target age"),
+            Option("detail", "flag", True, "add the target age's sharp skin detail (lines, folds, even child skin)"),
+            Option("beard", "flag", True, "remove beard and moustache below about 15"),
+            Option("hair", "flag", True, "grey the hair for targets above about 50", True),
+            Option("non_age", "flag", True, "keep hair and background out of the edit"),
+            Option("calibrated", "flag", True, "apply the stored per-target strength gains"),
+        ),
     ),
     "ipcgan": MethodSpec(
         _ipcgan,
@@ -130,6 +180,7 @@ METHODS: dict[str, MethodSpec] = {
         "conditional GAN over age groups, with identity and age losses",
         "Face Aging with Identity-Preserved Conditional Generative Adversarial Networks (Wang et al., CVPR 2018)",
         experimental=True,
+        options=(Option("batch", "integer", 16, "faces per forward pass", low=1),),
     ),
 }
 
@@ -145,6 +196,19 @@ def method_help() -> str:
     """``--method`` help: every method with its label (experimental ones say so)."""
     listed = "; ".join(f"{name}: {spec.label()}" for name, spec in METHODS.items())
     return f"Aging method (default {DEFAULT_METHOD}). {listed}."
+
+
+def options_help() -> str:
+    """``--set`` help: each method's options with their defaults (``MethodSpec.options``)."""
+
+    def shown(option: Option) -> str:
+        default = ("on" if option.default else "off") if option.kind == "flag" else f"{option.default:g}"
+        return f"{option.name}={default} ({option.help})"
+
+    listed = "; ".join(
+        f"{name}: {', '.join(shown(o) for o in spec.options)}" for name, spec in METHODS.items() if spec.options
+    )
+    return f"Options and defaults: {listed}."
 
 
 def method_names() -> list[str]:

@@ -57,11 +57,15 @@ def result_provenance(info: dict, results: Sequence[AgingResult], face: int | No
     """
     from faceage.outputs.provenance import provenance_metadata
 
-    sources = [report.source_age for report in results[0].faces]
+    faces = list(results[0].faces)
     if face is not None:
-        sources = sources[face : face + 1]
+        faces = faces[face : face + 1]
+    sources = [report.source_age for report in faces]
     targets = [result.target_age for result in results]
-    return provenance_metadata(info, sources, targets[0] if len(targets) == 1 else targets)
+    # which source ages the caller gave (the known age at the photo) and which were estimated
+    kinds = [getattr(report, "source_from", "estimate") for report in faces]
+    extra = {"source_ages_from": ", ".join(kinds)} if "given" in kinds else None
+    return provenance_metadata(info, sources, targets[0] if len(targets) == 1 else targets, extra)
 
 
 def progression_frames(

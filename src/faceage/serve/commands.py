@@ -1,4 +1,4 @@
-"""``faceage serve``: the web app on this computer (stdlib HTTP server, one model worker)."""
+"""``faceage serve``: the web app on this computer (uvicorn + Starlette, one model worker)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import set_option
 from faceage.methods.registry import method_help, method_option
 
 
@@ -36,6 +37,7 @@ def _stop(signum, frame) -> None:
     **method_option(),
     help="Method offered first; every other method with installed weights is offered too. " + method_help(),
 )
+@set_option
 @click.option(
     "--weights",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -72,6 +74,7 @@ def serve(
     host: str,
     port: int,
     method: str,
+    sets: dict[str, str],
     weights: Path | None,
     device: str,
     max_upload_mb: float,
@@ -79,7 +82,7 @@ def serve(
     max_faces: int,
     max_waiting: int,
 ) -> None:
-    """Run the web app: upload a photo, pick a method and a target age, see and download the result."""
+    """Run the web app: drop a photo in, slide through the ages, compare before and after, download."""
     import logging
 
     from faceage.serve.app import ServeApp, ServeConfig
@@ -94,28 +97,32 @@ def serve(
         allowed_hosts=allowed_hosts(host),
     )
     click.echo(f"loading {method}" + (f" from {weights}" if weights else " (shipped weights)") + " ...")
-    backend = EngineBackend(method, device=device, weights=weights, max_faces=max_faces)
+    backend = EngineBackend(method, device=device, weights=weights, max_faces=max_faces, options=sets)
     app = ServeApp(backend, config)
     try:
         server = make_server(app, host, port)
     except OSError as error:
         app.close()
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = server.server_address
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}: anyone who can reach this computer can use the app", err=True)
     click.echo(f"methods: {', '.join(backend.agers)}")
-    click.echo(f"faceage web app: http://{bound_host!s}:{bound_port}/  (Ctrl-C stops it)")
-    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop ends it like Ctrl-C
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    click.echo(f"faceage web app: http://{shown}:{bound_port}/  (Ctrl-C stops it)")
+    # uvicorn stops on SIGINT/SIGTERM (finishing the photo being aged, answering the waiting ones
+    # 503), then raises the signal again: this handler makes that a clean exit, not a kill
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("stopping: finishing the photo being aged, refusing the waiting ones", err=True)
+        pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the stop short
-        # The worker must be out of the model before the interpreter exits: leaving it inside torch
-        # (as a daemon thread) made exits end in "terminate called without an active exception".
-        finished = server.stop()
-    if not finished:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the exit short
+    if server.should_exit:
+        click.echo("stopped: the photo being aged was finished, the waiting ones refused", err=True)
+    # The worker must be out of the model before the interpreter exits: leaving it inside torch
+    # (as a daemon thread) made exits end in "terminate called without an active exception".
+    if not server.worker_stopped or not app.close(timeout=600):
         click.echo("the photo being aged did not finish in time; exiting without waiting", err=True)
         os._exit(1)  # skip interpreter teardown under a running model thread (that is what aborts)

@@ -1,301 +1,420 @@
-"""HTTP plumbing for the web app: the standard library's threading server in front of ``ServeApp``.
+"""HTTP for the web app: Starlette routes in front of ``ServeApp``, served by uvicorn's h11 protocol.
 
-Each connection gets a thread that only parses, reads the upload and writes the answer; the models
-run on the app's single worker (``faceage.serve.worker``). No third-party web framework: nothing to
-install, nothing that could call out. The standard server is hardened where it is lax:
+h11 does the framing strictly (RFC 9112): a malformed request line or header (a space before the
+colon, conflicting or non-numeric ``Content-Length``, both ``Content-Length`` and chunked) is
+answered 400 and the connection closed, so a body can never be read as a next request. What is
+added here, each in a few lines:
 
-- framing: only ``Content-Length`` bodies (one, ASCII digits); ``Transfer-Encoding`` gets 411 and
-  the connection is closed, so a body can never be read as a next request;
-- time: a request's line and headers must arrive within ``HEAD_S`` (idle keep-alive included), its
-  body at ``MIN_BODY_RATE`` on average after ``BODY_GRACE_S``; a stalled body gets 408, a trickling
-  head is cut off; at most ``MAX_CONNECTIONS`` connections are served at once (others get 503).
-  Each is an attribute of the server (``head_s``, ``body_grace_s``, ``min_body_rate``,
-  ``max_connections``) to tune;
-- every answer, the library's own errors included, is JSON with the security headers;
-- a photo whose client has left is not aged;
-- ``stop()`` (SIGTERM): no new connections, idle ones closed, waiting photos answered 503, the one
-  being aged finished and answered, then every connection thread joined.
+- every answer, uvicorn's own 400s included, is JSON with the security headers;
+- a request answered before its body was read (refused from its headers: 411, 413, 403...) gets
+  its answer at once and the connection is closed, so the unread body is never parsed; the close
+  lingers (what arrives is read and dropped, up to ``DRAIN_LIMIT`` bytes within the body deadline)
+  so a browser still sending its upload reads the answer instead of a reset;
+- time: a request's line and headers must arrive within ``HttpLimits.head_s`` of its first byte
+  (or of the connection), an idle keep-alive connection is closed after ``keep_alive_s``, a body
+  must arrive at ``min_body_rate`` on average after ``body_grace_s`` (else 408); at most
+  ``max_connections`` connections are served at once (uvicorn answers others 503);
+- a photo whose client has left is not aged (the app's ``still_wanted``);
+- ``stop()`` (and SIGTERM in ``faceage serve``): no new connections, idle ones closed, waiting
+  photos answered 503 at once, the one being aged finished and answered.
+
+The models run on the app's single worker thread (``faceage.serve.worker``); decoding runs in
+Starlette's thread pool, off the event loop.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
+import json
 import logging
-import re
-import select
 import socket
+import sys
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Any, cast
 
-from faceage.serve.app import SECURITY_HEADERS, HTTPError, ServeApp, json_response, public_message
+import h11
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from faceage.assets import EXAMPLE_PHOTO
+from faceage.serve.app import (
+    SECURITY_HEADERS,
+    STATIC_DIR,
+    HTTPError,
+    Response,
+    ServeApp,
+    json_response,
+    public_message,
+)
 
 log = logging.getLogger(__name__)
 
-# An upload refused before it was read is read and dropped up to this size, so the browser gets
-# the answer instead of a reset connection; a larger one is cut off.
-_DRAIN_LIMIT = 64 * 1024 * 1024
-_CHUNK = 1 << 20
-_LENGTH = re.compile(r"[0-9]{1,15}\Z")
 
-HEAD_S = 30.0  # seconds for a request line and its headers (and for an idle keep-alive connection)
-BODY_GRACE_S = 30.0  # a body may take this long plus its size at MIN_BODY_RATE
-MIN_BODY_RATE = 32 * 1024  # bytes per second
-MAX_CONNECTIONS = 128
+@dataclass
+class HttpLimits:
+    """Deadlines and caps of one server (tests tighten them)."""
+
+    head_s: float = 30.0  # a request line and its headers, from their first byte
+    keep_alive_s: float = 30.0  # an idle connection between requests
+    body_grace_s: float = 30.0  # a body may take this long plus its size at min_body_rate
+    min_body_rate: float = 32 * 1024  # bytes per second
+    max_connections: int = 128
+    shutdown_s: float = 600.0  # the photo being aged when the server stops
 
 
-class _Handler(BaseHTTPRequestHandler):
-    app: ServeApp  # set on the subclass ``make_server`` builds
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds one socket read or write may stall (the deadlines below are tighter)
+# an upload refused before it was read is read and dropped up to this size while the connection closes
+DRAIN_LIMIT = 64 * 1024 * 1024
+_JSON = b"application/json"
+_STALLED = "faceage.stalled"  # set in a request's scope when its body stopped coming (408)
+_SECURITY = [(key.encode(), value.encode()) for key, value in SECURITY_HEADERS.items()]
+_SECURITY_NAMES = {key.lower() for key, _ in _SECURITY}
 
-    def version_string(self) -> str:
-        return "faceage"
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self, "idle", time.monotonic() + self.server.head_s)
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it, except that ``close()`` while the client is
+    still sending a body stops the answering but keeps reading (``_Protocol.linger``)."""
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.untrack(self)
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport, self._protocol = transport, protocol
 
-    def handle_one_request(self) -> None:
-        self.server.track(self, "idle", time.monotonic() + self.server.head_s)  # a trickled head is cut then
-        super().handle_one_request()
-        if self.server.stopping:
-            self.close_connection = True
+    def __getattr__(self, name: str) -> Any:  # everything else as the transport
+        return getattr(self._transport, name)
 
-    def parse_request(self) -> bool:
-        ok = super().parse_request()
-        if ok:
-            self.server.track(self, "busy", None)  # from here the body deadline applies (read_body)
-        return ok
+    def close(self) -> None:
+        if not self._protocol.linger():
+            self._transport.close()
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve("GET")
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
 
-    def _serve(self, verb: str) -> None:
-        url = urlsplit(self.path)
-        if self.headers.get_all("Transfer-Encoding"):
-            # not supported: answer, and close, so the body is never parsed as a next request
-            self._send(json_response(411, {"error": "send the upload with a Content-Length, not chunked"}), close=True)
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol, with the head deadline, a lingering close and JSON 400s (``limits``
+    set per server)."""
+
+    limits: HttpLimits
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
+        self.lingering, self._lost, self._dropped = False, False, 0
+        self._raw = transport
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:  # the answer is sent: the rest of the upload is dropped
+            self._dropped += len(data)
+            if self._dropped > DRAIN_LIMIT:
+                self._raw.close()
             return
-        lengths = self.headers.get_all("Content-Length") or []
-        if len(lengths) > 1:
-            self._send(json_response(400, {"error": "more than one Content-Length"}), close=True)
-            return
-        if lengths and not _LENGTH.match(lengths[0].strip()):
-            self._send(json_response(400, {"error": "bad Content-Length"}), close=True)
-            return
-        length = int(lengths[0]) if lengths else None
-        read = 0
-        broken = False  # the body could not be read (stalled, cut short): nothing left to drain
-        deadline = time.monotonic() + self.server.body_grace_s + (length or 0) / self.server.min_body_rate
+        super().data_received(data)
+        self._watch_head()
 
-        def read_body(n: int) -> bytes:
-            nonlocal read, broken
-            self.server.track(self, "busy", deadline + 5.0)  # the watchdog's backstop
-            chunks = []
-            try:
-                while n > 0:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError
-                    self.connection.settimeout(min(left, self.timeout))
-                    data = self.rfile.read1(min(n, _CHUNK))
-                    if not data:
-                        break
-                    chunks.append(data)
-                    read += len(data)
-                    n -= len(data)
-            except TimeoutError:
-                self.close_connection = broken = True
-                raise HTTPError(408, "the upload stalled; send it again") from None
-            except OSError:
-                self.close_connection = broken = True
-                raise HTTPError(400, "the upload was cut short") from None
-            finally:
-                self.connection.settimeout(self.timeout)
-                self.server.track(self, "busy", None)
-            return b"".join(chunks)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
-        response = self.app.handle(verb, url.path, url.query, length, read_body, self.headers, self._client_connected)
-        close = self.close_connection
-        unread = (length or 0) - read
-        if unread > 0:
-            if unread <= _DRAIN_LIMIT and not broken:
-                self._drain(unread, deadline)  # so the client reads our answer instead of a reset
-            close = True
-        self._send(response, close)
-
-    def _client_connected(self) -> bool:
-        """False once the client has closed its side (checked without blocking or consuming data)."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
-        except OSError:
+    def linger(self) -> bool:
+        """Whether a close now lingers: the client is still sending the body of a request that was
+        answered without it. The connection is closed when the client closes, past ``DRAIN_LIMIT``
+        bytes, or at the body deadline."""
+        if self.lingering:
+            return True
+        if self._lost or self._raw.is_closing() or self.conn.their_state is not h11.SEND_BODY:
             return False
-
-    def _drain(self, n: int, deadline: float) -> None:
-        try:
-            while n > 0 and time.monotonic() < deadline:
-                self.connection.settimeout(max(0.1, min(deadline - time.monotonic(), self.timeout)))
-                data = self.rfile.read1(min(n, _CHUNK))
-                if not data:
-                    return
-                n -= len(data)
-        except OSError:
-            return
-        finally:
-            try:
-                self.connection.settimeout(self.timeout)
-            except OSError:
-                pass
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The library's own errors (bad request line, header too long, unknown verb) as our JSON."""
-        self.log_error("code %d, message %s", code, message)
-        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"  # an unparsable line reads as HTTP/0.9: no status line at all
-        reason = message or http.client.responses.get(code, "error")
-        self._send(json_response(code, {"error": public_message(f"{code} {reason}")}), close=True)
-
-    def _send(self, response, close: bool = False) -> None:
-        close = close or self.server.stopping
-        try:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            for key, value in {**SECURITY_HEADERS, **response.headers}.items():
-                self.send_header(key, value)
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-        except OSError:
-            self.close_connection = True  # the client went away; nothing to tell it
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
-        log.info("%s %s", self.address_string(), format % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins the connection threads: every request gets its answer
-    block_on_close = True
-    # connections the OS holds before they are accepted; the socketserver default of 5 resets
-    # the rest of a burst of uploads (the worker queue, not the backlog, should decide who waits)
-    request_queue_size = 128
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.head_s, self.body_grace_s, self.min_body_rate = HEAD_S, BODY_GRACE_S, MIN_BODY_RATE
-        self.max_connections = MAX_CONNECTIONS
-        self.watch_s = 1.0
-        self.stopping = False
-        self._conns: dict[_Handler, tuple[str, float | None]] = {}
-        self._lock = threading.Lock()
-        self._watchdog = threading.Thread(target=self._watch, name="faceage-http-watchdog", daemon=True)
-        self._watchdog.start()
-
-    def track(self, handler: _Handler, state: str, deadline: float | None) -> None:
-        with self._lock:
-            self._conns[handler] = (state, deadline)
-        if state == "idle" and self.stopping:
-            _cut(handler.connection)
-
-    def untrack(self, handler: _Handler) -> None:
-        with self._lock:
-            self._conns.pop(handler, None)
-
-    def verify_request(self, request, client_address) -> bool:
-        with self._lock:
-            crowded = len(self._conns) >= self.max_connections
-        if crowded or self.stopping:
-            _refuse(request, "the server is shutting down" if self.stopping else "too many connections")
-            return False
+        if self.scope is not None and self.scope.get(_STALLED):
+            return False  # its body stopped coming: nothing to wait for
+        self.lingering = True
+        self._raw.resume_reading()
+        self.loop.call_later(self.limits.body_grace_s, self._raw.close)
         return True
 
-    def _watch(self) -> None:
-        """Cut connections past their deadline (a head trickled byte by byte, a body far too slow)."""
-        while True:
-            time.sleep(self.watch_s)
-            now = time.monotonic()
-            with self._lock:
-                late = [h for h, (_, deadline) in self._conns.items() if deadline is not None and now > deadline]
-            for handler in late:
-                log.info("closing a connection from %s: too slow", handler.client_address[0])
-                _cut(handler.connection)
+    def _waiting_for_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete)
 
-    def stop(self, timeout: float | None = 600.0) -> bool:
-        """Stop serving (call from another thread than ``serve_forever``'s, or after it returned):
-        idle connections closed, waiting photos answered 503, the running one finished and
-        answered, connection threads joined. Returns whether the model worker stopped in time."""
-        self.stopping = True
-        self.shutdown()
-        with self._lock:
-            idle = [h for h, (state, _) in self._conns.items() if state == "idle"]
-        for handler in idle:
-            _cut(handler.connection)
-        stopped = self.app.close(timeout)
-        self.server_close()  # joins the connection threads, now all answering or answered
-        return stopped
+    def _watch_head(self) -> None:
+        """A deadline runs from a head's first byte (or the connection) until the head is complete."""
+        if not self._waiting_for_head():
+            self._stop_head_timer()
+        elif self._head_timer is None and (self.cycle is None or self.conn.trailing_data[0]):
+            self._head_timer = self.loop.call_later(self.limits.head_s, self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            log.info("closing a connection from %s: its request head was too slow", (self.client or ("?",))[0])
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 refused the request (bad framing): 400 as JSON, then close."""
+        error = sys.exc_info()[1]  # called inside uvicorn's ``except h11.RemoteProtocolError``
+        reason = str(error) if isinstance(error, h11.RemoteProtocolError) and str(error) else "malformed request"
+        body = json.dumps({"error": public_message(f"400 bad request: {reason}")}).encode()
+        headers = [
+            (b"Content-Type", _JSON),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Connection", b"close"),
+            *_SECURITY,
+        ]
+        try:
+            output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+            output += self.conn.send(h11.Data(data=body)) or b""
+            output += self.conn.send(h11.EndOfMessage()) or b""
+            self.transport.write(output or b"")
+        except h11.LocalProtocolError:
+            pass  # a response had started already: nothing more can be said
+        self.transport.close()
+
+
+class _Guard:
+    """Outermost ASGI layer: the security headers on every answer, HTTP errors as JSON, and
+    ``Connection: close`` on an answer sent before the request's body was read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or b"transfer-encoding" in headers
+        body_done = not has_body
+
+        async def tracked_receive() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_NAMES]
+                extra = list(_SECURITY)
+                if not body_done:
+                    extra.append((b"Connection", b"close"))
+                message = {**message, "headers": kept + extra}
+            await send(message)
+
+        if scope.get("http_version") not in ("1.0", "1.1"):  # h11 parses "HTTP/9.9" as well
+            body_done = False  # close after the answer
+            response = _error(HTTPError(505, f"505 HTTP/{scope.get('http_version')} is not supported; use HTTP/1.1"))
+            await response(scope, tracked_receive, guarded_send)
+            return
+        await self.app(scope, tracked_receive, guarded_send)
+
+
+def _to_starlette(response: Response) -> StarletteResponse:
+    return StarletteResponse(response.body, response.status, response.headers, media_type=response.content_type)
+
+
+def _error(error: HTTPError) -> StarletteResponse:
+    return _to_starlette(json_response(error.status, {"error": public_message(str(error))}, error.headers))
+
+
+async def _read_body(request: Request, length: int, limits: HttpLimits) -> bytes:
+    """The body, at most ``length`` bytes, within its deadline (HTTP 408 when it stalls, 400 when the
+    client leaves)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.body_grace_s + length / limits.min_body_rate
+    chunks: list[bytes] = []
+    stream = request.stream().__aiter__()
+    received = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            request.scope[_STALLED] = True  # its connection is closed at once (no lingering)
+            raise HTTPError(408, "the upload stalled; send it again") from None
+        except Exception as error:  # starlette's ClientDisconnect
+            if type(error).__name__ == "ClientDisconnect":
+                raise HTTPError(400, "the upload was cut short") from None
+            raise
+        received += len(chunk)
+        if received > length:
+            raise HTTPError(400, "the upload is longer than its Content-Length")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _watch_disconnect(receive: Receive, gone: threading.Event) -> None:
+    """Set ``gone`` when the client closes the connection (after the body was read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+def build_asgi(app: ServeApp, limits: HttpLimits) -> ASGIApp:
+    """The web app as an ASGI application: Starlette routes over ``app``, inside ``_Guard``."""
+    from starlette.concurrency import run_in_threadpool
+
+    def checked(handler):
+        async def endpoint(request: Request) -> StarletteResponse:
+            try:
+                app.check_origin(request.method, request.headers)
+                return await handler(request)
+            except HTTPError as error:
+                return _error(error)
+            except Exception:  # noqa: BLE001 - the traceback goes to the log, never to the client
+                log.exception("unexpected error answering %s %s", request.method, request.url.path)
+                return _error(HTTPError(500, "internal error while handling the request (see the server log)"))
+
+        return endpoint
+
+    async def page(request: Request) -> StarletteResponse:
+        return StarletteResponse(app.page(), media_type="text/html; charset=utf-8")
+
+    async def info(request: Request) -> StarletteResponse:
+        return _to_starlette(json_response(200, app.info()))
+
+    async def example(request: Request) -> StarletteResponse:
+        return StarletteResponse(EXAMPLE_PHOTO.read_bytes(), media_type="image/jpeg")
+
+    async def favicon(request: Request) -> StarletteResponse:
+        return StarletteResponse(b"", 204)
+
+    async def result(request: Request) -> StarletteResponse:
+        response = await run_in_threadpool(
+            app.result_file,
+            request.path_params["token"],
+            request.path_params["file"],
+            request.query_params.get("download"),
+        )
+        return _to_starlette(response)
+
+    async def progress(request: Request) -> StarletteResponse:
+        return _to_starlette(json_response(200, app.progress(request.path_params["job"])))
+
+    async def age(request: Request) -> StarletteResponse:
+        upload = app.upload_request(request.url.query, request.headers.get("content-length"))
+        body = await _read_body(request, upload.length, limits)
+        gone = threading.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(request.receive, gone))
+        try:
+            response = await run_in_threadpool(app.age_upload, upload, body, lambda: not gone.is_set())
+        finally:
+            watcher.cancel()
+        return _to_starlette(response)
+
+    async def not_found(request: Request, exc: Exception) -> StarletteResponse:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        text = {404: "no such page", 405: f"{request.method} is not allowed here"}.get(status, f"{status} error")
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        return _error(HTTPError(status, text, headers))
+
+    routes = [
+        Route("/", checked(page), methods=["GET"]),
+        Route("/index.html", checked(page), methods=["GET"]),
+        Route("/favicon.ico", checked(favicon), methods=["GET"]),
+        Route("/api/info", checked(info), methods=["GET"]),
+        Route("/api/example.jpg", checked(example), methods=["GET"]),
+        Route("/api/age", checked(age), methods=["POST"]),
+        Route("/api/progress/{job}", checked(progress), methods=["GET"]),
+        Route("/api/result/{token}/{file}", checked(result), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR)),
+    ]
+    starlette = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    return _Guard(starlette)
+
+
+class FaceageServer(uvicorn.Server):
+    """uvicorn's server, with the app's worker stopped as it shuts down: the waiting photos are
+    answered 503 at once, the one being aged is finished and answered."""
+
+    def __init__(self, config: uvicorn.Config, app: ServeApp, limits: HttpLimits, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.app, self.limits, self.socket = app, limits, sock
+        self.worker_stopped = True
+        self._thread: threading.Thread | None = None
 
     @property
-    def app(self) -> ServeApp:
-        return self.RequestHandlerClass.app  # type: ignore[attr-defined]  # the subclass make_server builds
+    def server_address(self) -> tuple[str, int]:
+        host, port = self.socket.getsockname()[:2]
+        return host, port
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        closing = loop.run_in_executor(None, self.app.close, self.limits.shutdown_s)
+        await super().shutdown(sockets)
+        self.worker_stopped = await closing
+
+    def serve_forever(self) -> None:
+        """Answer requests until ``stop()`` (or SIGINT/SIGTERM on the main thread)."""
+        self.run(sockets=[self.socket])
+
+    def stop(self, timeout: float | None = 600.0) -> bool:
+        """Stop serving (from another thread than ``serve_forever``'s): idle connections closed,
+        waiting photos answered 503, the running one finished and answered. Returns whether the
+        model worker stopped in time."""
+        self.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.worker_stopped
 
 
-def _cut(sock: socket.socket) -> None:
+def make_server(
+    app: ServeApp, host: str = "127.0.0.1", port: int = 7860, limits: HttpLimits | None = None
+) -> FaceageServer:
+    """A server bound to ``host:port`` (port 0 picks a free one: read ``server.server_address``);
+    ``serve_forever()`` answers requests. Raises ``OSError`` when the address cannot be bound."""
+    limits = limits or HttpLimits()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError:
-        pass
+        sock.close()
+        raise
+    protocol = type("FaceageProtocol", (_Protocol,), {"limits": limits})
+    config = uvicorn.Config(
+        build_asgi(app, limits),
+        http=protocol,
+        ws="none",
+        lifespan="off",
+        loop="asyncio",
+        interface="asgi3",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=int(max(1, limits.keep_alive_s)),
+        limit_concurrency=limits.max_connections,
+        timeout_graceful_shutdown=int(limits.shutdown_s),
+    )
+    return FaceageServer(config, app, limits, sock)
 
 
-def _refuse(sock: socket.socket, message: str) -> None:
-    """A 503 written straight to a connection that will not get a thread, then closed."""
-    body = json_response(503, {"error": message}).body
-    head = [
-        "HTTP/1.1 503 Service Unavailable",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-        "Retry-After: 5",
-        *[f"{key}: {value}" for key, value in SECURITY_HEADERS.items()],
-    ]
-    try:
-        sock.settimeout(1.0)
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-    except OSError:
-        pass
-    finally:
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-
-def make_server(app: ServeApp, host: str = "127.0.0.1", port: int = 7860) -> _Server:
-    """A bound server (port 0 picks a free one: read ``server.server_address``); call
-    ``serve_forever()`` to answer requests and ``stop()`` to end."""
-    handler = type("FaceageHandler", (_Handler,), {"app": app})
-    return _Server((host, port), handler)
-
-
-def serve_in_thread(app: ServeApp, host: str = "127.0.0.1", port: int = 0) -> tuple[_Server, str]:
+def serve_in_thread(
+    app: ServeApp, host: str = "127.0.0.1", port: int = 0, limits: HttpLimits | None = None
+) -> tuple[FaceageServer, str]:
     """Start a server on a background thread; returns it and its base URL (for tests and benchmarks).
-    Stop it with ``server.shutdown(); server.server_close(); app.close()``, or ``server.stop()``."""
-    server = make_server(app, host, port)
-    threading.Thread(target=server.serve_forever, name="faceage-http", daemon=True).start()
-    bound_host, bound_port = server.server_address[:2]
-    return server, f"http://{bound_host!s}:{bound_port}"
+    Stop it with ``server.stop()``."""
+    server = make_server(app, host, port, limits)
+    thread = threading.Thread(target=server.serve_forever, name="faceage-http", daemon=True)
+    server._thread = thread
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.01)
+    bound_host, bound_port = server.server_address
+    return server, f"http://{bound_host}:{bound_port}"

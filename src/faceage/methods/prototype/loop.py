@@ -1,6 +1,12 @@
 """Step 6, the target loop: per face, the strength at which faceage's own age regressor reads the
 target, kept above an identity floor.
 
+The regressor is read relative to the input: its reading of the unedited face minus the face's
+source age is that face's own offset (on the example photo, a 30-year-old, it reads 51), and every
+reading of an edit is corrected by it. The loop thus asks the regressor how many years the edit
+added or removed, which it judges far better than absolute age on a face it never saw (with
+absolute readings the loop stopped at the weakest strength on faces the regressor reads as older).
+
 The constrained optimisation of MaskFaceGAN ("High Resolution Face Editing with Masked GAN Latent
 Code Optimization", Pernuš & Štruc), applied to the prototype route's one free parameter: the
 strength scales shape, colour and detail together. Candidate strengths are rendered and read in
@@ -37,6 +43,7 @@ class LoopResult:
     reached: bool  # own_age within the tolerance of the target
     limited_by_identity: bool
     evaluations: int
+    offset: float = 0.0  # the regressor's reading of the input minus the source age
 
 
 class OwnJudges:
@@ -74,17 +81,26 @@ class OwnJudges:
 def choose_strength(
     render: Callable[[float], np.ndarray],
     face: np.ndarray,
+    source: float,
     target: float,
     judges: OwnJudges,
     scale: float = 1.0,
     tolerance: float = TOLERANCE,
     identity_floor: float = IDENTITY_FLOOR,
 ) -> LoopResult:
-    """The strength for one face: ``render(strength) -> aligned face``, ``face`` the input."""
+    """The strength for one face: ``render(strength) -> aligned face``, ``face`` the input, whose age
+    is ``source`` (known or estimated). Ages below are the regressor's, corrected by its offset on
+    ``face``."""
     strengths = [c * scale for c in CANDIDATES]
     images = [render(s) for s in strengths]
-    ages = judges.ages(images)
-    evaluations = len(strengths)
+    readings = judges.ages([face, *images])
+    offset = float(readings[0]) - source
+
+    def corrected(batch: list[np.ndarray]) -> np.ndarray:
+        return judges.ages(batch) - offset
+
+    ages = readings[1:] - offset
+    evaluations = len(strengths) + 1
     errors = np.abs(ages - target)
     within = [i for i in range(len(strengths)) if errors[i] <= tolerance]
     if within:
@@ -94,7 +110,7 @@ def choose_strength(
         if best > 0 and np.sign(ages[best - 1] - target) != np.sign(ages[best] - target):
             s = _interpolate(strengths[best - 1], strengths[best], ages[best - 1], ages[best], target)
             img = render(s)
-            age = float(judges.ages([img])[0])
+            age = float(corrected([img])[0])
             evaluations += 1
             if abs(age - target) <= tolerance:
                 pick_s, pick_img, pick_age = s, img, age
@@ -107,7 +123,7 @@ def choose_strength(
             i = pairs[0]
             s = _interpolate(strengths[i - 1], strengths[i], ages[i - 1], ages[i], target)
             img = render(s)
-            age = float(judges.ages([img])[0])
+            age = float(corrected([img])[0])
             evaluations += 1
             if abs(age - target) < abs(pick_age - target):
                 pick_s, pick_img, pick_age = s, img, age
@@ -120,7 +136,7 @@ def choose_strength(
         ok = [k for k in range(len(weaker)) if sims[k] >= identity_floor]
         k = ok[-1] if ok else 0
         pick_s, similarity = weaker[k][0], float(sims[k])
-        pick_age = float(judges.ages([weaker[k][1]])[0])
+        pick_age = float(corrected([weaker[k][1]])[0])
         evaluations += len(FALLBACK) + 1
         limited = True
     return LoopResult(
@@ -130,6 +146,7 @@ def choose_strength(
         reached=abs(pick_age - target) <= tolerance,
         limited_by_identity=limited,
         evaluations=evaluations,
+        offset=offset,
     )
 
 

@@ -188,7 +188,7 @@ class PrototypeMethod(AgingMethod):
         if self.loop and self.strength > 0 and abs(target - source) > 0.5:
             assert self.judges is not None
             chosen = loop_step.choose_strength(
-                lambda a: self.render(plan, a)[0], face, target, self.judges, self.strength
+                lambda a: self.render(plan, a)[0], face, source, target, self.judges, self.strength
             )
             strength = chosen.strength
             stats.update(
@@ -197,6 +197,7 @@ class PrototypeMethod(AgingMethod):
                 loop_reached=chosen.reached,
                 loop_identity=None if chosen.identity is None else round(chosen.identity, 3),
                 loop_limited_by_identity=chosen.limited_by_identity,
+                loop_offset=round(chosen.offset, 2),
             )
             if not chosen.reached:
                 note = f"target {target:g} out of reach within the limits: own regressor reads {chosen.own_age:.1f}" + (
