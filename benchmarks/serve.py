@@ -32,21 +32,10 @@ from pathlib import Path
 
 from faceage.assets import EXAMPLE_PHOTO
 from faceage.atomic import write_text_atomic
+from faceage.serve.client import page_token
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.md"
 EXAMPLE = EXAMPLE_PHOTO
-
-
-_TOKENS: dict[str, str] = {}
-
-
-def page_token(base: str) -> str:
-    """The upload token the page carries (the server refuses POSTs without one, as the page's script sends)."""
-    if base not in _TOKENS:
-        with urllib.request.urlopen(base + "/", timeout=60) as response:
-            page = response.read().decode("utf-8")
-        _TOKENS[base] = re.search(r'<meta name="faceage-token" content="([^"]+)">', page).group(1)
-    return _TOKENS[base]
 
 
 def fetch(url: str, data: bytes | None = None) -> tuple[int, bytes]:

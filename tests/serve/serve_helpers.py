@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-_TOKENS: dict[str, str] = {}
-
-
-def page_token(base: str) -> str:
-    """The token the page at ``base`` carries (what its script sends with each upload)."""
-    if base not in _TOKENS:
-        with urllib.request.urlopen(base + "/", timeout=60) as response:
-            page = response.read().decode("utf-8")
-        _TOKENS[base] = re.search(r'<meta name="faceage-token" content="([^"]+)">', page).group(1)
-    return _TOKENS[base]
+from faceage.serve.client import page_token
 
 
 def request(

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import click
 
+from faceage.checksum import sha256_file
 from faceage.cli_options import FileFailure, parse_sets, report_failures, say, set_option
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.filenames import escape_name, shown, unescape_name
@@ -372,14 +373,6 @@ def _provenance(info: dict, results, job: Job) -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fingerprint(path: Path) -> dict:
     info = path.stat()
     return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
@@ -418,7 +411,7 @@ class _Record:
             if any(str(path.resolve()) not in outputs for path in expected):
                 return False
             return all(
-                os.path.getsize(name) == out["size"] and _sha256(Path(name)) == out["sha256"]
+                os.path.getsize(name) == out["size"] and sha256_file(name) == out["sha256"]
                 for name, out in outputs.items()
             )
         except (OSError, KeyError, TypeError):
@@ -454,7 +447,7 @@ class _Record:
             "source": source,
             "settings": settings,
             "outputs": {
-                str(Path(p).resolve()): {"size": os.path.getsize(p), "sha256": _sha256(Path(p))} for p in outputs
+                str(Path(p).resolve()): {"size": os.path.getsize(p), "sha256": sha256_file(p)} for p in outputs
             },
             "rows": rows,
         }
