@@ -195,9 +195,10 @@ def _inject(process: subprocess.Popen, out: Path, fault: str | None, rng: random
 
 def check(out: Path, inputs: dict[str, list[Path]], final: dict, last: dict) -> dict:
     """Every input aged (complete output, its own) or listed as failed; nothing twice."""
+    from faceage.checksum import sha256_file
     from faceage.errors import ImageReadError
     from faceage.imageio import load_image, read_metadata
-    from faceage.methods.commands import Options, _sha256, _source_id, collect_jobs
+    from faceage.methods.commands import Options, _source_id, collect_jobs
 
     everything = [p for paths in inputs.values() for p in paths]
     jobs = {str(job.source): job for job in collect_jobs((out.parent / "in",), out)}
@@ -226,7 +227,7 @@ def check(out: Path, inputs: dict[str, list[Path]], final: dict, last: dict) -> 
             complete = (
                 recorded is not None
                 and recorded["size"] == output.stat().st_size
-                and recorded["sha256"] == _sha256(output)
+                and recorded["sha256"] == sha256_file(output)
                 and meta.get("faceage:source_id") == _source_id(path)
                 and load_image(output).shape == load_image(path).shape
             )

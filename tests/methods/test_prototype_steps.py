@@ -138,6 +138,7 @@ class LinearJudges:
 
     def __init__(self, source: float, bias: float, years_per_strength: float, identity_slope: float = 0.1):
         self.source, self.bias, self.rate, self.slope = source, bias, years_per_strength, identity_slope
+        self.guard_limit = np.inf  # strengths above it fail the artifact guard
 
     @staticmethod
     def strength_of(face: np.ndarray) -> float:
@@ -148,6 +149,9 @@ class LinearJudges:
 
     def similarity(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
         return np.array([1.0 - self.slope * self.strength_of(f) for f in faces])
+
+    def clean(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
+        return np.array([self.strength_of(f) <= self.guard_limit for f in faces])
 
 
 def render_strength(strength: float) -> np.ndarray:
@@ -185,3 +189,32 @@ def test_target_loop_out_of_reach_takes_the_nearest_and_reports_it():
     chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 80.0, judges)
     assert not chosen.reached and not chosen.limited_by_identity
     assert chosen.strength == pytest.approx(max(loop.CANDIDATES))
+
+
+def test_target_loop_never_rejuvenates_past_the_whole_difference():
+    from faceage.methods.prototype import loop
+
+    # the regressor would like more (1 year per unit), but younger targets stay at strength <= 1
+    judges = LinearJudges(source=50.0, bias=0.0, years_per_strength=-1.0, identity_slope=0.0)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 50.0, 5.0, judges)
+    assert chosen.strength <= 1.0 and not chosen.reached
+
+
+def test_target_loop_stops_below_the_first_strength_that_fails_the_artifact_guard():
+    from faceage.methods.prototype import loop
+
+    judges = LinearJudges(source=30.0, bias=0.0, years_per_strength=10.0, identity_slope=0.0)
+    judges.guard_limit = 1.5  # 1.7 and stronger paint colour speckle
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 60.0, judges)
+    assert chosen.limited_by_guard and not chosen.reached and chosen.strength <= 1.5
+
+
+def test_own_judges_guard_passes_a_copy_and_fails_colour_speckle():
+    from faceage.methods.prototype import loop
+
+    rng = np.random.default_rng(0)
+    face = np.full((64, 64, 3), (180, 140, 120), np.uint8)
+    speckled = face.astype(np.int16)
+    speckled[..., 0] += rng.integers(-40, 40, size=(64, 64)).astype(np.int16)
+    speckled = np.clip(speckled, 0, 255).astype(np.uint8)
+    assert loop.OwnJudges().clean(face, [face.copy(), speckled]).tolist() == [True, False]

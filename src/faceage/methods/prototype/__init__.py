@@ -21,7 +21,8 @@ on a 256 px aligned face with its 478 landmarks, in the order the code runs them
 5. **beard** (``beard.py``) - facial hair replaced by the person's skin for targets below ~15.
 6. **target loop** (``loop.py``) - per face, the strength (scaling steps 1-3 together) at which
    faceage's own age regressor reads the target within 3 years (read relative to its reading of
-   the unedited face, whose age is the source age), kept above an identity floor;
+   the unedited face, whose age is the source age), kept above an identity floor and within
+   the artifact guard (fine chroma detail);
    ``loop=off`` gives the open-loop method.
 
 Eyes and the inner mouth are protected; a grayscale face stays grayscale. The prototypes are built

@@ -1,5 +1,5 @@
 """Step 6, the target loop: per face, the strength at which faceage's own age regressor reads the
-target, kept above an identity floor.
+target, kept above an identity floor and within the artifact guard.
 
 The regressor is read relative to the input: its reading of the unedited face minus the face's
 source age is that face's own offset (on the example photo, a 30-year-old, it reads 51), and every
@@ -27,6 +27,10 @@ import numpy as np
 # Strengths tried in the first batch: never below the prototypes' whole difference (1), more when the
 # regressor asks for it; weaker ones only when the identity floor demands (``FALLBACK``).
 CANDIDATES = (1.0, 1.3, 1.7, 2.2, 2.6)
+# Rejuvenation never goes past the whole difference: more of it did not make adults look younger to
+# a person, only stranger (an older man aged to 5 at 1.7-2.6 got an inflated cranium and a drawn
+# mouth, and read older to the independent estimator, not younger)
+YOUNGER_CANDIDATES = (1.0,)
 FALLBACK = (0.7, 0.4)
 TOLERANCE = 3.0  # years: the target counts as reached within this
 REGRESSOR_SIZE = 128  # the face size the own regressor was trained on (it shrinks further itself)
@@ -44,6 +48,7 @@ class LoopResult:
     limited_by_identity: bool
     evaluations: int
     offset: float = 0.0  # the regressor's reading of the input minus the source age
+    limited_by_guard: bool = False  # stronger candidates failed the artifact guard
 
 
 class OwnJudges:
@@ -69,6 +74,15 @@ class OwnJudges:
         with torch.inference_mode():
             return self._regressor(x.to(self.device)).age.cpu().numpy().astype(np.float64)
 
+    def clean(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
+        """(N,) bool: each face passes the benchmark's artifact guard against ``reference`` (fine
+        chroma detail at most ``CHROMA_MEDIAN_MAX`` times the input's: strong luma detail clipped
+        in RGB turns into colour speckle)."""
+        from faceage.eval.guards import CHROMA_MEDIAN_MAX, chroma_ratio
+
+        refs = np.repeat(reference[None], len(faces), axis=0)
+        return chroma_ratio(refs, np.stack(faces)) <= CHROMA_MEDIAN_MAX
+
     def similarity(self, reference: np.ndarray, faces: list[np.ndarray]) -> np.ndarray:
         from faceage.eval.identity import IdentityVerifier
 
@@ -91,8 +105,13 @@ def choose_strength(
     """The strength for one face: ``render(strength) -> aligned face``, ``face`` the input, whose age
     is ``source`` (known or estimated). Ages below are the regressor's, corrected by its offset on
     ``face``."""
-    strengths = [c * scale for c in CANDIDATES]
+    strengths = [c * scale for c in (CANDIDATES if target >= source else YOUNGER_CANDIDATES)]
     images = [render(s) for s in strengths]
+    clean = judges.clean(face, images)
+    # the artifact guard bounds the strength: candidates from the first that fails are dropped
+    keep = len(strengths) if clean.all() else max(int(np.argmin(clean)), 1)
+    guarded = keep < len(strengths)
+    strengths, images = strengths[:keep], images[:keep]
     readings = judges.ages([face, *images])
     offset = float(readings[0]) - source
 
@@ -112,7 +131,7 @@ def choose_strength(
             img = render(s)
             age = float(corrected([img])[0])
             evaluations += 1
-            if abs(age - target) <= tolerance:
+            if abs(age - target) <= tolerance and judges.clean(face, [img])[0]:
                 pick_s, pick_img, pick_age = s, img, age
     else:
         order = np.sign(ages - target)
@@ -125,7 +144,7 @@ def choose_strength(
             img = render(s)
             age = float(corrected([img])[0])
             evaluations += 1
-            if abs(age - target) < abs(pick_age - target):
+            if abs(age - target) < abs(pick_age - target) and judges.clean(face, [img])[0]:
                 pick_s, pick_img, pick_age = s, img, age
     similarity = float(judges.similarity(face, [pick_img])[0])
     limited = False
@@ -147,6 +166,7 @@ def choose_strength(
         limited_by_identity=limited,
         evaluations=evaluations,
         offset=offset,
+        limited_by_guard=guarded,
     )
 
 

@@ -198,6 +198,7 @@ class PrototypeMethod(AgingMethod):
                 loop_identity=None if chosen.identity is None else round(chosen.identity, 3),
                 loop_limited_by_identity=chosen.limited_by_identity,
                 loop_offset=round(chosen.offset, 2),
+                loop_limited_by_guard=chosen.limited_by_guard,
             )
             if not chosen.reached:
                 note = f"target {target:g} out of reach within the limits: own regressor reads {chosen.own_age:.1f}" + (
