@@ -15,7 +15,7 @@ Writes benchmarks/results/age_regressor.md (atomically) with:
    the numbers.
 
 This network is faceage's *training* signal; the independent judge of ages is
-``faceage.eval.age`` (see benchmarks/evaluators.py for its MAE on the same test split).
+``faceage.eval.age_estimator`` (see benchmarks/evaluators.py for its MAE on the same test split).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def inference_ms(model, batch: int, repeats: int) -> float:
 
 def training_images_per_s(size: int, batch: int, steps: int) -> float:
     from faceage.models.age_regressor import AgeRegressor
-    from faceage.training.age import AgeTrainOptions, make_optimizer, train_step
+    from faceage.training.age_trainer import AgeTrainOptions, make_optimizer, train_step
 
     opts = AgeTrainOptions(data="-", out="-", size=size, batch=batch)
     torch.manual_seed(0)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from faceage.models.age_regressor import count_parameters
     from faceage.models.io import load_age_regressor, read_age_regressor_config
-    from faceage.training.age import AgeTrainOptions, evaluate_weights, format_decade_report
+    from faceage.training.age_trainer import AgeTrainOptions, evaluate_weights, format_decade_report
 
     torch.set_num_threads(args.threads)
     model = load_age_regressor(args.weights)

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from faceage.atomic import write_text_atomic
-from faceage.eval.age import AgeEstimator
+from faceage.eval.age_estimator import AgeEstimator
 from faceage.eval.identity import ACCEPT_THRESHOLDS, IdentityVerifier
 
 REPO = Path(__file__).resolve().parents[1]

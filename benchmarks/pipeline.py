@@ -59,7 +59,7 @@ def stage_times(photo: np.ndarray, size: int, repeats: int) -> dict[str, float]:
 
 
 def evaluator_times(photo: np.ndarray, repeats: int) -> dict[str, float]:
-    from faceage.eval.age import AgeEstimator
+    from faceage.eval.age_estimator import AgeEstimator
     from faceage.eval.identity import IdentityVerifier
     from faceage.faces.detect import FaceDetector
 

@@ -172,7 +172,7 @@ def tiny_faces256(tmp_path_factory, shared_datasets) -> Path:
 @pytest.fixture(scope="session")
 def tiny_prototypes(tiny_faces256, tmp_path_factory):
     """Prototypes built by the real builder from ``tiny_faces256`` (bins without faces borrowed)."""
-    from faceage.training.prototypes import BuildOptions, build
+    from faceage.training.prototype_builder import BuildOptions, build
 
     return build(
         tiny_faces256, tmp_path_factory.mktemp("protorun"), BuildOptions(min_cell=1000, pca=16), progress=False

@@ -55,7 +55,7 @@ def _estimate_photo(path: str, pipeline, estimator) -> dict:
 def estimate(photos: tuple[str, ...], as_json: bool) -> None:
     """Estimate the age of every face in each PHOTO with the independent evaluator (on the aligned
     face, the same measurement `faceage age` reports as the age at the photo)."""
-    from faceage.eval.age import AgeEstimator
+    from faceage.eval.age_estimator import AgeEstimator
     from faceage.faces.pipeline import FacePipeline
     from faceage.methods.engine import MEASURE_SIZE
 

@@ -18,7 +18,7 @@ def lag(shared_datasets):
 
 @pytest.fixture(scope="module")
 def judges():
-    from faceage.eval.age import AgeEstimator
+    from faceage.eval.age_estimator import AgeEstimator
     from faceage.eval.identity import IdentityVerifier
     from faceage.faces.pipeline import FacePipeline
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faceage.assets import model_path
-from faceage.eval.age import AGE_BIN_VALUES, CHANNEL_MEANS, AgeEstimator
+from faceage.eval.age_estimator import AGE_BIN_VALUES, CHANNEL_MEANS, AgeEstimator
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faceage.assets import model_path
-from faceage.eval.age import box_to_rectangle
+from faceage.eval.age_estimator import box_to_rectangle
 from faceage.eval.identity import (
     ACCEPT_THRESHOLDS,
     ARCFACE_TEMPLATE_112,

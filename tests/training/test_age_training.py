@@ -11,7 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from faceage.models.io import load_age_regressor
-from faceage.training.age import (
+from faceage.training.age_commands import age_command
+from faceage.training.age_trainer import (
     DECADES,
     AgeTrainOptions,
     balanced_weights,
@@ -25,8 +26,7 @@ from faceage.training.age import (
     train_age_regressor,
     train_step,
 )
-from faceage.training.age_commands import age_command
-from faceage.training.checkpoint import load_checkpoint
+from faceage.training.checkpoint_format import load_checkpoint
 from faceage.training.run import TrainingError
 
 # A narrow net keeps each trainer test to seconds on a shared 2-core CPU; the mechanics are the same.

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from faceage.training.checkpoint import (
+from faceage.training.checkpoint_format import (
     CheckpointError,
     capture_rng_state,
     checkpoint_files,

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from faceage.bench.commands import bench
-from faceage.training.checkpoint import list_checkpoints, load_checkpoint
+from faceage.training.checkpoint_format import list_checkpoints, load_checkpoint
 from faceage.training.commands import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

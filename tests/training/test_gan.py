@@ -10,7 +10,7 @@ from gan_fixtures import tiny_config
 
 from faceage.models.io import load_model
 from faceage.models.stylegan2 import Generator
-from faceage.training.checkpoint import list_checkpoints, load_checkpoint
+from faceage.training.checkpoint_format import list_checkpoints, load_checkpoint
 from faceage.training.dataset import ShardImageDataset, make_loader, to_float_images
 from faceage.training.gan import (
     GANConfig,
@@ -163,7 +163,7 @@ def test_time_limit_stops_with_a_checkpoint(face_shards, tmp_path):
 
 
 def test_compact_checkpoint_resumes_approximately(face_shards, tmp_path):
-    from faceage.training.checkpoint import checkpoint_files
+    from faceage.training.checkpoint_format import checkpoint_files
 
     last = _run(face_shards, tmp_path / "run", steps=2)
     full_size = sum(f.stat().st_size for f in checkpoint_files(last))

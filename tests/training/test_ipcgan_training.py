@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from faceage.methods.ipcgan import IPCGANMethod
 from faceage.models.io import read_flat_config
-from faceage.training.checkpoint import load_checkpoint
-from faceage.training.ipcgan import WEIGHTS_NAME, IPCGANTrainOptions, Sampler, train_ipcgan
+from faceage.training.checkpoint_format import load_checkpoint
 from faceage.training.ipcgan_commands import ipcgan_command
+from faceage.training.ipcgan_trainer import WEIGHTS_NAME, IPCGANTrainOptions, Sampler, train_ipcgan
 from faceage.training.run import TrainingError
 
 TINY = dict(

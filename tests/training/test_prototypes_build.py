@@ -9,7 +9,7 @@ import pytest
 
 from faceage.errors import DatasetError, FaceageError, ModelFileError
 from faceage.models.prototypes import BINS, GENDERS, POOLED, PrototypeSet, bin_of
-from faceage.training.prototypes import BuildOptions, build, mean_shape, procrustes_to
+from faceage.training.prototype_builder import BuildOptions, build, mean_shape, procrustes_to
 
 
 def test_bins_cover_every_age():

@@ -2,7 +2,7 @@
 
 For each test face and each target group 0, 10, 20, 30, 50 (decades; the ideal predicted mean is
 the group centre 5, 15, 25, 35, 55) the method ages the aligned face; the *independent* age
-estimator (``faceage.eval.age``, never used in training) reads the result, and the independent
+estimator (``faceage.eval.age_estimator``, never used in training) reads the result, and the independent
 verifier (SFace; the training identity term used AlexNet features, a different network) decides
 whether input and output are the same person at its standard threshold. Reported: predicted age
 mean ± std and verification rate per target group, overall and per ethnicity group, and the
@@ -241,7 +241,7 @@ def run_aging_benchmark(
     guards are measured at the method's size. ``gray_faces`` gray copies of the first sampled
     faces check that gray stays gray (0 skips); ``realism`` False skips FD/KID (no feature net).
     """
-    from faceage.eval.age import AgeEstimator
+    from faceage.eval.age_estimator import AgeEstimator
     from faceage.eval.guards import (
         CHROMA_EPS,
         channel_spread,

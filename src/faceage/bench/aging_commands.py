@@ -154,7 +154,7 @@ def aging_command(
         result["lag"] = run_lag(method, lag_root, lag_limit, log=click.echo)
     if not no_grid:
         from faceage.bench.grid import GRID_TARGETS, render_grid, write_png
-        from faceage.eval.age import AgeEstimator
+        from faceage.eval.age_estimator import AgeEstimator
 
         grid = grid or out.with_name(f"grid_{method_name}.png")
         faces, points = grid_faces(data, split, seed, method)

@@ -55,7 +55,7 @@ def bench() -> None:
 )
 def bench_gan(**kw) -> None:
     """FD per sub-model, sub-vs-full consistency, detector hit rate and age spread of generated faces."""
-    from faceage.training.bench import bench_gan as run
+    from faceage.training.gan_benchmark import bench_gan as run
 
     report = run(**kw, echo=click.echo)
     click.echo(f"wrote {report['files']['markdown']} and {report['files']['json']}")

@@ -180,7 +180,7 @@ def run_lag(
     from faceage.bench.null_edits import null_edits
 
     if estimator is None:
-        from faceage.eval.age import AgeEstimator
+        from faceage.eval.age_estimator import AgeEstimator
 
         estimator = AgeEstimator()
     if verifier is None:

@@ -28,7 +28,7 @@ import numpy as np
 
 # The face inside an FFHQ-aligned crop as an ellipse (centre x, y, semi-axes x, y; fractions of the
 # side). It is inscribed in the box dlib's HOG detector finds on such crops
-# (``faceage.eval.age.ALIGNED_FACE_BOX`` = 0.24, 0.30, 0.76, 0.90): cheeks, nose, mouth, eyes and
+# (``faceage.eval.age_estimator.ALIGNED_FACE_BOX`` = 0.24, 0.30, 0.76, 0.90): cheeks, nose, mouth, eyes and
 # lower forehead, no hair or background, for any face size.
 FACE_ELLIPSE = (0.50, 0.60, 0.24, 0.29)
 # Gaussian blur that separates "fine" chroma detail, in pixels of a 128-px crop (scaled with size).

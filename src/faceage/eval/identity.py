@@ -34,7 +34,7 @@ import numpy as np
 import onnxruntime as ort
 
 from faceage.assets import model_path
-from faceage.eval.age import (
+from faceage.eval.age_estimator import (
     ALIGNED_FACE_BOX,
     aligned_rectangle,
     box_to_rectangle,
@@ -189,7 +189,7 @@ class IdentityVerifier:
         Args:
             faces: list of (N, N, 3) uint8 RGB crops, or one (B, N, N, 3) array.
             face_box: face region inside each crop, as fractions of the side; the default suits
-                faceage's FFHQ-style crops (see ``faceage.eval.age.ALIGNED_FACE_BOX``).
+                faceage's FFHQ-style crops (see ``faceage.eval.age_estimator.ALIGNED_FACE_BOX``).
         """
         crops = check_faces(faces)
         box = check_face_box(face_box)

@@ -170,7 +170,7 @@ class Ager:
                 f"pipeline aligns {pipeline.size} px faces, method {method.name!r} needs {method.face_size} px"
             )
         if estimator is None:
-            from faceage.eval.age import AgeEstimator
+            from faceage.eval.age_estimator import AgeEstimator
 
             estimator = AgeEstimator()
         if verifier is None and evaluate:

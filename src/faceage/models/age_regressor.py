@@ -2,7 +2,7 @@
 
 This network drives *training* losses (IPCGAN's age-classification loss, encoder and direction
 calibration, monitoring a GAN's age coverage). It is never the judge of results: benchmarks use the
-independent estimator in ``faceage.eval.age``, and nothing may be trained against that one.
+independent estimator in ``faceage.eval.age_estimator``, and nothing may be trained against that one.
 
 Why this head (DEX / DLDL-v2 style):
 

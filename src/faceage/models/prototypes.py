@@ -1,6 +1,6 @@
 """Age prototypes: the averaged faces of every age bin, and how to read them at any age.
 
-Built by ``faceage train prototypes`` (``faceage.training.prototypes``), used by the ``prototype``
+Built by ``faceage train prototypes`` (``faceage.training.prototype_builder``), used by the ``prototype``
 aging method. Following Burt & Perrett ("Perception of age in adult Caucasian male faces", 1995)
 and Rowland & Perrett ("Manipulating facial appearance through shape and color", 1995), each
 *cell* (age bin x gender, and x ethnicity where enough faces exist) holds:

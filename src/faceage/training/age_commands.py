@@ -61,7 +61,7 @@ def age_command(
     data, out, epochs, batch, size, lr, seed, balance_power, threads, device, max_minutes, limit, resume
 ) -> None:
     """Train the differentiable age regressor used by training losses (never by evaluation)."""
-    from faceage.training.age import AgeTrainOptions, train_age_regressor
+    from faceage.training.age_trainer import AgeTrainOptions, train_age_regressor
     from faceage.training.run import resolve_device, resume_in_place
 
     opts = AgeTrainOptions(

@@ -226,7 +226,7 @@ def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
     """Write a training checkpoint's G_ema as a shippable model folder (fp16 by default)."""
     import torch
 
-    from faceage.training.checkpoint import resolve_checkpoint
+    from faceage.training.checkpoint_format import resolve_checkpoint
     from faceage.training.gan import export_ema
 
     checkpoint = resolve_checkpoint(checkpoint)
@@ -241,7 +241,7 @@ def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
 @click.option("--with-optimizer", is_flag=True, help="Keep Adam moments (in bfloat16); otherwise they are dropped.")
 def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
     """Shrink a checkpoint for upload (fp16 networks; approximate resume with --resume OUT)."""
-    from faceage.training.checkpoint import checkpoint_files, resolve_checkpoint
+    from faceage.training.checkpoint_format import checkpoint_files, resolve_checkpoint
     from faceage.training.gan import compact_checkpoint
 
     checkpoint = resolve_checkpoint(checkpoint)

@@ -109,7 +109,7 @@ def ipcgan_command(
     resume,
 ) -> None:
     """Train IPCGAN: conditional generator, LSGAN, AlexNet-conv5 identity and age-group losses."""
-    from faceage.training.ipcgan import IPCGANTrainOptions, train_ipcgan
+    from faceage.training.ipcgan_trainer import IPCGANTrainOptions, train_ipcgan
     from faceage.training.run import resolve_device, resume_in_place
 
     opts = IPCGANTrainOptions(

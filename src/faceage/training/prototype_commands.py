@@ -76,7 +76,7 @@ def prototypes_command(
     does the shards that were not finished.
     """
     from faceage.models.prototypes import PrototypeSet
-    from faceage.training.prototypes import BuildOptions, build
+    from faceage.training.prototype_builder import BuildOptions, build
 
     if recalibrate:
         protos = PrototypeSet.load(out / "prototypes.safetensors")

@@ -3,7 +3,7 @@ stopping cleanly on a time limit or a signal.
 
 A run folder holds ``options.json`` (the run's options), ``metrics.jsonl`` (one JSON line per
 record, flushed as written, so a killed run keeps its history), checkpoints
-(``faceage.training.checkpoint``) and what the trainer exports. Every ``faceage train`` command
+(``faceage.training.checkpoint_format``) and what the trainer exports. Every ``faceage train`` command
 takes ``--device auto|cpu|cuda``, ``--max-minutes`` and ``--resume`` (options in
 ``faceage.cli_options``) and hands them to the helpers here.
 """
@@ -73,7 +73,7 @@ def write_options(out: Path, options: dict) -> None:
 def check_run_folder(opts: _Options, out: Path, resume: bool, resume_free: Collection[str] = ()) -> None:
     """Refuse to start over an existing run, or to resume one with other options (except
     ``resume_free`` keys, which do not change the result)."""
-    from faceage.training.checkpoint import list_checkpoints
+    from faceage.training.checkpoint_format import list_checkpoints
 
     saved = Path(out) / OPTIONS_NAME
     if resume:
@@ -101,7 +101,7 @@ def resume_in_place(resume: str | None, out: Path) -> bool:
 
 def prepare_resume(resume: str | None, out: Path) -> tuple[str, Path | None]:
     """('fresh'|'checkpoint'|'weights', path) from ``--resume`` (None, 'auto', index, run dir, model dir)."""
-    from faceage.training.checkpoint import latest_checkpoint
+    from faceage.training.checkpoint_format import latest_checkpoint
 
     if resume is None:
         return "fresh", None

@@ -162,7 +162,7 @@ def sharp_detail(
     report: dict = {"faces_per_bin": faces_per_bin, "rounds": rounds, "cells": {}}
     with ProcessPoolExecutor(
         max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")
-    ) as pool:  # not fork: see prototypes.py
+    ) as pool:  # not fork: see prototype_builder.py
         for (g, b), fine, seconds in pool.map(_cell_detail, jobs):
             detail[g, b] = fine * region
             report["cells"][f"{GENDERS[g]} {BINS[b][0]}-{BINS[b][1]}"] = len(picked[(g, b)])

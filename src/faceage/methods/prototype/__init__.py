@@ -26,7 +26,7 @@ on a 256 px aligned face with its 478 landmarks, in the order the code runs them
    ``loop=off`` gives the open-loop method.
 
 Eyes and the inner mouth are protected; a grayscale face stays grayscale. The prototypes are built
-by ``faceage train prototypes`` (``faceage.training.prototypes``) and stored as a
+by ``faceage train prototypes`` (``faceage.training.prototype_builder``) and stored as a
 ``faceage.models.prototypes.PrototypeSet``; options reach the method through the registry
 (``--set KEY=VALUE``).
 """

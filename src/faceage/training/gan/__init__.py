@@ -12,9 +12,9 @@ The run folder, metrics log, device, resume and stop signals are ``faceage.train
 with every trainer.
 """
 
-from faceage.training.gan.checkpoints import compact_checkpoint, export_ema, load_module
 from faceage.training.gan.config import STATE_FORMAT, GANConfig
 from faceage.training.gan.loop import RunOptions, train
+from faceage.training.gan.run_state import compact_checkpoint, export_ema, load_module
 from faceage.training.gan.state import TrainState, create_state
 from faceage.training.gan.steps import sample_submodel, train_step
 

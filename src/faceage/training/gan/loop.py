@@ -14,16 +14,16 @@ import torch
 
 from faceage.atomic import write_json_atomic
 from faceage.training import distributed as ddp
-from faceage.training.checkpoint import load_checkpoint, save_checkpoint
-from faceage.training.gan.checkpoints import (
+from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
+from faceage.training.gan.config import GANConfig
+from faceage.training.gan.monitor import FDEvaluator, Meter, sample_grid, save_png_atomic
+from faceage.training.gan.run_state import (
     compact_checkpoint,
     init_from_weights,
     load_training_state,
     merge_config,
     training_state_dict,
 )
-from faceage.training.gan.config import GANConfig
-from faceage.training.gan.monitor import FDEvaluator, Meter, sample_grid, save_png_atomic
 from faceage.training.gan.state import TrainState, create_state, seed_everything, setup_backends
 from faceage.training.gan.steps import train_step
 from faceage.training.run import (

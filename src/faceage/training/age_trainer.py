@@ -24,7 +24,7 @@ evaluated once on the test split.
 Determinism and resume: every random draw comes from (seed, epoch) or (seed, step): the epoch's
 sample order from a numpy generator seeded with (seed, epoch), augmentation from a torch generator
 and dropout from the global torch seed, both set from (seed, step) before each step. A checkpoint
-(``faceage.training.checkpoint``) holds the model, the optimiser, the step, the best result and
+(``faceage.training.checkpoint_format``) holds the model, the optimiser, the step, the best result and
 the history, so ``--resume`` continues mid-epoch to exactly the result of an uninterrupted run
 (same thread count assumed: CPU kernels may sum in another order with other thread counts).
 
@@ -363,7 +363,7 @@ def train_age_regressor(
     ``stop_after_steps`` ends this call after that many *global* steps, with a checkpoint, as an
     interruption would (for tests and time-boxed sessions); the result then has ``finished: False``.
     """
-    from faceage.training.checkpoint import load_checkpoint, save_checkpoint
+    from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
     stop = StopFlag(opts.max_minutes)

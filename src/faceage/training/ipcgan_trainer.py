@@ -27,7 +27,7 @@ Optimisation: Adam (beta1 0.5) for both nets, constant learning rate, an EMA of 
 (exported). Augmentation of G's input: horizontal flips only (age cues must survive).
 
 Determinism and resume: the draws of step k come from (seed, k); a checkpoint
-(``faceage.training.checkpoint``) holds G, D, EMA, both optimisers and the step, so ``--resume``
+(``faceage.training.checkpoint_format``) holds G, D, EMA, both optimisers and the step, so ``--resume``
 continues exactly. Without the full state (a fresh machine), ``--init-from`` starts G and its EMA
 from exported weights (the shipped ones), with a fresh D; weights of another head (``rgb``) give
 their encoder, blocks and decoder, with the output layer zeroed (the identity) for the new head.
@@ -54,7 +54,7 @@ from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.alexnet import load_alexnet
 from faceage.models.io import load_age_regressor, load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discriminator
-from faceage.training.age import balanced_weights, load_split, step_seed, to_tensor
+from faceage.training.age_trainer import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.augment import AugmentConfig, augment
 from faceage.training.ema import make_ema, update_ema
 from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
@@ -337,7 +337,7 @@ def train_ipcgan(
     """Train (or resume) a run in ``opts.out``; return a summary. ``stop_after_steps`` ends the call
     after that many global steps with a checkpoint, as an interruption would."""
     from faceage.imageio import save_image
-    from faceage.training.checkpoint import load_checkpoint, save_checkpoint
+    from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
     t0 = time.perf_counter()
     stop = StopFlag(opts.max_minutes)

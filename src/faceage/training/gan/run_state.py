@@ -10,7 +10,7 @@ from torch import nn
 
 from faceage.models.stylegan2 import Generator
 from faceage.training import distributed as ddp
-from faceage.training.checkpoint import (
+from faceage.training.checkpoint_format import (
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,

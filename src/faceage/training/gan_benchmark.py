@@ -9,7 +9,7 @@ and the same noise:
   output and the full output box-downsampled to its resolution;
 - face-ness: share of generated faces in which the independent YuNet detector
   (``faceage.faces.detect``) finds a face;
-- age spread: the independent age estimator's ages (``faceage.eval.age``) per decade, with the
+- age spread: the independent age estimator's ages (``faceage.eval.age_estimator``) per decade, with the
   5th/95th percentiles, because covering children and the elderly is what faceage is for.
 
 Faces below 128 px are upsampled (bicubic) to 128 px before detection and age estimation; those
@@ -44,7 +44,7 @@ def load_generator(path: Path):
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
         return load_model(path, expect=Generator).float(), f"model folder {path}"
-    from faceage.training.checkpoint import latest_checkpoint, load_checkpoint
+    from faceage.training.checkpoint_format import latest_checkpoint, load_checkpoint
     from faceage.training.gan import STATE_FORMAT, GANConfig, load_module
 
     if path.is_dir():
@@ -104,7 +104,7 @@ class _FaceJudges:
             self.notes["detector"] = f"skipped: {type(exc).__name__}: {exc}"
             echo(f"[bench gan] face detector unavailable: {exc}")
         try:
-            from faceage.eval.age import AgeEstimator
+            from faceage.eval.age_estimator import AgeEstimator
 
             self.ages = AgeEstimator()
         except Exception as exc:  # noqa: BLE001 - dlib is missing on the GPU machines
