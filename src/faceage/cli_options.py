@@ -148,6 +148,23 @@ def from_alias(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value if value is not None else ctx.meta.get(_alias_key(param.name or ""))
 
 
+DATA_HELP = "Prepared folder of face shards (faceage data prepare --out)."
+
+
+def data_option(help: str = DATA_HELP, must_exist: bool = True) -> Callable[[Callable], Callable]:
+    """``--data DIR``: a prepared shard folder (every trainer and benchmark reads one)."""
+    return click.option(
+        "--data", type=click.Path(exists=must_exist, file_okay=False, path_type=Path), required=True, help=help
+    )
+
+
+def out_folder_option(help: str, default: Path | None = None) -> Callable[[Callable], Callable]:
+    """``--out DIR``: the folder a trainer or exporter writes (required unless ``default``)."""
+    return click.option(
+        "--out", type=click.Path(file_okay=False, path_type=Path), required=default is None, default=default, help=help
+    )
+
+
 def device_option(default: str = "auto") -> Callable[[Callable], Callable]:
     return click.option(
         "--device",

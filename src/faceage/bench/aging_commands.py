@@ -9,17 +9,8 @@ from pathlib import Path
 
 import click
 
+from faceage.cli_options import data_option, parse_sets, set_option
 from faceage.methods.registry import DEFAULT_METHOD, method_names
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    options = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        options[key.strip()] = value
-    return options
 
 
 @click.command("aging", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -36,19 +27,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
     default=None,
     help="Weights file instead of the shipped ones.",
 )
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Method option, passed to the method's loader (repeatable).",
-)
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Prepared shard folder (faceage data prepare --out); faces are resized to the method's size.",
-)
+@set_option
+@data_option("Prepared shard folder (faceage data prepare --out); faces are resized to the method's size.")
 @click.option("--split", default="test")
 @click.option("--limit", type=click.IntRange(min=1), default=500, help="Faces sampled from the split (seeded).")
 @click.option("--seed", type=int, default=0)
@@ -120,7 +100,7 @@ def aging_command(
     from faceage.machine import device_name
     from faceage.methods.registry import load_method
 
-    options = _parse_sets(sets)
+    options = parse_sets(None, None, sets)
     if lag_limit != 0 and not (lag_root / "images").is_dir():
         raise DatasetError(f"LAG folder not found: {lag_root} (pass --lag PATH, or --lag-limit 0 to skip)")
     json_path = out.with_name(f"{out.stem}-{method_name}.json")

@@ -12,7 +12,7 @@ import click
 
 from faceage.bench.aging_commands import aging_command
 from faceage.cli_options import CONTEXT_SETTINGS as _CTX
-from faceage.cli_options import device_option
+from faceage.cli_options import data_option, device_option
 from faceage.cli_options import float_list as _float_list
 from faceage.cli_options import int_list as _int_list
 
@@ -31,7 +31,7 @@ def bench() -> None:
     required=True,
     help="Model folder (exported G_ema), checkpoint .json, or run folder (newest checkpoint).",
 )
-@click.option("--data", type=_DIR, required=True, help="Prepared shard folder with the real faces.")
+@data_option("Prepared shard folder with the real faces.", must_exist=False)
 @click.option("--n", type=click.IntRange(min=10), default=10000, help="Generated (and real) faces per FD.")
 @click.option(
     "--n-faces",

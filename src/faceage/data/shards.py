@@ -255,6 +255,53 @@ def iter_shard(path: str | Path, decode: bool = True) -> Iterator[tuple[str, np.
         raise DatasetError(f"shard {path} has incomplete samples: {', '.join(sorted(pending)[:3])}")
 
 
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def index_shard(path: Path) -> tuple[list[tuple[int, int]], list[dict]]:
+    """(offset, size) of every image member, in order, and the labels of the matching JSON (or {}):
+    random access to a shard's faces (the trainers' datasets seek to them)."""
+    entries: dict[str, tuple[int, int]] = {}
+    labels: dict[str, dict] = {}
+    order: list[str] = []
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                key, dot, ext = m.name.rpartition(".")
+                ext = "." + ext.lower()
+                if ext in _IMAGE_EXTS:
+                    entries[key] = (m.offset_data, m.size)
+                    order.append(key)
+                elif ext == ".json":
+                    f = tar.extractfile(m)
+                    labels[key] = json.loads(f.read()) if f is not None else {}
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise DatasetError(f"cannot index shard {path}: {exc}") from exc
+    return [entries[k] for k in order], [labels.get(k, {}) for k in order]
+
+
+def find_shards(folder: str | Path, split: str | None) -> list[Path]:
+    """Shard paths of ``split`` from the folder's manifest; without a manifest, every ``*.tar``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"data folder not found: {folder}")
+    if (folder / MANIFEST).is_file():
+        paths = [folder / s.name for s in read_index(folder, split)]
+    else:
+        paths = sorted(folder.glob("*.tar"))
+        if split is not None:
+            tagged = [p for p in paths if f"-{split}-" in p.name]
+            paths = tagged or paths
+    if not paths:
+        raise DatasetError(f"no shards{f' of split {split!r}' if split else ''} in {folder}")
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetError(f"shard listed in the manifest is missing: {missing[0]}")
+    return paths
+
+
 def read_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     try:

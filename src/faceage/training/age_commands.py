@@ -5,26 +5,21 @@ Registered under the ``train`` group (``faceage train age``, or ``python -m face
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from faceage.cli_options import CONTEXT_SETTINGS, device_option, max_minutes_option, resume_option
+from faceage.cli_options import (
+    CONTEXT_SETTINGS,
+    data_option,
+    device_option,
+    max_minutes_option,
+    out_folder_option,
+    resume_option,
+)
 
 
 @click.command("age", context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Prepared folder of face shards (faceage data prepare --out).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Run folder: options, metrics, checkpoints, best weights, test report.",
-)
+@data_option()
+@out_folder_option("Run folder: options, metrics, checkpoints, best weights, test report.")
 @click.option("--epochs", type=click.IntRange(1, 1000), default=10, help="Passes of len(train) sampled faces.")
 @click.option("--batch", type=click.IntRange(2, 4096), default=128, help="Faces per step.")
 @click.option(

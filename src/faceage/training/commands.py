@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from faceage.cli_options import CONTEXT_SETTINGS as _CTX
-from faceage.cli_options import device_option, max_minutes_option, resume_option
+from faceage.cli_options import data_option, device_option, max_minutes_option, out_folder_option, resume_option
 from faceage.cli_options import float_list as _float_list
 from faceage.cli_options import int_list as _int_list
 from faceage.errors import FaceageError
@@ -59,8 +59,8 @@ _CONFIG_FIELDS = {
 
 
 @train.command("gan")
-@click.option("--data", type=_DIR, required=True, help="Prepared shard folder (manifest.json + faces-*.tar).")
-@click.option("--out", type=_DIR, required=True, help="Run folder: checkpoints, metrics.jsonl, options, sample grids.")
+@data_option("Prepared shard folder (manifest.json + faces-*.tar).", must_exist=False)
+@out_folder_option("Run folder: checkpoints, metrics.jsonl, options, sample grids.")
 @resume_option(
     "Alone or auto: the newest checkpoint in --out if any; or a checkpoint .json, a run folder, or a "
     "model folder (weights only: G_ema; D and optimizers restart)."
@@ -220,7 +220,7 @@ def train_gan(**kw) -> None:
 
 @train.command("export-gan")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=_DIR, required=True, help="Model folder to write (config.json + model.safetensors).")
+@out_folder_option("Model folder to write (config.json + model.safetensors).")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16")
 def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
     """Write a training checkpoint's G_ema as a shippable model folder (fp16 by default)."""
@@ -237,7 +237,7 @@ def export_gan(checkpoint: Path, out: Path, dtype: str) -> None:
 
 @train.command("compact-gan")
 @click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=_DIR, required=True, help="Folder for the compact checkpoint (index + parts).")
+@out_folder_option("Folder for the compact checkpoint (index + parts).")
 @click.option("--with-optimizer", is_flag=True, help="Keep Adam moments (in bfloat16); otherwise they are dropped.")
 def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
     """Shrink a checkpoint for upload (fp16 networks; approximate resume with --resume OUT)."""

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,53 +27,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from faceage.data.shards import MANIFEST, read_index
+from faceage.data.shards import find_shards, index_shard
 from faceage.errors import DatasetError
-
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
-
-
-def _index_tar(path: Path) -> tuple[list[tuple[int, int]], list[dict]]:
-    """(offset, size) of every image member and the labels of the matching JSON (or {})."""
-    entries: dict[str, tuple[int, int]] = {}
-    labels: dict[str, dict] = {}
-    order: list[str] = []
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for m in tar:
-                if not m.isfile():
-                    continue
-                key, dot, ext = m.name.rpartition(".")
-                ext = "." + ext.lower()
-                if ext in _IMAGE_EXTS:
-                    entries[key] = (m.offset_data, m.size)
-                    order.append(key)
-                elif ext == ".json":
-                    f = tar.extractfile(m)
-                    labels[key] = json.loads(f.read()) if f is not None else {}
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise DatasetError(f"cannot index shard {path}: {exc}") from exc
-    return [entries[k] for k in order], [labels.get(k, {}) for k in order]
-
-
-def find_shards(folder: str | Path, split: str | None) -> list[Path]:
-    """Shard paths of ``split`` from the folder's manifest; without a manifest, every ``*.tar``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"data folder not found: {folder}")
-    if (folder / MANIFEST).is_file():
-        paths = [folder / s.name for s in read_index(folder, split)]
-    else:
-        paths = sorted(folder.glob("*.tar"))
-        if split is not None:
-            tagged = [p for p in paths if f"-{split}-" in p.name]
-            paths = tagged or paths
-    if not paths:
-        raise DatasetError(f"no shards{f' of split {split!r}' if split else ''} in {folder}")
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise DatasetError(f"shard listed in the manifest is missing: {missing[0]}")
-    return paths
 
 
 class ShardImageDataset(Dataset):
@@ -97,7 +50,7 @@ class ShardImageDataset(Dataset):
         self.paths = find_shards(self.folder, split)
         shard_ids, offsets, sizes, labels = [], [], [], []
         for i, path in enumerate(self.paths):
-            entries, labs = _index_tar(path)
+            entries, labs = index_shard(path)
             shard_ids += [i] * len(entries)
             offsets += [e[0] for e in entries]
             sizes += [e[1] for e in entries]

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from faceage.cli_options import CONTEXT_SETTINGS, device_option, max_minutes_option, resume_option
+from faceage.cli_options import (
+    CONTEXT_SETTINGS,
+    data_option,
+    device_option,
+    max_minutes_option,
+    out_folder_option,
+    resume_option,
+)
 
 
 @click.command("ipcgan", context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Prepared folder of face shards (faceage data prepare --out).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Run folder: options, metrics, checkpoints, samples, exported EMA generator.",
-)
+@data_option()
+@out_folder_option("Run folder: options, metrics, checkpoints, samples, exported EMA generator.")
 @click.option(
     "--grouping",
     type=click.Choice(["lifespan", "ipcgan5"]),

@@ -12,23 +12,15 @@ import click
 if TYPE_CHECKING:  # numpy is imported where it is used: `faceage --help` stays fast
     import numpy as np
 
-from faceage.cli_options import CONTEXT_SETTINGS
+from faceage.cli_options import CONTEXT_SETTINGS, data_option, out_folder_option
 
 CALIBRATION_TARGETS = (2.0, 5.0, 10.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0, 85.0)
 
 
 @click.command("prototypes", context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--data",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder from `faceage data prepare --size 256` (its samples carry landmarks).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs/prototypes"),
-    help="Run folder: per-shard caches (resume) and prototypes.safetensors/.json.",
+@data_option("Folder from `faceage data prepare --size 256` (its samples carry landmarks).", must_exist=False)
+@out_folder_option(
+    "Run folder: per-shard caches (resume) and prototypes.safetensors/.json.", default=Path("runs/prototypes")
 )
 @click.option("--size", type=click.IntRange(64, 1024), default=256, help="Face size of the prepared folder.")
 @click.option(
