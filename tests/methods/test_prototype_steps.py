@@ -54,10 +54,10 @@ def test_shape_change_moves_landmarks_by_the_delta(faces_with_landmarks):
     assert np.array_equal(change.backward(0.0), mesh.identity_map(256))
 
 
-def test_cranium_grows_for_children_and_never_past_the_norm():
-    assert shape.cranium_scale(30, 5) > 1.1 > shape.cranium_scale(30, 15) >= 1.0
-    assert shape.cranium_scale(5, 30) < 1.0
+def test_cranium_follows_the_norms_when_aging_and_a_quarter_of_them_when_rejuvenating():
+    assert shape.cranium_scale(5, 30) == pytest.approx(1.0 / 1.24)  # the norm: 1.24 at 5, 1.0 from 18
     assert shape.cranium_scale(40, 70) == 1.0
+    assert 1.04 < shape.cranium_scale(30, 5) < 1.07 and shape.cranium_scale(30, 5) > shape.cranium_scale(30, 15) >= 1.0
 
 
 def test_grey_strands_keep_texture_and_touch_only_hair():
@@ -78,6 +78,26 @@ def test_grey_strands_keep_texture_and_touch_only_hair():
     assert fine_out.std() > 0.8 * fine_in.std()  # strands kept, not a flat cap
     assert np.abs(out[:100, :, 1] - 128).mean() < np.abs(ycc[:100, :, 1] - 128).mean()  # less colour
     assert hair.grey_share(30, 75) > hair.grey_share(30, 55) > 0 == hair.grey_share(70, 20)
+
+
+def test_grey_hair_darkens_when_rejuvenating_and_coloured_hair_does_not():
+    rng = np.random.default_rng(1)
+    ycc = np.full((256, 256, 3), 128.0, np.float32)
+    strands = cv2.GaussianBlur(rng.normal(0, 15, (256, 256)).astype(np.float32), (0, 0), 0.8)
+    ycc[..., 0] = 170.0 + strands  # light grey hair on the left, ...
+    ycc[:, 128:, 0] = 150.0 + strands[:, 128:]
+    ycc[:, 128:, 1] += 20.0  # ... red hair on the right
+    hair_w = np.zeros((256, 256), np.float32)
+    hair_w[:100] = 1.0
+    assert hair.darkening_share(30, 70) == 0.0 < hair.darkening_share(60, 30) < hair.darkening_share(80, 20) <= 1.0
+    assert np.array_equal(hair.darken_grey(ycc, hair_w, 0.0), ycc)
+    out = hair.darken_grey(ycc, hair_w, 1.0)
+    assert np.array_equal(out[150:], ycc[150:])  # nothing outside the hair changes
+    assert out[:100, 10:110, 0].mean() < ycc[:100, 10:110, 0].mean() - 60  # the grey is dark now
+    assert np.allclose(out[:100, 150:, 1:], ycc[:100, 150:, 1:], atol=0.5)  # coloured hair keeps its colour
+    fine_in = ycc[:100, 10:110, 0] - cv2.GaussianBlur(ycc[:100, 10:110, 0], (0, 0), 1.5)
+    fine_out = out[:100, 10:110, 0] - cv2.GaussianBlur(out[:100, 10:110, 0], (0, 0), 1.5)
+    assert fine_out.std() > 0.4 * fine_in.std()  # strands kept (fainter on dark hair), not a flat cap
 
 
 def test_beard_goes_only_for_young_targets(faces_with_landmarks):
@@ -191,13 +211,15 @@ def test_target_loop_out_of_reach_takes_the_nearest_and_reports_it():
     assert chosen.strength == pytest.approx(max(loop.CANDIDATES))
 
 
-def test_target_loop_never_rejuvenates_past_the_whole_difference():
-    from faceage.methods.prototype import loop
-
-    # the regressor would like more (1 year per unit), but younger targets stay at strength <= 1
-    judges = LinearJudges(source=50.0, bias=0.0, years_per_strength=-1.0, identity_slope=0.0)
-    chosen = loop.choose_strength(render_strength, render_strength(0.0), 50.0, 5.0, judges)
-    assert chosen.strength <= 1.0 and not chosen.reached
+def test_rejuvenation_shape_stops_growing_at_the_displacement_cap():
+    size = 256
+    landmarks = (mesh.grid_points(22, size)[:478] * 0.6 + 50).astype(np.float32)
+    small = shape.shape_change(landmarks, np.full((478, 2), 0.2, np.float32), 1.0, size)
+    large = shape.shape_change(landmarks, np.full((478, 2), 4.0, np.float32), 1.0, size)
+    strengths = (1.0, 1.3, 1.7, 2.2, 2.6)
+    assert shape.younger_cap(small, strengths) == 2.6  # a small change may grow to the last candidate
+    assert shape.younger_cap(large, strengths) == 1.0  # a large one stays at the whole difference
+    assert shape.younger_cap(None, strengths) == 1.0
 
 
 def test_target_loop_stops_below_the_first_strength_that_fails_the_artifact_guard():

@@ -30,9 +30,22 @@ def to_ycrcb(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
 
 
+# OpenCV's YCrCb -> RGB: R = Y + 1.403 Cr', G = Y - 0.714 Cr' - 0.344 Cb', B = Y + 1.773 Cb' (' = - 128)
+_CHROMA_TO_RGB = np.array([[1.403, 0.0], [-0.714, -0.344], [0.0, 1.773]], np.float32)
+_GAMUT_SLACK = 2.0  # levels: rounded Cr/Cb put in-gamut colours this far out; plain clipping does there
+
+
 def from_ycrcb(ycc: np.ndarray) -> np.ndarray:
-    """float YCrCb 0..255 -> (H, W, 3) uint8 RGB (rounded, clipped)."""
-    return cv2.cvtColor(np.clip(np.round(ycc), 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2RGB)
+    """float YCrCb 0..255 -> (H, W, 3) uint8 RGB. Luma is first clipped to the range in which the
+    pixel's colour fits in RGB: clipping R, G, B one by one would shift the hue of every pixel that
+    a strong brightening or darkening pushes out of gamut, which reads as colour speckle."""
+    ycc = np.asarray(ycc, np.float32)
+    offsets = (ycc[..., 1:] - 128.0) @ _CHROMA_TO_RGB.T  # (H, W, 3): each channel's offset from Y
+    low = -offsets.min(axis=-1) - _GAMUT_SLACK
+    high = np.maximum(255.0 - offsets.max(axis=-1) + _GAMUT_SLACK, low)
+    fitted = ycc.copy()
+    fitted[..., 0] = np.clip(ycc[..., 0], low, high)
+    return cv2.cvtColor(np.clip(np.round(fitted), 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2RGB)
 
 
 class MeanFrame:

@@ -11,13 +11,17 @@ on a 256 px aligned face with its 478 landmarks, in the order the code runs them
    (``regions.py``).
 1. **shape** (``shape.py``) - the prototype landmarks' change from the source age to the target
    age, with the cranium scaled by growth norms, as a smooth velocity field whose exponential is a
-   warp that cannot fold: the whole change is applied. The engine applies the same warp to the
-   photo at its own resolution (``Edit.flow``); a poor landmark fit skips it with a warning.
+   warp that cannot fold: the whole change is applied. When rejuvenating, only a quarter of the
+   cranium growth, and the shape stops growing with the strength at a displacement cap (more made
+   adults strangers, not children). The engine applies the same warp to the photo at its own
+   resolution (``Edit.flow``); a poor landmark fit skips it with a warning.
 2. **colour** (``colour.py``) - the target prototype minus the source prototype, each relit like
    this face, bin by bin; its luminance only as smooth shading, faded towards the hairline.
 3. **detail** (``detail.py``) - the sharp signed detail of the two ages (averages aligned by
    collection flow) relit like the face, and the band-energy ratios on the face's own texture.
-4. **hair** (``hair.py``) - grey strands mixed into the person's own hair above ~45.
+   When rejuvenating, the detail only flattens the face's own lines (never past strength 1).
+4. **hair** (``hair.py``) - grey strands mixed into the person's own hair above ~45; grey hair
+   darkened toward brown when rejuvenating from such an age.
 5. **beard** (``beard.py``) - facial hair replaced by the person's skin for targets below ~15.
 6. **target loop** (``loop.py``) - per face, the strength (scaling steps 1-3 together) at which
    faceage's own age regressor reads the target within 3 years (read relative to its reading of

@@ -25,12 +25,10 @@ from typing import Any
 import numpy as np
 
 # Strengths tried in the first batch: never below the prototypes' whole difference (1), more when the
-# regressor asks for it; weaker ones only when the identity floor demands (``FALLBACK``).
+# regressor asks for it; weaker ones only when the identity floor demands (``FALLBACK``). When
+# rejuvenating, the shape stops growing early (``shape.younger_cap``) and the detail at 1: beyond, the
+# strength smooths the skin further.
 CANDIDATES = (1.0, 1.3, 1.7, 2.2, 2.6)
-# Rejuvenation never goes past the whole difference: more of it did not make adults look younger to
-# a person, only stranger (an older man aged to 5 at 1.7-2.6 got an inflated cranium and a drawn
-# mouth, and read older to the independent estimator, not younger)
-YOUNGER_CANDIDATES = (1.0,)
 FALLBACK = (0.7, 0.4)
 TOLERANCE = 3.0  # years: the target counts as reached within this
 REGRESSOR_SIZE = 128  # the face size the own regressor was trained on (it shrinks further itself)
@@ -105,7 +103,7 @@ def choose_strength(
     """The strength for one face: ``render(strength) -> aligned face``, ``face`` the input, whose age
     is ``source`` (known or estimated). Ages below are the regressor's, corrected by its offset on
     ``face``."""
-    strengths = [c * scale for c in (CANDIDATES if target >= source else YOUNGER_CANDIDATES)]
+    strengths = [c * scale for c in CANDIDATES]
     images = [render(s) for s in strengths]
     clean = judges.clean(face, images)
     # the artifact guard bounds the strength: candidates from the first that fails are dropped

@@ -52,9 +52,13 @@ class FacePlan:
     gray: bool
     colour: np.ndarray  # (S, S, 3) YCrCb change at strength 1, masked
     detail: np.ndarray  # (S, S) signed sharp detail change at strength 1, relit, masked
+    detail_cap: float  # the strength beyond which the detail change stops growing (rejuvenation: 1,
+    # as it only flattens the face's own lines; more would draw them back inverted)
     bands: np.ndarray  # (K, S, S) the face's detail bands (non-age regions inpainted first)
     log_ratio: np.ndarray  # (K, S, S) log band ratios at strength 1, masked
     shape: shape_step.ShapeChange | None  # None: the shape step is skipped (warning says why)
+    shape_cap: float  # the strength beyond which the shape stops growing (rejuvenation: see
+    # ``shape.YOUNGER_MAX_SHARE``)
     mask: np.ndarray  # (S, S) where the change is pasted, before the warp
     warning: str | None
 
@@ -209,7 +213,9 @@ class PrototypeMethod(AgingMethod):
             strength = self.strength * (self.p.gain(target) if self.calibrated and not self.loop else 1.0)
         edited, reconstructed, flow, mask = self.render(plan, strength)
         stats["strength"] = round(float(strength), 3)
-        stats["shape_share"] = 0.0 if plan.shape is None else round(plan.shape.displacement_share(strength), 4)
+        stats["shape_share"] = (
+            0.0 if plan.shape is None else round(plan.shape.displacement_share(min(strength, plan.shape_cap)), 4)
+        )
         inside = mask > 0.5
         luma_in = to_ycrcb(reconstructed)[..., 0]
         luma_out = to_ycrcb(edited)[..., 0]
@@ -286,6 +292,9 @@ class PrototypeMethod(AgingMethod):
         share = hair_step.grey_share(source, target) if self.hair else 0.0
         if share > 0:
             base = hair_step.grey_strands(base, regions.hair, share)
+        darken = hair_step.darkening_share(source, target) if self.hair else 0.0
+        if darken > 0:
+            base = hair_step.darken_grey(base, regions.hair, darken)
         luma = base[..., 0]
         if self.non_age and regions.nonage.any():
             # Telea fills hair/background before the bands are taken, so their edges are not
@@ -296,7 +305,7 @@ class PrototypeMethod(AgingMethod):
             luma = np.where(regions.nonage, filled, luma)
         if gray:
             base[..., 1:] = ycc[..., 1:]
-        mask = np.maximum(edit_w, regions.hair * (share > 0))
+        mask = np.maximum(edit_w, regions.hair * (share > 0 or darken > 0))
         mask = np.maximum(mask, np.clip(beard_w * 2.0, 0.0, 1.0))
         return FacePlan(
             face=face,
@@ -304,9 +313,11 @@ class PrototypeMethod(AgingMethod):
             gray=gray,
             colour=d_colour.astype(np.float32),
             detail=d_detail.astype(np.float32),
+            detail_cap=1.0 if target < source else np.inf,
             bands=detail_step.bands_of(luma),
             log_ratio=log_ratio,
             shape=change,
+            shape_cap=shape_step.younger_cap(change, loop_step.CANDIDATES) if target < source else np.inf,
             mask=mask.astype(np.float32),
             warning=warning,
         )
@@ -317,10 +328,12 @@ class PrototypeMethod(AgingMethod):
         a_colour = min(strength, COLOUR_CAP)
         out = plan.ycc.copy()
         out += plan.colour * a_colour
-        out[..., 0] += plan.detail * strength + detail_step.texture_change(plan.bands, plan.log_ratio, strength)
+        detail = plan.detail * min(strength, plan.detail_cap)
+        out[..., 0] += detail + detail_step.texture_change(plan.bands, plan.log_ratio, strength)
         if plan.gray:
             out[..., 1:] = plan.ycc[..., 1:]
-        backward = plan.shape.backward(strength) if plan.shape is not None else mesh.identity_map(s)
+        shape_strength = min(strength, plan.shape_cap)
+        backward = plan.shape.backward(shape_strength) if plan.shape is not None else mesh.identity_map(s)
         warped = mesh.remap(out, backward)
         edited = from_ycrcb(warped)
         if plan.gray:
