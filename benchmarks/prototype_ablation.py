@@ -59,7 +59,8 @@ def table(rows: list[dict]) -> str:
         "SFace identity verified) and the same LAG people (mean SFace gain towards the REAL other-age photo, "
         "share moved closer beyond the null-edit margin, independent age error; children = people whose young "
         "photo reads <= 12). Command per row: `python benchmarks/prototype_ablation.py --label LABEL --set ...`; "
-        "v1 = the previous release (its code and prototypes).",
+        "v1 = the previous release (its code and prototypes). Not in the table: sub-cluster prototypes "
+        "(finer averages chosen per face), which are not built yet, so they cannot be switched off.",
         "",
         "| variant | faces / LAG people | age at 5 / 15 / 25 / 35 / 55 | identity % | landmark shift at 5 / 55 | "
         "LAG young->old gain, closer, age error | children young->old closer | LAG old->young gain, closer, age error "

@@ -26,6 +26,8 @@ def age(
     out: str | Path | None = None,
     *,
     method: str | None = None,
+    options: dict[str, object] | None = None,
+    source_age: float | None = None,
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
@@ -43,6 +45,8 @@ def age(
     """Age every photo in ``sources`` (files, folders, list files) to each age in ``to``; outputs,
     ``summary.csv`` and the resume record go to ``out``. ``engine`` "ray" runs the aging on an actor
     pool of the Ray cluster at ``address`` (default ``RAY_ADDRESS``, else a Ray started here).
+    ``options`` are the method's (``--set KEY=VALUE``: ``{"strength": 1.5}``); ``source_age`` the age
+    at the photos when known (``--from``).
 
     Per-file failures are in the report, never raised; ``BatchInputError`` (a ``FaceageError``)
     for inputs and options that do not fit together, and ``FaceageError`` when Ray is missing or
@@ -65,6 +69,8 @@ def age(
         checked,
         None if out is None else Path(out),
         method=DEFAULT_METHOD if method is None else method,
+        sets=dict(options or {}),
+        source_age=source_age,
         weights=None if weights is None else Path(weights),
         device=device,
         max_faces=max_faces,

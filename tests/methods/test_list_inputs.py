@@ -72,3 +72,21 @@ def test_a_list_needs_an_output_folder_and_the_api_checks_its_arguments(photos):
         faceage.batch.age([photos / "list.txt"], to=60, out=photos / "out", engine="spark")
     with pytest.raises(BatchInputError, match="target age"):
         faceage.batch.age([photos / "list.txt"], to=[60, 400], out=photos / "out")
+
+
+def test_batch_api_takes_method_options_and_the_known_age(tmp_path):
+    import faceage.batch
+    from faceage.assets import EXAMPLE_PHOTO
+
+    report = faceage.batch.age(
+        [EXAMPLE_PHOTO], to=50, out=tmp_path, options={"loop": False, "strength": 1.5}, source_age=28, evaluate=False
+    )
+    import json
+
+    from faceage.outputs.provenance import read_provenance
+
+    (result,) = report.results
+    (face,) = result.ages[0]["faces"]
+    assert face["given_age"] == 28 and face["source_age"] == 28
+    info = json.loads(read_provenance(result.outputs[0])["faceage:method_info"])
+    assert info["loop"] is False and info["strength"] == 1.5

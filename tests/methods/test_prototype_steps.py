@@ -240,3 +240,16 @@ def test_own_judges_guard_passes_a_copy_and_fails_colour_speckle():
     speckled[..., 0] += rng.integers(-40, 40, size=(64, 64)).astype(np.int16)
     speckled = np.clip(speckled, 0, 255).astype(np.uint8)
     assert loop.OwnJudges().clean(face, [face.copy(), speckled]).tolist() == [True, False]
+
+
+def test_a_photo_with_little_colour_takes_little_colour_change():
+    from faceage.methods.prototype import colour
+
+    face = np.ones((64, 64), np.float32)
+    skin = np.dstack([np.full((64, 64), 150.0), np.full((64, 64), 150.0), np.full((64, 64), 110.0)])
+    sepia = np.dstack([np.full((64, 64), 150.0), np.full((64, 64), 130.0), np.full((64, 64), 126.0)])
+    gray = np.dstack([np.full((64, 64), 150.0), np.full((64, 64), 128.0), np.full((64, 64), 128.0)])
+    assert colour.chroma_scale(skin.astype(np.float32), face) == 1.0
+    assert colour.chroma_scale(gray.astype(np.float32), face) == 0.0
+    assert colour.chroma_scale(sepia.astype(np.float32), face) == 0.0  # 4 levels of colour: a tint
+    assert colour.chroma_scale(skin.astype(np.float32), np.zeros((64, 64), np.float32)) == 1.0

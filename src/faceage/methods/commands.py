@@ -44,6 +44,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -737,7 +738,7 @@ class _Loader:
     device: str
     evaluate: bool
     max_faces: int | None
-    options: tuple[tuple[str, str], ...] = ()  # the method's --set options, as (KEY, VALUE) pairs
+    options: tuple[tuple[str, object], ...] = ()  # the method's --set options, as (KEY, VALUE) pairs
 
     def __call__(self):
         from faceage.methods.engine import Ager
@@ -819,7 +820,7 @@ def run_batch(
     out_dir: Path | None,
     *,
     method: str,
-    sets: dict[str, str] | None = None,
+    sets: Mapping[str, object] | None = None,
     source_age: float | tuple[float | None, ...] | None = None,
     weights: Path | None = None,
     device: str = "cpu",

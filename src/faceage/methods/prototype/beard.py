@@ -1,7 +1,7 @@
 """Step 5, beard: below about 15 years, beard and moustache go, replaced by the person's skin.
 
 Facial hair is an age cue, not a non-age region: a man aged to 8 must lose his beard. Where the
-lower face is darker than the person's cheeks and textured like hair, it is filled from the
+lower face is darker than the person's cheeks, or greyer (a grey or white beard), it is filled from the
 surrounding skin (smoothed: children's skin is even), fully at ``BEARDLESS`` and
 below, fading out towards ``BEARD_AGE``.
 
@@ -17,6 +17,9 @@ BEARD_AGE = 16.0  # targets below this lose facial hair, gradually
 BEARDLESS = 12.0  # and at or below this completely
 FILL_REACH = 20.0  # the fill averages skin within about 1/20 of the face width
 DARKER = (6.0, 14.0)  # grey levels darker than the cheeks from which a pixel counts as beard, surely beard
+# a grey or white beard is not darker than the cheeks but has less colour than the skin around it:
+# |Cr - 128| + |Cb - 128| this far below the cheeks' from which a pixel counts as beard, surely beard
+GREYER = (6.0, 10.0)
 
 
 def removal_amount(source: float, target: float) -> float:
@@ -27,7 +30,7 @@ def removal_amount(source: float, target: float) -> float:
 
 
 def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(H, W) float32: how beard-like each pixel of the lower face is (darker than the cheeks)."""
+    """(H, W) float32: how beard-like each pixel of the lower face is (darker or greyer than the cheeks)."""
     luma = ycc[..., 0]
     s = ycc.shape[0]
     cheeks = np.zeros(luma.shape, bool)
@@ -38,6 +41,11 @@ def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: 
     ref = float(np.median(luma[cheeks])) if cheeks.any() else float(np.median(luma[skin])) if skin.any() else 128.0
     local = cv2.GaussianBlur(luma, (0, 0), s / 128.0)
     dark = np.clip((ref - local - DARKER[0]) / DARKER[1], 0.0, 1.0)
+    chroma = np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0)
+    ref_chroma = float(np.median(chroma[cheeks])) if cheeks.any() else 0.0
+    local_chroma = cv2.GaussianBlur(chroma, (0, 0), s / 128.0)
+    grey = np.clip((ref_chroma - local_chroma - GREYER[0]) / GREYER[1], 0.0, 1.0)
+    dark = np.maximum(dark, grey)
     return (cv2.GaussianBlur(dark, (0, 0), s / 96.0) * lower).astype(np.float32)
 
 

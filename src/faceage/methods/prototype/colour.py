@@ -22,6 +22,22 @@ from faceage.models.prototypes import PrototypeSet
 LUMA_SMOOTH = 4.0  # Gaussian (mean-frame lattice px, 128 lattice) on the luminance change: coarse shading only
 CHROMA_SMOOTH = 1.0  # and on the chroma change
 LUMA_LIMIT = 24.0  # largest luminance change (grey levels) at strength 1: beyond it averages paint smudges
+# A photo with little colour (sepia, faded prints, tinted black and white) gets as little colour change:
+# the prototypes' chroma difference is for colour photos, and on a near-gray face it paints a tint
+# (a sepia portrait made 3 turned cyan-white). Mean |Cr - 128| + |Cb - 128| over the face: below the
+# first figure no chroma change, from the second the whole (colour photos of skin read 35-55).
+CHROMA_PRESENT = (5.0, 25.0)
+
+
+def chroma_scale(ycc: np.ndarray, face: np.ndarray) -> float:
+    """0..1: how much of the prototypes' chroma change a face takes, by how much colour it has
+    (``ycc`` YCrCb float, ``face`` weights of the face region)."""
+    weights = face > 0.5
+    if not weights.any():
+        return 1.0
+    colour = (np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0))[weights].mean()
+    low, full = CHROMA_PRESENT
+    return float(np.clip((colour - low) / (full - low), 0.0, 1.0))
 
 
 def age_chain(source: float, target: float, centres: np.ndarray) -> list[float]:

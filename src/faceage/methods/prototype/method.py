@@ -269,8 +269,7 @@ class PrototypeMethod(AgingMethod):
         edit_w = regions.edit
         d_colour = _to_face(colour_step.colour_change(self.relighter, light, source, target, mix, self.region), to_mean)
         d_colour *= edit_w[..., None]
-        if gray:
-            d_colour[..., 1:] = 0.0
+        d_colour[..., 1:] *= 0.0 if gray else colour_step.chroma_scale(ycc, edit_w)
         d_detail = np.zeros((s, s), np.float32)
         if self.use_detail:
             fine = _to_face(self.p.detail_at(target, mix) - self.p.detail_at(source, mix), to_mean)
