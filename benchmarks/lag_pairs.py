@@ -35,10 +35,9 @@ def labelled(face: np.ndarray, text: str) -> np.ndarray:
 def main() -> int:
     from faceage.bench.grid import write_png
     from faceage.bench.lag import CHILD_AGE, DEFAULT_LAG, align_people, lag_people
-    from faceage.cli_options import parse_sets
     from faceage.eval.age_estimator import AgeEstimator
     from faceage.methods.base import run_edit
-    from faceage.methods.registry import load_method
+    from faceage.methods.registry import load_method, parse_sets
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", default="prototype")

@@ -19,7 +19,6 @@ import click
 
 from faceage.errors import FaceageError
 from faceage.filenames import shown
-from faceage.methods.registry import options_help
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 
@@ -61,34 +60,6 @@ def silence(stream: TextIO) -> None:
         os.dup2(devnull, stream.fileno())
     finally:
         os.close(devnull)
-
-
-def parse_sets(
-    ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...] | dict[str, str]
-) -> dict[str, str]:
-    """``--set KEY=VALUE`` (repeatable) -> {KEY: VALUE}; the method's loader converts and checks each
-    (``faceage.methods.registry.load_method``). A later KEY replaces an earlier one."""
-    if isinstance(values, dict):  # already parsed (ctx.invoke passes the default, ())
-        return values
-    options = {}
-    for item in values or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        options[key.strip()] = value
-    return options
-
-
-def set_option(f: Callable) -> Callable:
-    """``--set KEY=VALUE``: a method option, as ``faceage bench aging`` takes it (into ``sets``)."""
-    return click.option(
-        "--set",
-        "sets",
-        multiple=True,
-        metavar="KEY=VALUE",
-        callback=parse_sets,
-        help="Method option, passed to the method's loader (repeatable). " + options_help(),
-    )(f)
 
 
 @dataclass

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import data_option, parse_sets, set_option
-from faceage.methods.registry import DEFAULT_METHOD, method_names
+from faceage.cli_options import data_option
+from faceage.methods.registry import DEFAULT_METHOD, method_names, parse_sets, set_option
 
 
 @click.command("aging", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -51,10 +51,10 @@ from pathlib import Path
 import click
 
 from faceage.checksum import sha256_file
-from faceage.cli_options import FileFailure, parse_sets, report_failures, say, set_option
+from faceage.cli_options import FileFailure, report_failures, say
 from faceage.errors import FaceageError, ImageReadError, ImageWriteError, OutputUnwritableError
 from faceage.filenames import escape_name, shown, unescape_name
-from faceage.methods.registry import method_help, method_option
+from faceage.methods.registry import method_help, method_option, parse_sets, set_option
 from faceage.outputs.results import age_label, progression_frames, result_provenance
 
 # what a folder scan picks up: the photo formats Pillow reads out of the box (the other files of a

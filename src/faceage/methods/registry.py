@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from faceage.errors import FaceageError, ModelFileError
 
 if TYPE_CHECKING:  # the names stay importable without numpy for ``faceage --help``
+    import click
+
     from faceage.methods.base import AgingMethod
 
 # the method `faceage age` and `faceage.load()` use when none is named
@@ -190,6 +192,38 @@ def method_option() -> dict:
     import click  # here: the registry itself does not need click
 
     return {"type": click.Choice(method_names()), "default": DEFAULT_METHOD}
+
+
+def parse_sets(
+    ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...] | dict[str, str]
+) -> dict[str, str]:
+    """``--set KEY=VALUE`` (repeatable) -> {KEY: VALUE}; the method's loader converts and checks each
+    (``faceage.methods.registry.load_method``). A later KEY replaces an earlier one."""
+    if isinstance(values, dict):  # already parsed (ctx.invoke passes the default, ())
+        return values
+    import click  # here: the registry itself does not need click
+
+    options = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        options[key.strip()] = value
+    return options
+
+
+def set_option(f: Callable) -> Callable:
+    """``--set KEY=VALUE``: a method option, as ``faceage bench aging`` takes it (into ``sets``)."""
+    import click
+
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=parse_sets,
+        help="Method option, passed to the method's loader (repeatable). " + options_help(),
+    )(f)
 
 
 def method_help() -> str:

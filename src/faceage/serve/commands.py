@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from faceage.cli_options import set_option
-from faceage.methods.registry import method_help, method_option
+from faceage.methods.registry import method_help, method_option, set_option
 
 
 def allowed_hosts(host: str) -> frozenset[str] | None:
