@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from faceage.atomic import write_text_atomic
 from faceage.machine import cpu_name
+from faceage.methods.budget import choose_submodel
 from faceage.models.stylegan2 import Generator, GeneratorConfig
 from faceage.training.gan import GANConfig
 
@@ -116,6 +117,19 @@ def bench_config(cfg: GeneratorConfig, args, ratios, resolutions, log) -> list[d
             log(f"  GPU {row['resolution']} px ratio {row['ratio']:.2f}: {row['gpu'] * 1e3:.1f} us/img")
         gen.to("cpu")
     return rows
+
+
+def budget_rows(rows: list[dict], budgets: tuple[float, ...] = (5.0, 10.0, 30.0, 60.0, 120.0)) -> list[str]:
+    """What step S4 picks on this machine's measured CPU times, per time budget."""
+    latencies = {(r["resolution"], r["ratio"]): r["cpu_med"] for r in rows}
+    out = []
+    for budget in budgets:
+        choice = choose_submodel(latencies, budget)
+        out.append(
+            f"| {budget:.0f} ms | {choice.resolution} px, ratio {choice.ratio} | {choice.latency_ms:.1f} | "
+            f"{'yes' if choice.fits else 'no: the cheapest'} |"
+        )
+    return out
 
 
 def fmt_table(rows: list[dict], gpu_batch: int) -> list[str]:
@@ -209,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         f"**{'met' if smallest['cpu_med'] <= TARGET_SMALLEST_MS else 'NOT met'}** ({smallest['cpu_med']:.2f} ms).",
         "- Sub-models of the default config at full resolution within the full-model target: "
         + (", ".join(f"ratio {r['ratio']} ({r['cpu_med']:.1f} ms)" for r in meets) or "none"),
+        "",
+        "## Step S4 on these times: the sub-model chosen for a budget",
+        "",
+        "`faceage.methods.budget.choose_submodel` (the highest quality, pixels x channel ratio, that fits) "
+        "on the CPU medians above:",
+        "",
+        "| budget | sub-model | its CPU ms | fits |",
+        "|---:|---|---:|---|",
+        *budget_rows(rows),
     ]
     if alt_rows:
         lines += [
