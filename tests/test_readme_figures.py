@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,9 +22,12 @@ def results(method: str) -> dict:
     return json.loads((ROOT / "benchmarks" / "results" / f"aging-{method}.json").read_text(encoding="utf-8"))
 
 
-def test_readme_test_split_row_shows_the_committed_prototype_benchmark():
-    bench = results("prototype")
-    row = readme_row("| `prototype` (default")
+@pytest.mark.parametrize(
+    "method, prefix", [("prototype", "| `prototype` (default"), ("ipcgan", "| `ipcgan` (experimental")]
+)
+def test_readme_test_split_row_shows_the_committed_benchmark(method, prefix):
+    bench = results(method)
+    row = readme_row(prefix)
     assert f"on {bench['faces']} test faces" in row
     ages = "/".join(f"{bench['groups'][key]['age_mean']:.1f}" for key in ("0", "10", "20", "30", "50"))
     assert f"independent age {ages}" in row
