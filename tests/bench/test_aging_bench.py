@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from faceage.age_groups import get_grouping
@@ -53,6 +54,7 @@ def test_a_destructive_method_fails_identity(tiny_data):
     assert all(row["identity_rate"] <= 50 for row in result["groups"].values())
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_bench_command_writes_guards_lag_and_grid(tiny_data, tmp_path, capsys, shared_datasets):
     import json
 

@@ -33,6 +33,7 @@ def test_people_are_sorted_and_limited(lag, tmp_path):
         lag_people(tmp_path)
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_no_change_gains_exactly_nothing(lag, judges):
     result = run_lag(Unchanged(128), lag, PEOPLE, log=lambda _: None, **judges)
     assert result["aligned"] + result["skipped"] == PEOPLE and result["aligned"] >= PEOPLE - 1
@@ -46,6 +47,7 @@ def test_no_change_gains_exactly_nothing(lag, judges):
     assert any(line.startswith("| young -> old |") for line in lines)
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 @pytest.mark.parametrize("null", [JpegReencode(128, 90), GaussianBlur(128, 1.0)], ids=["jpeg", "blur"])
 def test_null_edits_score_no_gain_beyond_the_margin(lag, judges, null):
     result = run_lag(null, lag, PEOPLE, log=lambda _: None, **judges)

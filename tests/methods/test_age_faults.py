@@ -68,6 +68,7 @@ def test_colliding_names_get_distinct_outputs_and_resume_redoes_what_changed(cap
     assert summary_rows(out / "summary.csv") == [("same.bmp", "60.0"), ("same.tif", "60.0")]
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_an_unrelated_file_at_an_output_name_is_left_alone(capsys, tmp_path, tiny_weights, face_rgb):
     photo, out = tmp_path / "face.png", tmp_path / "out"
     Image.fromarray(face_rgb).save(photo)
@@ -89,6 +90,7 @@ def test_an_unrelated_file_at_an_output_name_is_left_alone(capsys, tmp_path, tin
     assert code == 0 and read_metadata(mine)["faceage:source"] == "face.png"
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_a_write_error_fails_that_file_only(tmp_path, tiny_weights, utk_path):
     """Files may not grow past 60 kB (the kernel's limit): the example photo's output cannot be
     written, the small faces' outputs can. One line for the failed file, the batch goes on."""
@@ -143,6 +145,7 @@ def test_a_read_only_output_folder_stops_the_run_at_once(capsys, tmp_path, tiny_
     assert reason in err and "stopped with 2 of 2 files not done" in err
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_summary_is_complete_after_a_kill_and_a_resume(capsys, tmp_path, tiny_weights, utk_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

@@ -223,6 +223,7 @@ def test_an_output_folder_a_node_cannot_write_is_refused_before_any_work(cluster
     )
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_an_unreachable_address_is_one_line(tmp_path, tiny_weights):
     photo = tmp_path / "face.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)

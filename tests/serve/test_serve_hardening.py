@@ -307,6 +307,7 @@ def test_a_huge_declared_upload_gets_413_at_once_from_its_header(fake_server):
     assert took < 5  # the old server answered after its 60 s body deadline
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_a_stalled_upload_gets_408(fake_server, example_bytes):
     _, url, _, _ = fake_server
     sock = connect(url)

@@ -53,6 +53,7 @@ def test_age_weights_interpolate_between_centres(tiny_prototypes):
     assert p.age_weights(-5) == [(0, 1.0)] and p.age_weights(500) == [(len(c) - 1, 1.0)]
 
 
+@pytest.mark.slow  # seconds of subprocesses or real models: `make test` runs it, `make test-fast` does not
 def test_rebuild_reuses_the_cache_and_gives_the_same_prototypes(tiny_faces256, tmp_path):
     run = tmp_path / "run"
     a = build(tiny_faces256, run, BuildOptions(min_cell=1000, pca=16), progress=False)
