@@ -36,6 +36,7 @@ def main() -> int:
     from faceage.bench.grid import write_png
     from faceage.bench.lag import CHILD_AGE, DEFAULT_LAG, align_people, lag_people
     from faceage.eval.age_estimator import AgeEstimator
+    from faceage.faces.pipeline import FacePipeline
     from faceage.methods.base import run_edit
     from faceage.methods.registry import load_method, parse_sets
 
@@ -54,14 +55,15 @@ def main() -> int:
 
     method = load_method(args.method, **parse_sets(None, None, tuple(args.sets)))
     estimator = AgeEstimator()
-    rows, wanted = [], {"child": args.children, "adult": args.adults}
+    pipeline = FacePipeline(size=method.face_size)
+    wanted = {"child": args.children, "adult": args.adults}
     picked: dict[str, list[np.ndarray]] = {"child": [], "adult": []}
     for person in lag_people(args.lag):
         if not any(wanted.values()):
             break
         if person[0] in args.skip:
             continue
-        names, young, old, _ = align_people([person], method.face_size)
+        names, young, old, _ = align_people([person], method.face_size, pipeline)
         if not names:
             continue
         young_age, old_age = estimator.estimate_aligned(np.concatenate([young["images"], old["images"]]))

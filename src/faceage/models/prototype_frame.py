@@ -30,6 +30,11 @@ def to_ycrcb(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2YCrCb).astype(np.float32)
 
 
+def chroma_amount(ycc: np.ndarray) -> np.ndarray:
+    """How coloured each pixel of a YCrCb 0..255 image is: |Cr - 128| + |Cb - 128| (0: gray)."""
+    return np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0)
+
+
 # OpenCV's YCrCb -> RGB: R = Y + 1.403 Cr', G = Y - 0.714 Cr' - 0.344 Cb', B = Y + 1.773 Cb' (' = - 128)
 _CHROMA_TO_RGB = np.array([[1.403, 0.0], [-0.714, -0.344], [0.0, 1.773]], np.float32)
 _GAMUT_SLACK = 2.0  # levels: rounded Cr/Cb put in-gamut colours this far out; plain clipping does there

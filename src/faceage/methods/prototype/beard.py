@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from faceage.models.prototype_frame import chroma_amount
+
 BEARD_AGE = 16.0  # targets below this lose facial hair, gradually
 BEARDLESS = 12.0  # and at or below this completely
 FILL_REACH = 20.0  # the fill averages skin within about 1/20 of the face width
@@ -41,7 +43,7 @@ def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: 
     ref = float(np.median(luma[cheeks])) if cheeks.any() else float(np.median(luma[skin])) if skin.any() else 128.0
     local = cv2.GaussianBlur(luma, (0, 0), s / 128.0)
     dark = np.clip((ref - local - DARKER[0]) / DARKER[1], 0.0, 1.0)
-    chroma = np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0)
+    chroma = chroma_amount(ycc)
     ref_chroma = float(np.median(chroma[cheeks])) if cheeks.any() else 0.0
     local_chroma = cv2.GaussianBlur(chroma, (0, 0), s / 128.0)
     grey = np.clip((ref_chroma - local_chroma - GREYER[0]) / GREYER[1], 0.0, 1.0)

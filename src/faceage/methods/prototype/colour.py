@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceage.models.prototype_frame import COLOUR_GRID, LIGHT_GRID
+from faceage.models.prototype_frame import COLOUR_GRID, LIGHT_GRID, chroma_amount
 from faceage.models.prototypes import PrototypeSet
 
 LUMA_SMOOTH = 4.0  # Gaussian (mean-frame lattice px, 128 lattice) on the luminance change: coarse shading only
@@ -35,7 +35,7 @@ def chroma_scale(ycc: np.ndarray, face: np.ndarray) -> float:
     weights = face > 0.5
     if not weights.any():
         return 1.0
-    colour = (np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0))[weights].mean()
+    colour = chroma_amount(ycc)[weights].mean()
     low, full = CHROMA_PRESENT
     return float(np.clip((colour - low) / (full - low), 0.0, 1.0))
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from faceage.models.prototype_frame import chroma_amount
+
 GREY_START = 45.0  # age at which greying begins
 GREY_FULL = 85.0  # age at which the share reaches its maximum
 GREY_MAX = 0.8  # the largest share of grey strands
@@ -52,7 +54,7 @@ def darken_grey(ycc: np.ndarray, hair: np.ndarray, share: float) -> np.ndarray:
     scale = ycc.shape[0] / 256.0
     luma = ycc[..., 0]
     smooth = cv2.GaussianBlur(luma, (0, 0), 1.5 * scale)
-    chroma = np.abs(ycc[..., 1] - 128.0) + np.abs(ycc[..., 2] - 128.0)
+    chroma = chroma_amount(ycc)
     chroma = cv2.GaussianBlur(chroma, (0, 0), 2.0 * scale)
     lo, hi = GREY_LUMA
     grey = np.clip(1.0 - chroma / GREY_CHROMA, 0.0, 1.0) * np.clip((smooth - lo) / (hi - lo), 0.0, 1.0)

@@ -118,32 +118,34 @@ def choose_strength(
 
     ages = readings[1:] - offset
     evaluations = len(strengths) + 1
+
+    def between(i: int) -> tuple[float, np.ndarray, float] | None:
+        """One interpolated evaluation between candidates i - 1 and i: (strength, image, age), or
+        None when it fails the artifact guard."""
+        nonlocal evaluations
+        s = _interpolate(strengths[i - 1], strengths[i], ages[i - 1], ages[i], target)
+        img = render(s)
+        age = float(corrected([img])[0])
+        evaluations += 1
+        return (s, img, age) if judges.clean(face, [img])[0] else None
+
     errors = np.abs(ages - target)
     within = [i for i in range(len(strengths)) if errors[i] <= tolerance]
+    best = within[0] if within else int(errors.argmin())
+    pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
+    order = np.sign(ages - target)
     if within:
-        best = within[0]
-        pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
         # refine towards the weaker neighbour when the target lies between the two
-        if best > 0 and np.sign(ages[best - 1] - target) != np.sign(ages[best] - target):
-            s = _interpolate(strengths[best - 1], strengths[best], ages[best - 1], ages[best], target)
-            img = render(s)
-            age = float(corrected([img])[0])
-            evaluations += 1
-            if abs(age - target) <= tolerance and judges.clean(face, [img])[0]:
-                pick_s, pick_img, pick_age = s, img, age
+        if best > 0 and order[best - 1] != order[best]:
+            found = between(best)
+            if found is not None and abs(found[2] - target) <= tolerance:
+                pick_s, pick_img, pick_age = found
     else:
-        order = np.sign(ages - target)
         pairs = [i for i in range(1, len(strengths)) if order[i - 1] != order[i]]
-        best = int(errors.argmin())
-        pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
         if pairs:
-            i = pairs[0]
-            s = _interpolate(strengths[i - 1], strengths[i], ages[i - 1], ages[i], target)
-            img = render(s)
-            age = float(corrected([img])[0])
-            evaluations += 1
-            if abs(age - target) < abs(pick_age - target) and judges.clean(face, [img])[0]:
-                pick_s, pick_img, pick_age = s, img, age
+            found = between(pairs[0])
+            if found is not None and abs(found[2] - target) < abs(pick_age - target):
+                pick_s, pick_img, pick_age = found
     similarity = float(judges.similarity(face, [pick_img])[0])
     limited = False
     if similarity < identity_floor:
