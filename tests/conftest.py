@@ -177,3 +177,24 @@ def tiny_prototypes(tiny_faces256, tmp_path_factory):
     return build(
         tiny_faces256, tmp_path_factory.mktemp("protorun"), BuildOptions(min_cell=1000, pca=16), progress=False
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tiny_faces256, tiny_prototypes, tmp_path_factory) -> Path:
+    """Teacher pairs (``faceage data pairs``) of 8 ``tiny_faces256`` faces, made in this process by
+    the prototype method on the tiny prototypes (loop off: seconds, not minutes)."""
+    from faceage.data.pairs_commands import make_pairs
+
+    root = tmp_path_factory.mktemp("pairs")
+    weights = tiny_prototypes.save(root / "prototypes.safetensors")
+    folder = root / "pairs"
+    make_pairs(
+        tiny_faces256,
+        folder,
+        8,
+        workers=1,
+        options={"loop": False},
+        weights=weights,
+        echo=lambda _: None,
+    )
+    return folder

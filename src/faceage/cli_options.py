@@ -8,9 +8,11 @@ one way: ``cli`` -> each ``commands`` -> this module.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -165,3 +167,18 @@ def resume_option(
     names where to resume from, for the trainers that can."""
     # no explicit default=None: with one, click 8.3 asks for a value after a bare --resume
     return click.option("--resume", is_flag=False, flag_value="auto", metavar="[auto|PATH]", help=help)
+
+
+def _raise_interrupt(signum, frame) -> None:  # noqa: ANN001 - a signal handler's signature
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """``kill`` (SIGTERM) stops a long command as cleanly as Ctrl-C: inside, it raises
+    ``KeyboardInterrupt``, so finished shards stay and ``.tmp`` ones go."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

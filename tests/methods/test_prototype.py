@@ -132,3 +132,29 @@ def test_registry_options_reach_the_method(tiny_prototypes, tmp_path):
         load_method("prototype", weights=path, colourise="1")
     with pytest.raises(FaceageError, match="bad value 'maybe' for option 'hair'"):
         load_method("prototype", weights=path, hair="maybe")
+
+
+def test_refiner_changes_only_where_the_method_pastes_and_keeps_gray(tiny_prototypes, faces, tmp_path):
+    import torch
+
+    from faceage.models.io import save_flat
+    from faceage.models.refiner import Refiner, RefinerConfig
+
+    torch.manual_seed(0)
+    net = Refiner(RefinerConfig(resolution=64, channels=4, levels=2, blocks=1))
+    with torch.no_grad():
+        net.head.weight.normal_(0.0, 0.5)  # an untrained head is the identity: give it something to do
+    path = save_flat(net, tmp_path / "refiner.safetensors")
+    images, points, ages = faces
+    plain = PrototypeMethod(tiny_prototypes, loop=False).edit(images, ages, 70.0, points)
+    refining = PrototypeMethod(tiny_prototypes, loop=False, refine=True, refiner=path)
+    refined = refining.edit(images, ages, 70.0, points)
+    change = np.abs(refined.edited.astype(int) - plain.edited.astype(int)).max(axis=3)
+    assert change[refined.mask > 0.5].mean() > 1.0  # it does something inside the face
+    assert change[refined.mask == 0].max() <= 1  # and nothing where the change is not pasted
+    assert np.array_equal(refined.flow, plain.flow)  # the shape is the prototype's
+    gray = np.repeat(images.mean(axis=3, keepdims=True).astype(np.uint8), 3, axis=3)
+    out = refining.edit(gray, ages, 70.0, points).edited.astype(int)
+    assert (out.max(axis=3) - out.min(axis=3)).max() <= 2
+    with pytest.raises(Exception, match="not found|missing|refiner"):
+        PrototypeMethod(tiny_prototypes, refine=True, refiner=tmp_path / "none.safetensors")

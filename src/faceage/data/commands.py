@@ -5,10 +5,12 @@ Registered under ``faceage data``; ``python -m faceage.cli data prepare ...`` ru
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
+
+from faceage.cli_options import sigterm_as_interrupt
+from faceage.data.pairs_commands import pairs_command
 
 _FOLDER = click.Path(file_okay=False, path_type=Path)
 
@@ -59,28 +61,24 @@ def prepare_command(utkface, aaf, size, out_dir, workers, limit, overwrite, resu
         raise click.UsageError("give --utkface, --aaf or both")
     if overwrite and resume:
         raise click.UsageError("--overwrite and --resume exclude each other")
-    # `kill` (SIGTERM) stops as cleanly as Ctrl-C: finished shards stay, .tmp ones go
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        report = prepare(
-            utkface,
-            aaf,
-            size=size,
-            out_dir=out_dir,
-            workers=workers,
-            limit=limit,
-            progress=not quiet,
-            overwrite=overwrite,
-            resume=resume,
-            max_shard_bytes=max_shard_mib * 2**20,
-        )
+        with sigterm_as_interrupt():
+            report = prepare(
+                utkface,
+                aaf,
+                size=size,
+                out_dir=out_dir,
+                workers=workers,
+                limit=limit,
+                progress=not quiet,
+                overwrite=overwrite,
+                resume=resume,
+                max_shard_bytes=max_shard_mib * 2**20,
+            )
     except KeyboardInterrupt:
         click.echo(f"interrupted: finished shards kept in {out_dir}; continue with --resume", err=True)
         raise SystemExit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     click.echo(report.summary())
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+data.add_command(pairs_command)

@@ -97,12 +97,10 @@ def encode_landmarks(points: np.ndarray) -> str:
     """(N, 2) aligned landmark coordinates -> compact text for a JSON label (float16, base64).
 
     float16 keeps 1/8 px or better below 512 px, enough for shape statistics, at 1.9 kB a face."""
-    import base64
-
     points = np.asarray(points, np.float32)
     if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         raise ValueError(f"landmarks must be a finite (N, 2) array, got {points.shape}")
-    return base64.b64encode(points.astype("<f2").tobytes()).decode("ascii")
+    return encode_array(points)
 
 
 def decode_landmarks(labels: dict) -> np.ndarray | None:
@@ -113,6 +111,28 @@ def decode_landmarks(labels: dict) -> np.ndarray | None:
     if not text:
         return None
     return np.frombuffer(base64.b64decode(text), "<f2").astype(np.float32).reshape(-1, 2)
+
+
+def encode_array(values: np.ndarray) -> str:
+    """A small finite array -> text for a JSON label (little-endian float16, base64); the shape
+    is the caller's to store or know (``decode_array``)."""
+    import base64
+
+    values = np.asarray(values, np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError("only finite arrays can be stored in labels")
+    return base64.b64encode(values.astype("<f2").tobytes()).decode("ascii")
+
+
+def decode_array(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`encode_array`: float32 of ``shape`` (one side may be -1, as in reshape)."""
+    import base64
+
+    values = np.frombuffer(base64.b64decode(text), "<f2")
+    try:
+        return values.astype(np.float32).reshape(shape)
+    except ValueError:
+        raise DatasetError(f"stored array has {values.size} values, not shape {shape}") from None
 
 
 def _member_bytes(n: int) -> int:

@@ -174,6 +174,7 @@ METHODS: dict[str, MethodSpec] = {
             Option("hair", "flag", True, "grey the hair for targets above about 50", True),
             Option("non_age", "flag", True, "keep hair and background out of the edit"),
             Option("calibrated", "flag", True, "apply the stored per-target strength gains"),
+            Option("refine", "flag", False, "correct each face with the refiner trained against real faces of the age"),
         ),
     ),
     "ipcgan": MethodSpec(

@@ -26,6 +26,7 @@ from faceage.errors import ModelFileError
 from faceage.models.age_regressor import AgeRegressor, AgeRegressorConfig
 from faceage.models.config import JsonConfig
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
+from faceage.models.refiner import Refiner, RefinerConfig
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 M = TypeVar("M", bound=nn.Module)
@@ -41,6 +42,7 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
     "Discriminator": (Discriminator, DiscriminatorConfig),
     "AgeRegressor": (AgeRegressor, AgeRegressorConfig),
     "IPCGANGenerator": (IPCGANGenerator, IPCGANConfig),
+    "Refiner": (Refiner, RefinerConfig),
 }
 
 

@@ -46,16 +46,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from faceage.age_groups import get_grouping
 from faceage.errors import DatasetError
 from faceage.models.age_regressor import count_parameters, group_log_probs
-from faceage.models.alexnet import load_alexnet
-from faceage.models.io import load_age_regressor, load_flat, save_flat
+from faceage.models.io import load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discriminator
+from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
 from faceage.training.age_trainer import balanced_weights, load_split, step_seed, to_tensor
-from faceage.training.augment import AugmentConfig, augment
 from faceage.training.ema import make_ema, update_ema
 from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
 
@@ -85,7 +83,7 @@ class IPCGANTrainOptions:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     lambda_gan: float = 1.0  # lambda_1
-    lambda_id: float = 1.0  # lambda_2, on the normalised conv5 distance (IPCGANLosses.identity)
+    lambda_id: float = 1.0  # lambda_2, on the normalised conv5 distance (FrozenJudges.identity)
     lambda_age: float = 0.5  # lambda_3
     identity_size: int = 96  # AlexNet input side for the identity term (compute: 96 px costs half of 128)
     # Defaults sized for CPU training (G 0.6 M, D 0.7 M parameters); the paper's widths are 32 / 64.
@@ -159,93 +157,32 @@ class Sampler:
         return source, target, real, wrong
 
 
-_DIFFAUGMENT = AugmentConfig(ops=("translate", "brightness", "saturation", "contrast", "cutout"))
-
-
-def _d_params(D) -> list:
-    return D.trainable_parameters() if hasattr(D, "trainable_parameters") else list(D.parameters())
-
-
-def _scores(out) -> list[torch.Tensor]:
-    return out if isinstance(out, list) else [out]
-
-
-def _lsgan(scores: list[torch.Tensor], label: float) -> torch.Tensor:
-    """Mean over the scales of the LSGAN squared error to ``label``."""
-    return torch.stack([(s - label).pow(2).mean() for s in scores]).mean()
-
-
-def _flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
-
-
-class IPCGANLosses:
-    """The frozen networks behind G's identity and age terms."""
-
-    def __init__(self, edges: tuple[float, ...], device: torch.device, identity_size: int = 96):
-        self.alexnet = load_alexnet(device=device)
-        self.regressor = load_age_regressor(device=device).requires_grad_(False)
-        self.edges = edges
-        self.identity_size = identity_size
-
-    def conv5(self, images: torch.Tensor) -> torch.Tensor:
-        """Channel-normalised conv5 features (unit length at each position, as LPIPS compares them):
-        the raw activations are tiny (mean square ~1e-4) and their scale says nothing about identity."""
-        if images.shape[-1] != self.identity_size:
-            images = F.interpolate(
-                images, size=(self.identity_size,) * 2, mode="bilinear", align_corners=False, antialias=True
-            )
-        f = self.alexnet(images).relu5
-        return f / (f.pow(2).sum(1, keepdim=True) + 1e-20).sqrt()
-
-    def identity(self, fake: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Squared distance of normalised conv5 features, summed over channels, mean over positions
-        and faces: ~1.0 between different people, ~0.1 for mild noise or blur."""
-        with torch.no_grad():
-            target = self.conv5(source)
-        return (self.conv5(fake) - target).pow(2).sum(1).mean()
-
-    def age(self, fake: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.regressor(fake)
-        log_p = group_log_probs(out.logits, self.regressor.bin_ages, self.edges)
-        return F.nll_loss(log_p, groups), (log_p.argmax(1) == groups).float().mean()
-
-
-def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCGANTrainOptions, step: int) -> dict:
+def train_step(G, D, g_opt, d_opt, losses: FrozenJudges, batch: dict, opts: IPCGANTrainOptions, step: int) -> dict:
     """One D update and one G update. ``batch`` holds float tensors source/real and index tensors."""
     generator = torch.Generator().manual_seed(step_seed(opts.seed, step))
-    source, real = _flip(batch["source"], generator), _flip(batch["real"], generator)
+    source, real = random_flip(batch["source"], generator), random_flip(batch["real"], generator)
     target, wrong = batch["target"], batch["wrong"]
 
     G.train(), D.train()
     fake = G(source, target)
 
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return augment(x, 1.0, _DIFFAUGMENT, generator) if opts.diffaugment else x
-
     def judge(x: torch.Tensor, *conditions: torch.Tensor) -> list[list[torch.Tensor]]:
-        """D's scores of one batch under each condition (a projected D sees the features once)."""
-        x = aug(x)
-        if hasattr(D, "features"):
-            feats = D.features(x)
-            return [D.score(feats, c) for c in conditions]
-        return [_scores(D(x, c)) for c in conditions]
+        return judge_under(D, x, conditions, generator if opts.diffaugment else None)
 
     # --- D: real pair -> 1; generated pair and mismatched real pair -> 0 (the paper's L_D, LSGAN)
     d_real, d_wrong = judge(real, target, wrong)
     (d_fake,) = judge(fake.detach(), target)
-    d_loss = 0.5 * _lsgan(d_real, 1.0) + 0.25 * (_lsgan(d_fake, 0.0) + _lsgan(d_wrong, 0.0))
+    d_loss = 0.5 * lsgan(d_real, 1.0) + 0.25 * (lsgan(d_fake, 0.0) + lsgan(d_wrong, 0.0))
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
 
     # --- G: fool D for the target group, keep conv5 identity features, be classified as the group
-    params = _d_params(D)
+    params = trainable(D)
     for p in params:
         p.requires_grad_(False)
     (g_scores,) = judge(fake, target)
-    g_gan = 0.5 * _lsgan(g_scores, 1.0)
+    g_gan = 0.5 * lsgan(g_scores, 1.0)
     for p in params:
         p.requires_grad_(True)
     g_id = losses.identity(fake, source)
@@ -269,7 +206,7 @@ def train_step(G, D, g_opt, d_opt, losses: IPCGANLosses, batch: dict, opts: IPCG
 
 
 @torch.no_grad()
-def evaluate(G, losses: IPCGANLosses, images: np.ndarray, num_groups: int, centres, device) -> dict:
+def evaluate(G, losses: FrozenJudges, images: np.ndarray, num_groups: int, centres, device) -> dict:
     """Per target group: our regressor's mean age of the outputs, group accuracy, conv5 distance."""
     x = to_tensor(images).to(device)
     out = {}
@@ -380,8 +317,8 @@ def train_ipcgan(
         log(f"generator initialised from {opts.init_from}")
     G_ema = make_ema(G)
     g_opt = torch.optim.Adam(G.parameters(), lr=opts.lr_g, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(_d_params(D), lr=opts.lr_d, betas=(0.5, 0.999))
-    losses = IPCGANLosses(grouping.edges, device, opts.identity_size)
+    d_opt = torch.optim.Adam(trainable(D), lr=opts.lr_d, betas=(0.5, 0.999))
+    losses = FrozenJudges(grouping.edges, device, opts.identity_size)
     step, seconds_before = 0, 0.0
     if resume:
         state = load_checkpoint(out)

@@ -28,6 +28,9 @@ on a 256 px aligned face with its 478 landmarks, in the order the code runs them
    the unedited face, whose age is the source age), kept above an identity floor and within
    the artifact guard (fine chroma detail);
    ``loop=off`` gives the open-loop method.
+7. **refine** (``refine.py``, ``refine=on``) - a small network trained against real faces of the
+   target age corrects each rendered face (a bounded luma change and a smooth colour gain, only
+   where the change is pasted), once, on the strength the loop chose.
 
 Eyes and the inner mouth are protected; a grayscale face stays grayscale. The prototypes are built
 by ``faceage train prototypes`` (``faceage.training.prototype_builder``) and stored as a

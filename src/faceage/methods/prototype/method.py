@@ -61,6 +61,8 @@ class FacePlan:
     # ``shape.YOUNGER_MAX_SHARE``)
     mask: np.ndarray  # (S, S) where the change is pasted, before the warp
     warning: str | None
+    source: float = 0.0  # the ages the plan goes between (the refiner is told them)
+    target: float = 0.0
 
 
 class PrototypeMethod(AgingMethod):
@@ -76,6 +78,8 @@ class PrototypeMethod(AgingMethod):
             step); False edits the whole aligned square (the benchmark's ablation).
         hair: grey the hair for targets above ~45. beard: remove facial hair below ~15.
         calibrated: open loop only: apply the stored per-target strength gains.
+        refine: correct each rendered face with the realism refiner (``refine.py``); ``refiner``
+            is its weights file (None: the shipped one).
         device: where the loop's age regressor runs.
         info: provenance for ``describe``.
     """
@@ -95,6 +99,8 @@ class PrototypeMethod(AgingMethod):
         hair: bool = True,
         beard: bool = True,
         calibrated: bool = True,
+        refine: bool = False,
+        refiner: str | Path | None = None,
         device: str = "cpu",
         info: dict | None = None,
     ) -> None:
@@ -119,6 +125,11 @@ class PrototypeMethod(AgingMethod):
         self.energy_region = cv2.resize(self.region, prototypes.energy.shape[-2:][::-1], interpolation=cv2.INTER_AREA)
         self.regions = RegionFinder()
         self.judges = loop_step.OwnJudges(device) if self.loop else None
+        self.refiner = None
+        if refine:
+            from faceage.methods.prototype.refine import RefinerStep
+
+            self.refiner = RefinerStep(refiner, device)
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str = "cpu", **options) -> PrototypeMethod:
@@ -144,6 +155,7 @@ class PrototypeMethod(AgingMethod):
             "shape": self.use_shape,
             "detail": self.use_detail,
             "non_age": self.non_age,
+            "refine": self.refiner is not None,
             **self.info,
         }
 
@@ -211,7 +223,7 @@ class PrototypeMethod(AgingMethod):
                 warning = note if warning is None else f"{warning}; {note}"
         else:
             strength = self.strength * (self.p.gain(target) if self.calibrated and not self.loop else 1.0)
-        edited, reconstructed, flow, mask = self.render(plan, strength)
+        edited, reconstructed, flow, mask = self.render(plan, strength, refine=True)
         stats["strength"] = round(float(strength), 3)
         stats["shape_share"] = (
             0.0 if plan.shape is None else round(plan.shape.displacement_share(min(strength, plan.shape_cap)), 4)
@@ -319,10 +331,15 @@ class PrototypeMethod(AgingMethod):
             shape_cap=shape_step.younger_cap(change, loop_step.CANDIDATES) if target < source else np.inf,
             mask=mask.astype(np.float32),
             warning=warning,
+            source=source,
+            target=target,
         )
 
-    def render(self, plan: FacePlan, strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(edited, reconstructed, flow, mask) of a planned face at ``strength``."""
+    def render(
+        self, plan: FacePlan, strength: float, refine: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(edited, reconstructed, flow, mask) of a planned face at ``strength``; ``refine``: then
+        corrected by the refiner (when the method has one)."""
         s = self.face_size
         a_colour = min(strength, COLOUR_CAP)
         out = plan.ycc.copy()
@@ -339,6 +356,10 @@ class PrototypeMethod(AgingMethod):
             edited = np.repeat(edited[..., :1], 3, axis=2)
         reconstructed = mesh.remap(plan.face, backward)
         mask = np.clip(mesh.remap(plan.mask, backward), 0.0, 1.0)
+        if refine and self.refiner is not None:
+            edited = self.refiner(edited, reconstructed, mask, plan.source, plan.target)
+            if plan.gray:
+                edited = np.repeat(edited[..., :1], 3, axis=2)
         flow = (backward - mesh.identity_map(s)).astype(np.float32)
         return edited, reconstructed, flow, mask.astype(np.float32)
 
