@@ -17,9 +17,9 @@ from faceage.training.refiner_trainer import (
     PairSampler,
     RefinerTrainOptions,
     train_refiner,
-    warp_by_flow,
 )
 from faceage.training.run import TrainingError
+from faceage.training.teacher_pairs import load_teacher_pairs, warp_by_flow
 
 TINY = dict(
     size=64,
@@ -47,6 +47,17 @@ def test_warp_by_flow_follows_the_backward_convention():
     shift[..., 0] = 8.0  # 8 px of a 256 px face = 2 px here: output q shows the input at q + 2
     out = warp_by_flow(face, shift, 256)
     assert np.array_equal(out[:, :60], face[:, 2:62])
+
+
+def test_teacher_pairs_load_with_their_faces_and_flows(tiny_pairs, tiny_faces256, tmp_path):
+    pairs = load_teacher_pairs(tiny_pairs, tiny_faces256, 64, tmp_path)
+    assert len(pairs) == 8 and pairs.aged.shape == pairs.faces.shape == (8, 64, 64, 3)
+    assert pairs.flow.shape == (8, 64, 64, 2) and pairs.flow_unit == 256 and pairs.mask.shape == (8, 64, 64)
+    assert (np.abs(pairs.target - pairs.source) >= 8).all()
+    again = load_teacher_pairs(tiny_pairs, tiny_faces256, 64, tmp_path)  # from the cache
+    assert np.array_equal(again.aged, pairs.aged) and again.keys == pairs.keys
+    assert pairs.subset(np.array([3, 1])).keys == [pairs.keys[3], pairs.keys[1]]
+    assert pairs.warped().shape == pairs.faces.shape
 
 
 def test_sampler_draws_real_faces_of_the_pairs_target_groups():

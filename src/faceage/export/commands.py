@@ -34,6 +34,12 @@ def export() -> None:
     help="IPCGAN generator weights (.safetensors with its .json beside it).",
 )
 @click.option(
+    "--student",
+    "student",
+    type=click.Path(path_type=Path),
+    help="Student weights (.safetensors with its .json): one graph per sub-network (--resolutions, --ratios).",
+)
+@click.option(
     "-o",
     "--out",
     "out_dir",
@@ -57,6 +63,7 @@ def export() -> None:
 def onnx_command(
     generator: Path | None,
     ipcgan: Path | None,
+    student: Path | None,
     out_dir: Path,
     resolutions: str | None,
     ratios: str,
@@ -70,8 +77,8 @@ def onnx_command(
     """
     from faceage.export.onnx import MANIFEST_NAME, export_onnx
 
-    if generator is None and ipcgan is None:
-        raise click.UsageError("name at least one of --generator and --ipcgan")
+    if generator is None and ipcgan is None and student is None:
+        raise click.UsageError("name at least one of --generator, --ipcgan and --student")
     res = _int_list(resolutions) if resolutions else None
     rat = _float_list(ratios)
     if not rat:
@@ -87,6 +94,7 @@ def onnx_command(
         out_dir,
         generator=generator,
         ipcgan=ipcgan,
+        student=student,
         resolutions=res,
         ratios=rat,
         opset=opset,

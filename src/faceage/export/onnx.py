@@ -50,6 +50,7 @@ from faceage.checksum import sha256_bytes
 from faceage.errors import FaceageError
 from faceage.machine import cpu_name
 from faceage.models.ipcgan import IPCGANGenerator
+from faceage.models.student import Student, apply_student
 from faceage.models.stylegan2 import Generator
 
 M = TypeVar("M", bound=nn.Module)
@@ -91,15 +92,15 @@ class ExportedFile:
     """A manifest entry: one verified ONNX file."""
 
     file: str  # name inside the output folder
-    kind: str  # "mapping", "synthesis" or "ipcgan_generator"
+    kind: str  # "mapping", "synthesis", "ipcgan_generator" or "student"
     sha256: str
     bytes: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_abs_diff: float  # onnxruntime vs torch on random inputs at batch VERIFY_BATCH
     ms_per_image: float  # onnxruntime, CPU provider, batch 1, median
-    resolution: int | None = None  # synthesis: output size
-    ratio: float | None = None  # synthesis: channel ratio
+    resolution: int | None = None  # synthesis, student: output size
+    ratio: float | None = None  # synthesis, student: channel ratio
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -146,6 +147,23 @@ class _IPCGAN(nn.Module):
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.generator(image, condition)
+
+
+class _Student(nn.Module):
+    """face (B, 3, S, S) in [-1, 1], source and target ages (B,) -> (aged face at the sub-network's
+    resolution, flow (B, 2, F, F) in pixels of a 256 px face): one sub-network, warp and colour
+    applied, so an app gets the aged crop and, for a full-resolution paste, the shape change."""
+
+    def __init__(self, student: Student, resolution: int, ratio: float) -> None:
+        super().__init__()
+        self.student, self.resolution, self.ratio = student, resolution, ratio
+
+    def forward(
+        self, face: torch.Tensor, source: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        flow, luma, gain = self.student(face, source, target, self.resolution, self.ratio)
+        aged, _ = apply_student(face, flow, luma, gain, self.student.cfg.chroma_factor)
+        return aged, flow
 
 
 def _cpu_copy(module: M, cfg) -> M:
@@ -226,7 +244,7 @@ def _export_verified(
     module: nn.Module,
     make_inputs: Callable[[int, torch.Generator], dict[str, torch.Tensor]],
     dynamic: dict[str, tuple[int, ...]],
-    output_name: str,
+    output_name: str | tuple[str, ...],
     what: str,
     opset: int,
     tolerance: float,
@@ -240,6 +258,7 @@ def _export_verified(
     input specs, output specs). Raises ExportError when the export fails or does not match.
     """
     check_exporter()
+    out_names = (output_name,) if isinstance(output_name, str) else tuple(output_name)
     module, reference = module.eval(), (reference or module).eval()
     rng = torch.Generator().manual_seed(0)
     trace_inputs = make_inputs(TRACE_BATCH, rng)
@@ -253,7 +272,7 @@ def _export_verified(
                 tuple(trace_inputs.values()),
                 dynamo=True,
                 input_names=names,
-                output_names=[output_name],
+                output_names=list(out_names),
                 dynamic_shapes=dynamic_shapes,
                 opset_version=opset,
                 optimize=True,
@@ -269,26 +288,29 @@ def _export_verified(
     feed = {k: v.numpy() for k, v in check.items()}
     try:
         session = ort_session(data)
-        (got,) = session.run([output_name], feed)
+        gots = session.run(list(out_names), feed)
     except Exception as exc:  # onnxruntime's errors are not one class either
         raise ExportError(f"onnxruntime cannot run the exported {what}: {type(exc).__name__}: {exc}") from exc
     with torch.no_grad():
-        want = reference(*check.values()).numpy()
-    if got.shape != want.shape:
-        raise ExportError(f"{what}: onnxruntime output shape {got.shape} != torch {want.shape}")
-    diff = float(np.abs(got.astype(np.float64) - want).max()) if got.size else 0.0
+        result = reference(*check.values())
+    wants = [t.numpy() for t in ((result,) if isinstance(result, torch.Tensor) else result)]
+    diff = 0.0
+    for name, got, want in zip(out_names, gots, wants):
+        if got.shape != want.shape:
+            raise ExportError(f"{what}: onnxruntime {name} shape {got.shape} != torch {want.shape}")
+        diff = max(diff, float(np.abs(got.astype(np.float64) - want).max()) if got.size else 0.0)
     if not np.isfinite(diff) or diff > tolerance:
         raise ExportError(f"{what}: onnxruntime output differs from torch by {diff:.3g} (> {tolerance:g})")
 
     one = {k: v.numpy() for k, v in make_inputs(1, rng).items()}
-    ms = _median_ms(lambda: session.run([output_name], one), warmup=2, repeats=timing_repeats)
+    ms = _median_ms(lambda: session.run(list(out_names), one), warmup=2, repeats=timing_repeats)
 
     def spec(name: str, tensor: torch.Tensor | np.ndarray, axes: tuple[int, ...]) -> TensorSpec:
         shape = tuple(BATCH if i in axes else int(n) for i, n in enumerate(tensor.shape))
         return TensorSpec(name, shape)
 
     inputs = tuple(spec(k, v, dynamic.get(k, ())) for k, v in check.items())
-    outputs = (spec(output_name, want, (0,)),)
+    outputs = tuple(spec(name, want, (0,)) for name, want in zip(out_names, wants))
     return data, diff, ms, inputs, outputs
 
 
@@ -539,6 +561,70 @@ def load_generator_folder(folder: str | os.PathLike) -> Generator:
     return load_model(folder, expect=Generator).float().eval()
 
 
+def student_file_name(resolution: int, ratio: float) -> str:
+    """``student_r128_c050.onnx`` for (128, 0.5)."""
+    return f"student_r{resolution}_c{round(ratio * 100):03d}.onnx"
+
+
+def export_student(
+    student: Student,
+    out_dir: str | os.PathLike,
+    submodels: Sequence[tuple[int, float]] | None = None,
+    face_size: int = 256,
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = DEFAULT_TOLERANCE,
+    timing_repeats: int = 5,
+    progress: Callable[[ExportedFile], None] | None = None,
+) -> list[ExportedFile]:
+    """One graph per sub-network (default: all of them) of the student, each verified in onnxruntime
+    against the student itself and timed at batch 1. Inputs: the aligned face at ``face_size``."""
+    if not isinstance(student, Student):
+        raise ExportError(f"expected a Student, got {type(student).__name__}")
+    cfg = student.cfg
+    submodels = list(submodels or cfg.sub_models())
+    unknown = [s for s in submodels if s not in cfg.sub_models()]
+    if unknown:
+        raise ExportError(f"the student has no sub-network {unknown[0]}; it has {cfg.sub_models()}")
+    reference = _cpu_copy(student, cfg)
+    written = []
+    for resolution, ratio in submodels:
+
+        def inputs(b: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+            return {
+                "face": torch.rand(b, 3, face_size, face_size, generator=rng) * 2 - 1,
+                "source": torch.rand(b, generator=rng) * 80,
+                "target": torch.rand(b, generator=rng) * 80,
+            }
+
+        result = _export_verified(
+            _Student(reference, resolution, ratio),
+            inputs,
+            {"face": (0,), "source": (0,), "target": (0,)},
+            ("aged", "flow"),
+            f"the student's {resolution} px x{ratio:g} sub-network",
+            opset,
+            tolerance,
+            timing_repeats,
+        )
+        entry = _write(
+            Path(out_dir), student_file_name(resolution, ratio), "student", result, resolution=resolution, ratio=ratio
+        )
+        written.append(entry)
+        if progress is not None:
+            progress(entry)
+    return written
+
+
+def load_student_weights(path: str | os.PathLike) -> Student:
+    """A Student from its weights file (+ the .json beside it), float32, eval."""
+    from faceage.models.io import load_flat
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"student weights not found: {path}")
+    return load_flat(path, Student, "student.safetensors", "student weights").float().eval()
+
+
 def load_ipcgan_weights(path: str | os.PathLike) -> IPCGANGenerator:
     """An IPCGANGenerator from its weights file (+ the .json beside it), float32, eval."""
     from faceage.models.io import load_flat
@@ -553,6 +639,7 @@ def export_onnx(
     out_dir: str | os.PathLike,
     generator: str | os.PathLike | None = None,
     ipcgan: str | os.PathLike | None = None,
+    student: str | os.PathLike | None = None,
     resolutions: Sequence[int] | None = None,
     ratios: Sequence[float] | None = None,
     opset: int = DEFAULT_OPSET,
@@ -564,13 +651,14 @@ def export_onnx(
 
     Both models are loaded (and so checked) before anything is written.
     """
-    if generator is None and ipcgan is None:
-        raise ExportError("nothing to export: name a generator folder and/or IPCGAN weights")
+    if generator is None and ipcgan is None and student is None:
+        raise ExportError("nothing to export: name a generator folder, IPCGAN weights or student weights")
     check_exporter()
     if opset < MIN_OPSET:
         raise ExportError(f"opset must be >= {MIN_OPSET} (torch's dynamo exporter), got {opset}")
     gen = load_generator_folder(generator) if generator is not None else None
     ipc = load_ipcgan_weights(ipcgan) if ipcgan is not None else None
+    stu = load_student_weights(student) if student is not None else None
     if gen is not None:
         resolutions, ratios = resolve_slices(gen, resolutions, ratios)
     out_dir = Path(out_dir)
@@ -602,5 +690,22 @@ def export_onnx(
         entries.append(entry)
         if progress is not None:
             progress(entry)
+    if stu is not None:
+        assert student is not None
+        sources["student"] = {
+            "name": Path(student).name,
+            "sha256": sha256_bytes(Path(student).read_bytes()),
+            "config": stu.cfg.to_dict(),
+        }
+        subs = [
+            (r, c)
+            for r, c in stu.cfg.sub_models()
+            if (resolutions is None or r in resolutions) and (ratios is None or c in [float(x) for x in ratios])
+        ]
+        if not subs:
+            raise ExportError(f"no sub-network of the student matches; it has {stu.cfg.sub_models()}")
+        entries += export_student(
+            stu, out_dir, subs, opset=opset, tolerance=tolerance, timing_repeats=timing_repeats, progress=progress
+        )
     write_manifest(out_dir, entries, sources, opset, tolerance)
     return entries

@@ -27,6 +27,7 @@ from faceage.models.age_regressor import AgeRegressor, AgeRegressorConfig
 from faceage.models.config import JsonConfig
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator
 from faceage.models.refiner import Refiner, RefinerConfig
+from faceage.models.student import Student, StudentConfig
 from faceage.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 M = TypeVar("M", bound=nn.Module)
@@ -43,6 +44,7 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type[JsonConfig]]] = {
     "AgeRegressor": (AgeRegressor, AgeRegressorConfig),
     "IPCGANGenerator": (IPCGANGenerator, IPCGANConfig),
     "Refiner": (Refiner, RefinerConfig),
+    "Student": (Student, StudentConfig),
 }
 
 

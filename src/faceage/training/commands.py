@@ -22,6 +22,7 @@ from faceage.training.age_commands import age_command
 from faceage.training.ipcgan_commands import ipcgan_command
 from faceage.training.prototype_commands import prototypes_command
 from faceage.training.refiner_commands import refiner_command
+from faceage.training.student_commands import student_command
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 
@@ -255,4 +256,5 @@ def compact_gan(checkpoint: Path, out: Path, with_optimizer: bool) -> None:
 train.add_command(age_command)
 train.add_command(ipcgan_command)
 train.add_command(refiner_command)
+train.add_command(student_command)
 train.add_command(prototypes_command)

@@ -28,15 +28,12 @@ prototype, refined, luma change x4) are dataset-derived: never commit them.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -48,9 +45,10 @@ from faceage.models.io import load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, ProjectedDiscriminator
 from faceage.models.refiner import Refiner, RefinerConfig
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
-from faceage.training.age_trainer import load_split, resize_uint8, step_seed, to_tensor
+from faceage.training.age_trainer import load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
 from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
+from faceage.training.teacher_pairs import load_teacher_pairs
 
 WEIGHTS_NAME = "refiner.safetensors"
 VAL_PAIRS = 64
@@ -127,88 +125,6 @@ class RefinerTrainOptions:
             blocks=self.blocks,
             max_luma=self.max_luma,
         )
-
-
-@dataclass
-class PairArrays:
-    """Teacher pairs in memory at the training size: aged (N, S, S, 3), warped input alike, ages."""
-
-    aged: np.ndarray
-    warped: np.ndarray
-    mask: np.ndarray  # (N, S, S) float32: where the method pastes its change (the refiner's too)
-    source: np.ndarray  # (N,) float32 years
-    target: np.ndarray
-    keys: list[str]
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-
-def warp_by_flow(face: np.ndarray, flow: np.ndarray, flow_unit: float) -> np.ndarray:
-    """``face`` (S, S, 3) warped by a stored backward ``flow`` (F, F, 2) given in pixels of a face
-    ``flow_unit`` wide: output pixel q shows the input at q + flow(q)."""
-    s = face.shape[0]
-    f = cv2.resize(flow, (s, s), interpolation=cv2.INTER_LINEAR) * (s / flow_unit)
-    grid = np.mgrid[0:s, 0:s][::-1].transpose(1, 2, 0).astype(np.float32)
-    m = grid + f
-    return cv2.remap(face, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def load_pairs(pairs: str | Path, faces: dict[str, np.ndarray], size: int, cache_dir: Path | None = None) -> PairArrays:
-    """Decode the teacher pairs in ``pairs`` at ``size`` px with their warped inputs (``faces``:
-    source key -> the input face at ``size`` px). Cached in ``cache_dir`` by the shards' names and
-    sizes. Pairs whose source face is missing are skipped."""
-    from faceage.data.shards import decode_array, find_shards, iter_shard
-
-    paths = find_shards(pairs, "train")
-    ident = json.dumps([[p.name, p.stat().st_size] for p in paths] + [size]).encode()
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / f"pairs-{size}-{hashlib.sha256(ident).hexdigest()[:16]}.npz"
-        if cache.is_file():
-            with np.load(cache) as z:
-                return PairArrays(z["aged"], z["warped"], z["mask"], z["source"], z["target"], list(z["keys"]))
-    aged, warped, masks, source, target, keys = [], [], [], [], [], []
-    for path in paths:
-        for key, image, labels in iter_shard(path):
-            face = faces.get(str(labels.get("source_key")))
-            if face is None or "flow" not in labels or "mask" not in labels:
-                continue
-            assert isinstance(image, np.ndarray)
-            unit = image.shape[0]
-            flow = decode_array(labels["flow"], (-1, 2))
-            side = int(round(np.sqrt(len(flow))))
-            flow = flow.reshape(side, side, 2)
-            aged.append(resize_uint8(np.array(image)[None], size)[0])  # the loader's resize, as for real faces
-            warped.append(warp_by_flow(face, flow, unit))
-            mask = decode_array(labels["mask"], (side, side))
-            masks.append(cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR).clip(0.0, 1.0))
-            source.append(float(labels["age"]))
-            target.append(float(labels["target_age"]))
-            keys.append(key)
-    if not keys:
-        raise DatasetError(f"no usable teacher pairs in {pairs} (are they made from --data?)")
-    arrays = PairArrays(
-        np.stack(aged),
-        np.stack(warped),
-        np.stack(masks).astype(np.float32),
-        np.asarray(source, np.float32),
-        np.asarray(target, np.float32),
-        keys,
-    )
-    if cache is not None:
-        tmp = cache.with_name(cache.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            aged=arrays.aged,
-            warped=arrays.warped,
-            mask=arrays.mask,
-            source=arrays.source,
-            target=arrays.target,
-            keys=keys,
-        )
-        os.replace(tmp, cache)
-    return arrays
 
 
 class PairSampler:
@@ -392,7 +308,9 @@ def train_refiner(
 
     grouping = get_grouping(opts.grouping)
     train = load_split(opts.data, "train", opts.size, out, opts.limit)
-    pairs = load_pairs(opts.pairs, dict(zip(train.keys, train.images)), opts.size, out)
+    pairs = load_teacher_pairs(opts.pairs, opts.data, opts.size, out)
+    pairs = pairs.subset(np.flatnonzero(np.isin(pairs.keys, train.keys)))  # --limit: pairs of the faces loaded
+    warped = pairs.warped()
     order = np.random.default_rng(opts.seed).permutation(len(pairs))
     n_val = min(VAL_PAIRS, len(pairs) // 4)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -409,7 +327,7 @@ def train_refiner(
     def tensors(idx: np.ndarray) -> dict:
         return {
             "aged": to_tensor(pairs.aged[idx]),
-            "warped": to_tensor(pairs.warped[idx]),
+            "warped": to_tensor(warped[idx]),
             "mask": torch.from_numpy(pairs.mask[idx])[:, None],
             "source": torch.from_numpy(pairs.source[idx]),
             "target": torch.from_numpy(pairs.target[idx]),
