@@ -182,3 +182,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def keep_checkpoint_on_interrupt(out: Path) -> Iterator[None]:
+    """A trainer interrupted by Ctrl-C (after its own clean stop) ends with one line and exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
+        raise SystemExit(130) from None

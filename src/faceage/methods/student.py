@@ -57,7 +57,9 @@ class StudentMethod(AgingMethod):
         if budget_ms is not None:
             from faceage.methods.budget import LatencyTable, choose_submodel, model_fingerprint
 
-            table = LatencyTable(self._time_one, cfg.sub_models(), self.info.get("sha256") or model_fingerprint(net), device)
+            table = LatencyTable(
+                self._time_one, cfg.sub_models(), self.info.get("sha256") or model_fingerprint(net), device
+            )
             self.budget = choose_submodel(table.latencies(), float(budget_ms))
             resolution, ratio = self.budget.submodel
         self.resolution = int(resolution or cfg.resolutions[-1])

@@ -11,6 +11,7 @@ from faceage.cli_options import (
     CONTEXT_SETTINGS,
     data_option,
     device_option,
+    keep_checkpoint_on_interrupt,
     max_minutes_option,
     out_folder_option,
     resume_option,
@@ -73,8 +74,5 @@ def age_command(
         max_minutes=max_minutes,
         limit=limit,
     )
-    try:
+    with keep_checkpoint_on_interrupt(out):
         train_age_regressor(opts, resume=resume_in_place(resume, out), log=click.echo)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
-        raise SystemExit(130) from None

@@ -8,6 +8,7 @@ from faceage.cli_options import (
     CONTEXT_SETTINGS,
     data_option,
     device_option,
+    keep_checkpoint_on_interrupt,
     max_minutes_option,
     out_folder_option,
     resume_option,
@@ -133,8 +134,5 @@ def ipcgan_command(
         init_from=init_from,
         limit=limit,
     )
-    try:
+    with keep_checkpoint_on_interrupt(out):
         train_ipcgan(opts, resume=resume_in_place(resume, out), log=click.echo)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
-        raise SystemExit(130) from None

@@ -55,7 +55,7 @@ from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discrimin
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
 from faceage.training.age_trainer import balanced_weights, load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
 _RESUME_FREE = {
@@ -233,7 +233,7 @@ def sample_grid(G, images: np.ndarray, num_groups: int, device) -> np.ndarray:
     return ((rows.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def _generator_metadata(opts: IPCGANTrainOptions, step: int, extra: dict | None = None) -> dict:
+def _generator_metadata(opts: IPCGANTrainOptions, step: int) -> dict:
     from faceage.data.shards import MANIFEST, sha256_file
 
     meta = {
@@ -260,8 +260,6 @@ def _generator_metadata(opts: IPCGANTrainOptions, step: int, extra: dict | None 
             **{k: before[k] for k in ("steps", "kimg", "total_kimg") if k in before},
         }
         meta["total_kimg"] = round(before.get("total_kimg", before.get("kimg", 0.0)) + meta["kimg"], 3)
-    if extra:
-        meta.update(extra)
     return meta
 
 
@@ -276,8 +274,7 @@ def train_ipcgan(
     from faceage.imageio import save_image
     from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
-    t0 = time.perf_counter()
-    stop = StopFlag(opts.max_minutes)
+    t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -335,7 +332,7 @@ def train_ipcgan(
     def seconds() -> float:
         return seconds_before + time.perf_counter() - t0
 
-    def checkpoint(extra: dict | None = None) -> None:
+    def checkpoint(step: int) -> None:
         state = {
             "G": G.state_dict(),
             "D": D.state_dict(),
@@ -347,46 +344,45 @@ def train_ipcgan(
             "seconds": seconds(),
         }
         save_checkpoint(out, step, state, keep=2)
-        save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step, extra))
+        save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step))
 
-    last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
-    stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
-    while step < opts.steps:
-        source, target, real, wrong = sampler.draw(step, opts.batch)
+    def one_step(k: int) -> dict:
+        source, target, real, wrong = sampler.draw(k, opts.batch)
         batch = {
             "source": to_tensor(train.images[source]).to(device),
             "real": to_tensor(train.images[real]).to(device),
             "target": torch.from_numpy(target).to(device),
             "wrong": torch.from_numpy(wrong).to(device),
         }
-        parts = train_step(G, D, g_opt, d_opt, losses, batch, opts, step)
-        step += 1
-        update_ema(
-            G_ema, G, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, step * opts.batch * 0.5)))
+        parts = train_step(G, D, g_opt, d_opt, losses, batch, opts, k)
+        seen = (k + 1) * opts.batch
+        update_ema(G_ema, G, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, seen * 0.5))))
+        return parts
+
+    def line(k: int, parts: dict, rate: float) -> str:
+        return (
+            f"step {k}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
+            f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s"
         )
-        if step % opts.log_every == 0:
-            now = time.perf_counter()
-            rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
-            last_log = now
-            append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
-            log(
-                f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
-                f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} change {parts['change']:.3f} {rate:.1f} img/s"
-            )
-        over_time = bool(stop.reason())
-        interrupted = stop_after_steps is not None and step >= stop_after_steps
-        if step % opts.sample_every == 0 or step == opts.steps:
-            G_ema.eval()
-            result = evaluate(G_ema, losses, val_faces, grouping.num_groups, grouping.centres, device)
-            append_jsonl(metrics_path, {"step": step, "val": result})
-            log("val mean age per group: " + ", ".join(f"{v['centre']}->{v['mean_age']:.1f}" for v in result.values()))
-            save_image(out / f"samples-{step:07d}.png", sample_grid(G_ema, val_faces[:8], grouping.num_groups, device))
-        if step % opts.checkpoint_every == 0 or over_time or interrupted or step == opts.steps:
-            checkpoint()
-        if over_time or interrupted:
-            break
-    stop.restore()
-    summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
-    if not summary["finished"]:
-        log(f"stopped at step {step} of {opts.steps}; continue with --resume")
-    return summary
+
+    def validate(k: int) -> None:
+        G_ema.eval()
+        result = evaluate(G_ema, losses, val_faces, grouping.num_groups, grouping.centres, device)
+        append_jsonl(out / METRICS_NAME, {"step": k, "val": result})
+        log("val mean age per group: " + ", ".join(f"{v['centre']}->{v['mean_age']:.1f}" for v in result.values()))
+        save_image(out / f"samples-{k:07d}.png", sample_grid(G_ema, val_faces[:8], grouping.num_groups, device))
+
+    loop = StepLoop(
+        opts.steps,
+        opts.batch,
+        out / METRICS_NAME,
+        log,
+        seconds,
+        opts.log_every,
+        opts.sample_every,
+        opts.checkpoint_every,
+        opts.max_minutes,
+        started,
+        stop_after_steps,
+    )
+    return loop.run(step, one_step, line, validate, checkpoint)

@@ -10,6 +10,7 @@ from faceage.cli_options import (
     CONTEXT_SETTINGS,
     data_option,
     device_option,
+    keep_checkpoint_on_interrupt,
     max_minutes_option,
     out_folder_option,
     resume_option,
@@ -38,7 +39,9 @@ from faceage.cli_options import (
     "--lambda-id", type=click.FloatRange(min=0), default=1.0, help="Identity term (conv5, beyond the prototype's own)."
 )
 @click.option("--lambda-age", type=click.FloatRange(min=0), default=0.5, help="Age-group softmax term (own regressor).")
-@click.option("--lambda-residual", type=click.FloatRange(min=0), default=2.0, help="Penalty on the size of the change.")
+@click.option(
+    "--lambda-residual", type=click.FloatRange(min=0), default=10.0, help="Penalty on the squared size of the change."
+)
 @click.option("--channels", type=click.IntRange(4), default=16, help="Refiner width at full resolution.")
 @click.option(
     "--diffaugment/--no-diffaugment",
@@ -110,8 +113,5 @@ def refiner_command(
         init_from=init_from,
         limit=limit,
     )
-    try:
+    with keep_checkpoint_on_interrupt(out):
         train_refiner(opts, resume=resume_in_place(resume, out), log=click.echo)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
-        raise SystemExit(130) from None

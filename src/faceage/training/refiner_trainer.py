@@ -16,8 +16,8 @@ pair's target age group (lifespan groups) and a wrong group for it. With
 - R: ``lambda_gan * L_G`` + ``lambda_id * relu(id(refined) - id(aged))``: identity to the (warped)
   input by AlexNet conv5 features, only where the refiner loses more of it than the prototype
   already did (the aging itself is not undone), + ``lambda_age * L_age`` (target group under the
-  own regressor) + ``lambda_residual * mean |luma change|`` (+ a tenth of it on the colour gain's
-  logits), so it corrects rather than repaints.
+  own regressor) + ``lambda_residual * mean (luma change)^2`` (+ a hundredth of it on the colour
+  gain's squared logits), so it corrects rather than repaints.
 
 Determinism and resume as in IPCGAN's trainer: step k's draws come from (seed, k); a checkpoint
 holds R, D, R's EMA, both optimisers and the step; ``--init-from`` starts R from exported weights
@@ -47,7 +47,7 @@ from faceage.models.refiner import Refiner, RefinerConfig
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
 from faceage.training.age_trainer import load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder, lineage
 from faceage.training.teacher_pairs import load_teacher_pairs
 
 WEIGHTS_NAME = "refiner.safetensors"
@@ -81,7 +81,7 @@ class RefinerTrainOptions:
     lambda_gan: float = 1.0
     lambda_id: float = 1.0
     lambda_age: float = 0.5
-    lambda_residual: float = 2.0
+    lambda_residual: float = 10.0  # on the mean squared luma change
     identity_size: int = 96
     channels: int = 16
     levels: int = 3
@@ -195,7 +195,9 @@ def train_step(R, D, r_opt, d_opt, judges: FrozenJudges, batch: dict, opts: Refi
     id_after = judges.identity_per_face(refined, warped)
     g_id = torch.relu(id_after - id_before).mean()
     g_age, age_acc = judges.age(refined, group)
-    g_res = luma.abs().mean() + 0.1 * gain_logits.abs().mean()
+    # squared, not absolute: an L1 penalty's constant pull outweighed the weak early adversarial
+    # gradient and held every change at exactly zero (a run with lambda_age 0.05 never moved)
+    g_res = luma.pow(2).mean() + 0.01 * gain_logits.pow(2).mean()
     loss = opts.lambda_gan * g_gan + opts.lambda_id * g_id + opts.lambda_age * g_age + opts.lambda_residual * g_res
     r_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -248,7 +250,7 @@ def sample_grid(R, val: dict, rows: int = 8) -> np.ndarray:
     return ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def _metadata(opts: RefinerTrainOptions, step: int, pairs_manifest: dict, extra: dict | None = None) -> dict:
+def _metadata(opts: RefinerTrainOptions, step: int, pairs_manifest: dict) -> dict:
     from faceage.data.shards import MANIFEST, sha256_file
 
     meta = {
@@ -271,14 +273,7 @@ def _metadata(opts: RefinerTrainOptions, step: int, pairs_manifest: dict, extra:
             "age_classifier": "faceage age_regressor (shipped)",
         },
     }
-    if opts.init_from:
-        from faceage.models.io import read_flat_config
-
-        _, before = read_flat_config(opts.init_from, "Refiner")
-        meta["initialised_from"] = {"file": Path(opts.init_from).name, "steps": before.get("steps")}
-        meta["total_steps"] = int(before.get("total_steps", before.get("steps", 0))) + step
-    if extra:
-        meta.update(extra)
+    meta.update(lineage(opts.init_from, "Refiner", step))
     return meta
 
 
@@ -295,8 +290,7 @@ def train_refiner(
     from faceage.imageio import save_image
     from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
-    t0 = time.perf_counter()
-    stop = StopFlag(opts.max_minutes)
+    t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -365,7 +359,7 @@ def train_refiner(
     def seconds() -> float:
         return seconds_before + time.perf_counter() - t0
 
-    def checkpoint() -> None:
+    def checkpoint(step: int) -> None:
         state = {
             "R": R.state_dict(),
             "D": D.state_dict(),
@@ -379,48 +373,47 @@ def train_refiner(
         save_checkpoint(out, step, state, keep=2)
         save_flat(R_ema, out / WEIGHTS_NAME, _metadata(opts, step, pairs_manifest))
 
-    last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
-    stop.install()  # --max-minutes, SIGTERM or Ctrl-C: stop after the step, with a checkpoint
-    while step < opts.steps:
-        chosen, real, wrong = sampler.draw(step, opts.batch)
-        batch = {k: v.to(device) for k, v in tensors(train_idx[chosen]).items()}
+    def one_step(k: int) -> dict:
+        chosen, real, wrong = sampler.draw(k, opts.batch)
+        batch = {name: v.to(device) for name, v in tensors(train_idx[chosen]).items()}
         batch["real"] = to_tensor(train.images[real]).to(device)
         batch["wrong"] = torch.from_numpy(wrong).long().to(device)
-        parts = train_step(R, D, r_opt, d_opt, judges, batch, opts, step)
-        step += 1
-        update_ema(
-            R_ema, R, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, step * opts.batch * 0.5)))
+        parts = train_step(R, D, r_opt, d_opt, judges, batch, opts, k)
+        seen = (k + 1) * opts.batch
+        update_ema(R_ema, R, 0.5 ** (opts.batch / max(1.0, min(opts.ema_half_life_kimg * 1000, seen * 0.5))))
+        return parts
+
+    def line(k: int, parts: dict, rate: float) -> str:
+        return (
+            f"step {k}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
+            f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} luma {parts['luma_change']:.4f} {rate:.1f} img/s"
         )
-        if step % opts.log_every == 0:
-            now = time.perf_counter()
-            rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
-            last_log = now
-            append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
-            log(
-                f"step {step}/{opts.steps} D {parts['d_loss']:.3f} G {parts['g_gan']:.3f} id {parts['g_id']:.3f} "
-                f"age {parts['g_age']:.3f} acc {parts['age_acc']:.2f} luma {parts['luma_change']:.4f} {rate:.1f} img/s"
+
+    def validate(k: int) -> None:
+        result = evaluate(R_ema, D, judges, val, device)
+        append_jsonl(out / METRICS_NAME, {"step": k, "val": result})
+        log(
+            "val: "
+            + "; ".join(
+                f"{name} age err {v['age_error']:.1f} acc {v['group_acc']:.2f} D {v['d_score']:.3f} id {v['identity']:.3f}"
+                for name, v in result.items()
+                if isinstance(v, dict)
             )
-        over_time = bool(stop.reason())
-        interrupted = stop_after_steps is not None and step >= stop_after_steps
-        if step % opts.sample_every == 0 or step == opts.steps or over_time or interrupted:
-            result = evaluate(R_ema, D, judges, val, device)
-            append_jsonl(metrics_path, {"step": step, "val": result})
-            log(
-                "val: "
-                + "; ".join(
-                    f"{k} age err {v['age_error']:.1f} acc {v['group_acc']:.2f} D {v['d_score']:.3f} id {v['identity']:.3f}"
-                    for k, v in result.items()
-                    if isinstance(v, dict)
-                )
-            )
-            save_image(out / f"samples-{step:07d}.png", sample_grid(R_ema.cpu(), {k: v.cpu() for k, v in val.items()}))
-            R_ema.to(device)
-        if step % opts.checkpoint_every == 0 or over_time or interrupted or step == opts.steps:
-            checkpoint()
-        if over_time or interrupted:
-            break
-    stop.restore()
-    summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
-    if not summary["finished"]:
-        log(f"stopped at step {step} of {opts.steps}; continue with --resume")
-    return summary
+        )
+        save_image(out / f"samples-{k:07d}.png", sample_grid(R_ema.cpu(), {n: v.cpu() for n, v in val.items()}))
+        R_ema.to(device)
+
+    loop = StepLoop(
+        opts.steps,
+        opts.batch,
+        out / METRICS_NAME,
+        log,
+        seconds,
+        opts.log_every,
+        opts.sample_every,
+        opts.checkpoint_every,
+        opts.max_minutes,
+        started,
+        stop_after_steps,
+    )
+    return loop.run(step, one_step, line, validate, checkpoint)

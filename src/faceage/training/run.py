@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -170,3 +171,71 @@ class StopFlag:
         if self.time_is_up():
             return f"time limit {self.max_minutes:g} min"
         return ""
+
+
+@dataclass
+class StepLoop:
+    """The loop the image-to-image trainers share (IPCGAN, refiner, student): step, log with the
+    images per second, evaluate, checkpoint, and stop cleanly on ``steps``, the time limit, a
+    signal or ``stop_after_steps`` (an interruption in tests), always with a checkpoint.
+
+    ``step(k) -> dict`` runs optimisation step k (0-based) and returns numbers for the metrics
+    log; ``line(k, parts, rate)`` is the console line; ``evaluate(k)`` and ``checkpoint(k)`` run
+    after step k when due. ``seconds()`` is the run's wall time over all resumed calls.
+    """
+
+    steps: int
+    batch: int
+    metrics: Path
+    log: Callable[[str], None]
+    seconds: Callable[[], float]
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    max_minutes: float | None = None
+    started: float | None = None  # time.monotonic() the time limit counts from (None: the loop's start)
+    stop_after_steps: int | None = None
+
+    def run(
+        self,
+        start: int,
+        step: Callable[[int], dict],
+        line: Callable[[int, dict, float], str],
+        evaluate: Callable[[int], None],
+        checkpoint: Callable[[int], None],
+    ) -> dict:
+        """Run from step ``start``; return {finished, step, seconds}."""
+        k, last = start, time.perf_counter()
+        with StopFlag(self.max_minutes, self.started) as stop:
+            while k < self.steps:
+                parts = step(k)
+                k += 1
+                if k % self.log_every == 0:
+                    now = time.perf_counter()
+                    rate = self.log_every * self.batch / max(now - last, 1e-9)
+                    last = now
+                    append_jsonl(self.metrics, {"step": k, **parts, "images_per_s": rate, "seconds": self.seconds()})
+                    self.log(line(k, parts, rate))
+                over = bool(stop.reason()) or (self.stop_after_steps is not None and k >= self.stop_after_steps)
+                if k % self.eval_every == 0 or k == self.steps or over:
+                    evaluate(k)
+                if k % self.checkpoint_every == 0 or k == self.steps or over:
+                    checkpoint(k)
+                if over:
+                    break
+        summary = {"finished": k >= self.steps, "step": k, "kimg": k * self.batch / 1000, "seconds": self.seconds()}
+        if not summary["finished"]:
+            self.log(f"stopped at step {k} of {self.steps}; continue with --resume")
+        return summary
+
+
+def lineage(init_from: str | None, network: str, steps: int) -> dict:
+    """What a run started from exported weights records: the file, its steps and the total steps
+    (``{}`` for a fresh start)."""
+    if not init_from:
+        return {}
+    from faceage.models.io import read_flat_config
+
+    _, before = read_flat_config(init_from, network)
+    total = int(before.get("total_steps", before.get("steps", 0))) + steps
+    return {"initialised_from": {"file": Path(init_from).name, "steps": before.get("steps")}, "total_steps": total}

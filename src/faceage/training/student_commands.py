@@ -11,6 +11,7 @@ from faceage.cli_options import (
     data_option,
     device_option,
     int_list,
+    keep_checkpoint_on_interrupt,
     max_minutes_option,
     out_folder_option,
     resume_option,
@@ -86,8 +87,5 @@ def student_command(
         )
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
-    try:
+    with keep_checkpoint_on_interrupt(out):
         train_student(opts, resume=resume_in_place(resume, out), log=click.echo)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: the latest checkpoint in {out} is kept; continue with --resume", err=True)
-        raise SystemExit(130) from None

@@ -43,7 +43,7 @@ from faceage.models.layers import box_downsample
 from faceage.models.student import Student, StudentConfig, apply_student
 from faceage.training.adversarial import FrozenJudges
 from faceage.training.age_trainer import step_seed, to_tensor
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StopFlag, append_jsonl, check_run_folder
+from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder, lineage
 from faceage.training.teacher_pairs import TeacherPairs, load_teacher_pairs
 
 WEIGHTS_NAME = "student.safetensors"
@@ -261,12 +261,7 @@ def _metadata(opts: StudentTrainOptions, step: int, pairs_manifest: dict) -> dic
         "data_manifest_sha256": sha256_file(Path(opts.data) / MANIFEST),
         "losses": {k: v for k, v in opts.to_dict().items() if k.startswith("lambda_")},
     }
-    if opts.init_from:
-        from faceage.models.io import read_flat_config
-
-        _, before = read_flat_config(opts.init_from, "Student")
-        meta["initialised_from"] = {"file": Path(opts.init_from).name, "steps": before.get("steps")}
-        meta["total_steps"] = int(before.get("total_steps", before.get("steps", 0))) + step
+    meta.update(lineage(opts.init_from, "Student", step))
     return meta
 
 
@@ -292,8 +287,7 @@ def train_student(
     from faceage.data.shards import MANIFEST
     from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
-    t0 = time.perf_counter()
-    stop = StopFlag(opts.max_minutes)
+    t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
     device = torch.device(opts.device)
     out = Path(opts.out)
@@ -335,7 +329,7 @@ def train_student(
     def seconds() -> float:
         return seconds_before + time.perf_counter() - t0
 
-    def checkpoint() -> None:
+    def checkpoint(step: int) -> None:
         state = {
             "student": student.state_dict(),
             "opt": opt.state_dict(),
@@ -346,36 +340,35 @@ def train_student(
         save_checkpoint(out, step, state, keep=2)
         save_flat(student, out / WEIGHTS_NAME, _metadata(opts, step, pairs_manifest))
 
-    last_log, metrics_path = time.perf_counter(), out / METRICS_NAME
-    stop.install()
-    while step < opts.steps:
-        rng = np.random.default_rng([opts.seed, step, 0x5D])
+    def one_step(k: int) -> dict:
+        rng = np.random.default_rng([opts.seed, k, 0x5D])
         chosen = train_idx[rng.integers(0, len(train_idx), size=opts.batch)]
-        batch = {k: v.to(device) for k, v in _tensors(pairs, chosen, groups).items()}
-        parts = train_step(student, opt, judges, batch, opts, step)
-        step += 1
-        if step % opts.log_every == 0:
-            now = time.perf_counter()
-            rate = opts.log_every * opts.batch / max(now - last_log, 1e-9)
-            last_log = now
-            append_jsonl(metrics_path, {"step": step, **parts, "images_per_s": rate, "seconds": seconds()})
-            log(
-                f"step {step}/{opts.steps} flow {parts['full_flow']:.3f} image {parts['full_image']:.4f} "
-                f"perc {parts['full_perceptual']:.4f} cons {parts['consistency']:.4f} "
-                f"sub {parts['sub_resolution']}x{parts['sub_ratio']:g} {rate:.1f} img/s"
-            )
-        over_time = bool(stop.reason())
-        interrupted = stop_after_steps is not None and step >= stop_after_steps
-        if step % opts.eval_every == 0 or step == opts.steps or over_time or interrupted:
-            result = evaluate(student, judges, val)
-            append_jsonl(metrics_path, {"step": step, "val": result})
-            log("val psnr: " + ", ".join(f"{k} {v['psnr']:.1f}" for k, v in result.items()))
-        if step % opts.checkpoint_every == 0 or over_time or interrupted or step == opts.steps:
-            checkpoint()
-        if over_time or interrupted:
-            break
-    stop.restore()
-    summary = {"finished": step >= opts.steps, "step": step, "kimg": step * opts.batch / 1000, "seconds": seconds()}
-    if not summary["finished"]:
-        log(f"stopped at step {step} of {opts.steps}; continue with --resume")
-    return summary
+        batch = {name: v.to(device) for name, v in _tensors(pairs, chosen, groups).items()}
+        return train_step(student, opt, judges, batch, opts, k)
+
+    def line(k: int, parts: dict, rate: float) -> str:
+        return (
+            f"step {k}/{opts.steps} flow {parts['full_flow']:.3f} image {parts['full_image']:.4f} "
+            f"perc {parts['full_perceptual']:.4f} cons {parts['consistency']:.4f} "
+            f"sub {parts['sub_resolution']}x{parts['sub_ratio']:g} {rate:.1f} img/s"
+        )
+
+    def validate(k: int) -> None:
+        result = evaluate(student, judges, val)
+        append_jsonl(out / METRICS_NAME, {"step": k, "val": result})
+        log("val psnr: " + ", ".join(f"{name} {v['psnr']:.1f}" for name, v in result.items()))
+
+    loop = StepLoop(
+        opts.steps,
+        opts.batch,
+        out / METRICS_NAME,
+        log,
+        seconds,
+        opts.log_every,
+        opts.eval_every,
+        opts.checkpoint_every,
+        opts.max_minutes,
+        started,
+        stop_after_steps,
+    )
+    return loop.run(step, one_step, line, validate, checkpoint)
