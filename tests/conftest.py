@@ -14,6 +14,7 @@ from PIL import Image
 # `make test`'s --durations they take about 90 % of the suite's time. A new slow test carries
 # @pytest.mark.slow where it stands; these files, and these single tests, are slow as a whole.
 SLOW_FILES = {
+    "data/test_pairs.py",
     "data/test_prepare.py",
     "eval/test_aging_bench.py",
     "eval/test_fid.py",
@@ -26,6 +27,8 @@ SLOW_FILES = {
     "methods/test_shipped_ipcgan.py",
     "models/test_official_stylegan2.py",
     "serve/test_serve_app.py",
+    "training/test_refiner_training.py",
+    "training/test_student_training.py",
     "serve/test_serve_browser.py",
     "test_cli.py",
     "training/test_age_training.py",

@@ -1,0 +1,64 @@
+"""The shipped refiner, end to end as the prototype method's last step, artifact guards included,
+and a trainer that resumes from it alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import faceage
+from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.imageio import load_image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def agers():
+    verify_shipped("refiner.safetensors")  # sha256 matches the manifest
+    verify_shipped("refiner.json")
+    return faceage.load("prototype"), faceage.load("prototype", refine=True)
+
+
+def test_refined_example_keeps_the_person_and_the_guards(agers):
+    plain, refined = agers
+    photo = load_image(EXAMPLE_PHOTO)
+    before = plain.age(photo, to=75)
+    after = refined.age(photo, to=75)
+    (face,) = after.faces
+    assert refined.method.describe()["refine"] is True and face.same_person
+    assert face.chroma_detail is not None and face.chroma_detail <= 1.5  # no invented colour noise
+    assert np.array_equal(after.image[-40:], photo[-40:])  # outside the head the photo is untouched
+    change = np.abs(after.image.astype(int) - before.image.astype(int))
+    assert 0 < change.max() and change.mean() < 2.0  # a correction, not a repaint
+
+
+def test_a_grayscale_photo_stays_grayscale(agers):
+    _, refined = agers
+    photo = load_image(EXAMPLE_PHOTO)
+    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    result = refined.age(gray, to=70)
+    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
+    assert spread.max() <= 2
+
+
+def test_training_resumes_from_the_shipped_weights_alone(tiny_pairs, tiny_faces256, tmp_path):
+    from faceage.models.io import read_flat_config
+    from faceage.training.refiner_trainer import WEIGHTS_NAME, RefinerTrainOptions, train_refiner
+
+    shipped = verify_shipped("refiner.safetensors")
+    _, before = read_flat_config(shipped, "Refiner")
+    opts = RefinerTrainOptions(
+        pairs=str(tiny_pairs),
+        data=str(tiny_faces256),
+        out=str(tmp_path / "run"),
+        steps=1,
+        batch=4,
+        threads=1,
+        log_every=1,
+        identity_size=64,
+        init_from=str(shipped),
+    )
+    assert train_refiner(opts, log=lambda _: None)["step"] == 1
+    _, meta = read_flat_config(tmp_path / "run" / WEIGHTS_NAME, "Refiner")
+    assert meta["initialised_from"]["steps"] == before["steps"] and meta["total_steps"] == before["steps"] + 1
