@@ -10,13 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from faceage.data.balance import balanced_weights, decade_index
 from faceage.models.io import load_age_regressor
 from faceage.training.age_commands import age_command
 from faceage.training.age_trainer import (
     DECADES,
     AgeTrainOptions,
-    balanced_weights,
-    decade_index,
     decade_mae,
     epoch_order,
     format_decade_report,

@@ -46,7 +46,7 @@ def draw_pairs(ages: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.
     """(face indices, target ages): ``count`` faces drawn without replacement, decade-balanced
     (children and the old as often as the 20-40s that fill the datasets), each with a target at
     least ``MIN_GAP`` years from its age."""
-    from faceage.training.age_trainer import balanced_weights
+    from faceage.data.balance import balanced_weights
 
     rng = np.random.default_rng([seed, 0x9A125])
     count = min(count, len(ages))

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from faceage.atomic import write_json_atomic
+from faceage.data.balance import balanced_weights, decade_index
 from faceage.errors import DatasetError
 from faceage.models.age_regressor import (
     AgeRegressor,
@@ -209,19 +210,6 @@ def load_split(
         np.savez(tmp, images=arrays.images, ages=arrays.ages, keys=np.asarray(keys), sources=np.asarray(sources))
         os.replace(tmp, cache)
     return arrays
-
-
-def decade_index(ages: np.ndarray) -> np.ndarray:
-    """Age in years -> decade 0..9 (9 = 90 and over)."""
-    return np.clip(np.floor(np.asarray(ages, np.float64) / 10.0), 0, 9).astype(np.int64)
-
-
-def balanced_weights(ages: np.ndarray, power: float) -> np.ndarray:
-    """Sampling probability per face: ``1 / count(decade) ** power``, normalised to sum 1."""
-    decades = decade_index(ages)
-    counts = np.bincount(decades, minlength=10).astype(np.float64)
-    w = 1.0 / counts[decades] ** power
-    return w / w.sum()
 
 
 def epoch_order(weights: np.ndarray, seed: int, epoch: int) -> np.ndarray:

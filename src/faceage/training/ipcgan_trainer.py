@@ -48,12 +48,13 @@ import numpy as np
 import torch
 
 from faceage.age_groups import get_grouping
+from faceage.data.balance import balanced_weights
 from faceage.errors import DatasetError
 from faceage.models.age_regressor import count_parameters, group_log_probs
 from faceage.models.io import load_flat, save_flat
 from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discriminator
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
-from faceage.training.age_trainer import balanced_weights, load_split, step_seed, to_tensor
+from faceage.training.age_trainer import load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
 from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder
 
