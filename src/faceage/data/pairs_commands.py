@@ -26,11 +26,14 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from faceage.cli_options import sigterm_as_interrupt
+
+if TYPE_CHECKING:  # numpy loads inside the functions: `faceage --help` imports this module
+    import numpy as np
 
 MIN_GAP = 8.0  # years between the labelled age and a drawn target
 LIFESPAN = (1.0, 85.0)  # targets are drawn uniformly in this range
@@ -46,6 +49,8 @@ def draw_pairs(ages: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.
     """(face indices, target ages): ``count`` faces drawn without replacement, decade-balanced
     (children and the old as often as the 20-40s that fill the datasets), each with a target at
     least ``MIN_GAP`` years from its age."""
+    import numpy as np
+
     from faceage.data.balance import balanced_weights
 
     rng = np.random.default_rng([seed, 0x9A125])
@@ -85,6 +90,7 @@ def _init_worker(method: str, weights: str | None, options: dict, in_process: bo
 def _make_pair(task: tuple[str, bytes, dict, float]) -> tuple[str, bytes | None, dict]:
     """(key, face JPEG, labels, target) -> (key, edited JPEG or None, labels or {error})."""
     import cv2
+    import numpy as np
 
     from faceage.data.shards import decode_jpeg, decode_landmarks, encode_array, encode_jpeg
     from faceage.methods.base import run_edit
@@ -161,6 +167,8 @@ def make_pairs(
     echo=click.echo,  # noqa: ANN001 - a print-like callable
 ) -> dict:
     """Write ``count`` pairs into ``out``; return the manifest. See the module docstring."""
+    import numpy as np
+
     from faceage.data.shards import (
         FORMAT,
         MANIFEST,
