@@ -56,7 +56,15 @@ from faceage.models.ipcgan import IPCGANConfig, IPCGANGenerator, build_discrimin
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
 from faceage.training.age_trainer import load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder
+from faceage.training.run import (
+    METRICS_NAME,
+    OPTIONS_NAME,
+    StepLoop,
+    append_jsonl,
+    check_run_folder,
+    load_parts,
+    save_parts,
+)
 
 WEIGHTS_NAME = "ipcgan_generator.safetensors"
 _RESUME_FREE = {
@@ -273,7 +281,6 @@ def train_ipcgan(
     """Train (or resume) a run in ``opts.out``; return a summary. ``stop_after_steps`` ends the call
     after that many global steps with a checkpoint, as an interruption would."""
     from faceage.imageio import save_image
-    from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
     t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
@@ -318,11 +325,9 @@ def train_ipcgan(
     d_opt = torch.optim.Adam(trainable(D), lr=opts.lr_d, betas=(0.5, 0.999))
     losses = FrozenJudges(grouping.edges, device, opts.identity_size)
     step, seconds_before = 0, 0.0
+    parts = {"G": G, "D": D, "G_ema": G_ema, "g_opt": g_opt, "d_opt": d_opt}
     if resume:
-        state = load_checkpoint(out)
-        G.load_state_dict(state["G"]), D.load_state_dict(state["D"]), G_ema.load_state_dict(state["G_ema"])
-        g_opt.load_state_dict(state["g_opt"]), d_opt.load_state_dict(state["d_opt"])
-        step, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+        step, seconds_before = load_parts(out, parts)
         log(f"resumed at step {step}")
     else:
         log(
@@ -334,17 +339,7 @@ def train_ipcgan(
         return seconds_before + time.perf_counter() - t0
 
     def checkpoint(step: int) -> None:
-        state = {
-            "G": G.state_dict(),
-            "D": D.state_dict(),
-            "G_ema": G_ema.state_dict(),
-            "g_opt": g_opt.state_dict(),
-            "d_opt": d_opt.state_dict(),
-            "step": step,
-            "options": opts.to_dict(),
-            "seconds": seconds(),
-        }
-        save_checkpoint(out, step, state, keep=2)
+        save_parts(out, step, parts, opts.to_dict(), seconds())
         save_flat(G_ema, out / WEIGHTS_NAME, _generator_metadata(opts, step))
 
     def one_step(k: int) -> dict:

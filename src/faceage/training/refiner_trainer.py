@@ -47,7 +47,16 @@ from faceage.models.refiner import Refiner, RefinerConfig
 from faceage.training.adversarial import FrozenJudges, judge_under, lsgan, random_flip, trainable
 from faceage.training.age_trainer import load_split, step_seed, to_tensor
 from faceage.training.ema import make_ema, update_ema
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder, lineage
+from faceage.training.run import (
+    METRICS_NAME,
+    OPTIONS_NAME,
+    StepLoop,
+    append_jsonl,
+    check_run_folder,
+    lineage,
+    load_parts,
+    save_parts,
+)
 from faceage.training.teacher_pairs import load_teacher_pairs
 
 WEIGHTS_NAME = "refiner.safetensors"
@@ -288,7 +297,6 @@ def train_refiner(
     from faceage.atomic import write_json_atomic
     from faceage.data.shards import MANIFEST
     from faceage.imageio import save_image
-    from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
     t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
@@ -347,11 +355,9 @@ def train_refiner(
     d_opt = torch.optim.Adam(trainable(D), lr=opts.lr_d, betas=(0.5, 0.999))
     judges = FrozenJudges(grouping.edges, device, opts.identity_size)
     step, seconds_before = 0, 0.0
+    parts = {"R": R, "D": D, "R_ema": R_ema, "r_opt": r_opt, "d_opt": d_opt}
     if resume:
-        state = load_checkpoint(out)
-        R.load_state_dict(state["R"]), D.load_state_dict(state["D"]), R_ema.load_state_dict(state["R_ema"])
-        r_opt.load_state_dict(state["r_opt"]), d_opt.load_state_dict(state["d_opt"])
-        step, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+        step, seconds_before = load_parts(out, parts)
         log(f"resumed at step {step}")
     else:
         log(f"refiner {count_parameters(R) / 1e6:.2f} M parameters; {opts.steps} steps of {opts.batch}")
@@ -360,17 +366,7 @@ def train_refiner(
         return seconds_before + time.perf_counter() - t0
 
     def checkpoint(step: int) -> None:
-        state = {
-            "R": R.state_dict(),
-            "D": D.state_dict(),
-            "R_ema": R_ema.state_dict(),
-            "r_opt": r_opt.state_dict(),
-            "d_opt": d_opt.state_dict(),
-            "step": step,
-            "options": opts.to_dict(),
-            "seconds": seconds(),
-        }
-        save_checkpoint(out, step, state, keep=2)
+        save_parts(out, step, parts, opts.to_dict(), seconds())
         save_flat(R_ema, out / WEIGHTS_NAME, _metadata(opts, step, pairs_manifest))
 
     def one_step(k: int) -> dict:

@@ -239,3 +239,23 @@ def lineage(init_from: str | None, network: str, steps: int) -> dict:
     _, before = read_flat_config(init_from, network)
     total = int(before.get("total_steps", before.get("steps", 0))) + steps
     return {"initialised_from": {"file": Path(init_from).name, "steps": before.get("steps")}, "total_steps": total}
+
+
+def save_parts(out: Path, step: int, parts: dict[str, Any], options: dict, seconds: float) -> Path:
+    """Checkpoint ``step`` in ``out`` (the latest two kept): each part's ``state_dict`` under its
+    name, the step, the run's options and its wall time so far."""
+    from faceage.training.checkpoint_format import save_checkpoint
+
+    state = {name: part.state_dict() for name, part in parts.items()}
+    return save_checkpoint(out, step, {**state, "step": step, "options": options, "seconds": seconds}, keep=2)
+
+
+def load_parts(out: Path, parts: dict[str, Any]) -> tuple[int, float]:
+    """Resume: each part loads its state from the newest checkpoint in ``out``; returns (step, the
+    run's wall time so far)."""
+    from faceage.training.checkpoint_format import load_checkpoint
+
+    state = load_checkpoint(out)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return int(state["step"]), float(state.get("seconds", 0.0))

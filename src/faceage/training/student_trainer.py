@@ -43,7 +43,16 @@ from faceage.models.layers import box_downsample
 from faceage.models.student import Student, StudentConfig, apply_student
 from faceage.training.adversarial import FrozenJudges
 from faceage.training.age_trainer import step_seed, to_tensor
-from faceage.training.run import METRICS_NAME, OPTIONS_NAME, StepLoop, append_jsonl, check_run_folder, lineage
+from faceage.training.run import (
+    METRICS_NAME,
+    OPTIONS_NAME,
+    StepLoop,
+    append_jsonl,
+    check_run_folder,
+    lineage,
+    load_parts,
+    save_parts,
+)
 from faceage.training.teacher_pairs import TeacherPairs, load_teacher_pairs
 
 WEIGHTS_NAME = "student.safetensors"
@@ -285,7 +294,6 @@ def train_student(
     """Train (or resume) a run in ``opts.out``; return a summary."""
     from faceage.atomic import write_json_atomic
     from faceage.data.shards import MANIFEST
-    from faceage.training.checkpoint_format import load_checkpoint, save_checkpoint
 
     t0, started = time.perf_counter(), time.monotonic()
     torch.set_num_threads(opts.threads)
@@ -318,10 +326,9 @@ def train_student(
     opt = torch.optim.Adam(student.parameters(), lr=opts.lr, betas=(0.9, 0.99))
     judges = FrozenJudges(get_grouping("lifespan").edges, device, opts.identity_size)
     step, seconds_before = 0, 0.0
+    parts = {"student": student, "opt": opt}
     if resume:
-        state = load_checkpoint(out)
-        student.load_state_dict(state["student"]), opt.load_state_dict(state["opt"])
-        step, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
+        step, seconds_before = load_parts(out, parts)
         log(f"resumed at step {step}")
     else:
         log(f"student {count_parameters(student) / 1e6:.2f} M parameters; {opts.steps} steps of {opts.batch}")
@@ -330,14 +337,7 @@ def train_student(
         return seconds_before + time.perf_counter() - t0
 
     def checkpoint(step: int) -> None:
-        state = {
-            "student": student.state_dict(),
-            "opt": opt.state_dict(),
-            "step": step,
-            "options": opts.to_dict(),
-            "seconds": seconds(),
-        }
-        save_checkpoint(out, step, state, keep=2)
+        save_parts(out, step, parts, opts.to_dict(), seconds())
         save_flat(student, out / WEIGHTS_NAME, _metadata(opts, step, pairs_manifest))
 
     def one_step(k: int) -> dict:
