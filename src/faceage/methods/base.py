@@ -84,3 +84,21 @@ def run_edit(
             raise ValueError(f"method {method.name!r} needs each face's landmarks")
         return method.edit(faces, source_ages, target_age, landmarks=landmarks)
     return method.edit(faces, source_ages, target_age)
+
+
+def checked_faces(faces: np.ndarray, source_ages: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A method's inputs checked: ``faces`` as (N, size, size, 3) uint8 and ``source_ages`` as (N,)
+    float64, else ``ValueError`` saying what was given."""
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[1:] != (size, size, 3) or faces.dtype != np.uint8:
+        raise ValueError(f"faces must be (N, {size}, {size}, 3) uint8, got {faces.shape} {faces.dtype}")
+    source_ages = np.asarray(source_ages, np.float64).reshape(-1)
+    if len(source_ages) != len(faces):
+        raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")
+    return faces, source_ages
+
+
+def empty_edit(size: int) -> Edit:
+    """The edit of no faces."""
+    empty = np.zeros((0, size, size, 3), np.uint8)
+    return Edit(empty, empty.copy())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from faceage.age_groups import AgeGrouping, check_target_age, get_grouping
-from faceage.methods.base import AgingMethod, Edit
+from faceage.methods.base import AgingMethod, Edit, checked_faces, empty_edit
 from faceage.models.colour import keep_colour
 from faceage.models.ipcgan import IPCGANGenerator
 
@@ -129,14 +129,7 @@ class IPCGANMethod(AgingMethod):
     def edit(
         self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
     ) -> Edit:
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[1:] != (self.face_size, self.face_size, 3) or faces.dtype != np.uint8:
-            raise ValueError(
-                f"faces must be (N, {self.face_size}, {self.face_size}, 3) uint8, got {faces.shape} {faces.dtype}"
-            )
-        source_ages = np.asarray(source_ages, np.float64).reshape(-1)
-        if len(source_ages) != len(faces):
-            raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")
+        faces, source_ages = checked_faces(faces, source_ages, self.face_size)
         target_age = check_target_age(target_age)
         target = torch.from_numpy(group_weights(np.full(len(faces), float(target_age)), self.grouping))
         source = torch.from_numpy(group_weights(source_ages, self.grouping))
@@ -146,6 +139,5 @@ class IPCGANMethod(AgingMethod):
             edited.append(to_uint8(self._render(x, target[i : i + self.batch])))
             recon.append(to_uint8(self._render(x, source[i : i + self.batch])))
         if not edited:
-            empty = np.zeros((0, self.face_size, self.face_size, 3), np.uint8)
-            return Edit(empty, empty.copy())
+            return empty_edit(self.face_size)
         return Edit(np.concatenate(edited), np.concatenate(recon))

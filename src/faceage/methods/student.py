@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceage.methods.base import AgingMethod, Edit
+from faceage.age_groups import check_target_age
+from faceage.methods.base import AgingMethod, Edit, checked_faces, empty_edit
 from faceage.models.colour import luma_chroma_edit
 from faceage.models.io import load_flat
 from faceage.models.student import FLOW_UNIT, Student, flow_grid
@@ -100,20 +101,13 @@ class StudentMethod(AgingMethod):
     def edit(
         self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
     ) -> Edit:
-        faces = np.asarray(faces)
         s = self.face_size
-        if faces.ndim != 4 or faces.shape[1:] != (s, s, 3) or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, {s}, {s}, 3) uint8, got {faces.shape} {faces.dtype}")
-        source_ages = np.asarray(source_ages, np.float32).reshape(-1)
-        if len(source_ages) != len(faces):
-            raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")
-        if not np.isfinite(target_age):
-            raise ValueError(f"target age must be a finite number, got {target_age}")
+        faces, source_ages = checked_faces(faces, source_ages, s)
+        target_age = check_target_age(target_age)
         if not len(faces):
-            empty = np.zeros((0, s, s, 3), np.uint8)
-            return Edit(empty, empty.copy())
+            return empty_edit(s)
         x = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        source = torch.from_numpy(source_ages)
+        source = torch.from_numpy(source_ages.astype(np.float32))
         target = torch.full_like(source, float(target_age))
         flow, luma, gain = self.net(x, source, target, self.resolution, self.ratio)
         warped = F.grid_sample(x, flow_grid(flow, s), mode="bilinear", padding_mode="reflection", align_corners=False)

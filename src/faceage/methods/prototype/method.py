@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from faceage.faces import mesh
-from faceage.methods.base import AgingMethod, Edit
+from faceage.methods.base import AgingMethod, Edit, checked_faces, empty_edit
 from faceage.methods.prototype import beard as beard_step
 from faceage.methods.prototype import colour as colour_step
 from faceage.methods.prototype import detail as detail_step
@@ -167,13 +167,7 @@ class PrototypeMethod(AgingMethod):
     def edit(
         self, faces: np.ndarray, source_ages: np.ndarray, target_age: float, landmarks: np.ndarray | None = None
     ) -> Edit:
-        faces = np.asarray(faces)
-        s = self.face_size
-        if faces.ndim != 4 or faces.shape[1:] != (s, s, 3) or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, {s}, {s}, 3) uint8, got {faces.shape} {faces.dtype}")
-        source_ages = np.asarray(source_ages, np.float64).reshape(-1)
-        if len(source_ages) != len(faces):
-            raise ValueError(f"{len(faces)} faces but {len(source_ages)} source ages")
+        faces, source_ages = checked_faces(faces, source_ages, self.face_size)
         if landmarks is None:
             raise ValueError("the prototype method needs each face's 478 landmarks (aligned coordinates)")
         landmarks = np.asarray(landmarks, np.float32)
@@ -182,8 +176,7 @@ class PrototypeMethod(AgingMethod):
         if not np.isfinite(target_age):
             raise ValueError(f"target age must be a finite number, got {target_age}")
         if not len(faces):
-            empty = np.zeros((0, s, s, 3), np.uint8)
-            return Edit(empty, empty.copy())
+            return empty_edit(self.face_size)
         results = [self.edit_one(f, lm, float(a), float(target_age)) for f, lm, a in zip(faces, landmarks, source_ages)]
         return Edit(
             edited=np.stack([r[0] for r in results]),
