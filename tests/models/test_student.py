@@ -9,7 +9,7 @@ from faceage.models.colour import rgb_to_ycc
 from faceage.models.io import load_flat, save_flat
 from faceage.models.student import Student, StudentConfig, apply_student
 
-TINY = StudentConfig(input_size=32, widths=(4, 8, 8), blocks=1, resolutions=(16, 32, 64), flow_size=16)
+TINY = StudentConfig(input_size=32, widths=(4, 8, 8), top_width=4, blocks=1, resolutions=(16, 32, 64), flow_size=16)
 AGES = (torch.tensor([20.0, 6.0]), torch.tensor([70.0, 35.0]))
 
 

@@ -41,6 +41,7 @@ AGE_SCALE = 100.0
 class StudentConfig(JsonConfig):
     input_size: int = 128
     widths: tuple[int, ...] = (16, 32, 64, 96)  # stem (input size), then each downsampling
+    top_width: int = 8  # decoder levels above the input size (the 256 px level costs most per channel)
     blocks: int = 2  # residual blocks at the bottom
     resolutions: tuple[int, ...] = (64, 128, 256)  # output resolutions of the sub-networks
     ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -54,7 +55,7 @@ class StudentConfig(JsonConfig):
         object.__setattr__(self, "resolutions", tuple(sorted(int(r) for r in self.resolutions)))
         object.__setattr__(self, "ratios", tuple(sorted(float(c) for c in self.ratios)))
         levels = len(self.widths) - 1
-        if levels < 2 or any(w < 4 for w in self.widths):
+        if levels < 2 or any(w < 4 for w in (*self.widths, self.top_width)):
             raise ValueError("widths: at least three levels of at least 4 channels")
         if self.input_size % 2**levels:
             raise ValueError(f"input_size {self.input_size} is not divisible by 2**{levels}")
@@ -135,10 +136,10 @@ class Student(nn.Module):
 
     def _level(self, size: int) -> tuple[int, int]:
         """(skip width, output width) of the decoder level ending at ``size``: the encoder level of
-        that size gives both; above the input size there is no skip and the stem's width."""
+        that size gives both; above the input size there is no skip and ``top_width``."""
         c = self.cfg
         if size > c.input_size:
-            return 0, c.widths[0]
+            return 0, c.top_width
         i = (c.input_size // size).bit_length() - 1
         return c.widths[i], c.widths[i]
 

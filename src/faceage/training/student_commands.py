@@ -31,6 +31,9 @@ from faceage.cli_options import (
 @click.option("--batch", type=click.IntRange(2, 4096), default=16, help="Pairs per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Adam learning rate.")
 @click.option("--widths", type=int_list, default="16,32,64,96", help="Channels at each level (full network).")
+@click.option(
+    "--top-width", type=click.IntRange(4), default=8, help="Channels of the decoder levels above the input size."
+)
 @click.option("--resolutions", type=int_list, default="64,128,256", help="Output resolutions of the sub-networks.")
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @device_option()
@@ -53,6 +56,7 @@ def student_command(
     batch,
     lr,
     widths,
+    top_width,
     resolutions,
     seed,
     device,
@@ -76,6 +80,7 @@ def student_command(
             batch=batch,
             lr=lr,
             widths=widths,
+            top_width=top_width,
             resolutions=resolutions,
             seed=seed,
             device=str(resolve_device(device)),

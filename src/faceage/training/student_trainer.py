@@ -11,8 +11,8 @@ the "sandwich" of slimmable networks, the full one trained at every step) run on
 Losses, each a mean over the batch:
 
 - distillation, for both: flow L1 to the teacher's flow (pixels of a 256 px face, at the flow's
-  size), image L1 to the teacher's aged face at the network's resolution, and a perceptual term
-  (channel-normalised AlexNet conv5 distance, as LPIPS compares features);
+  size), image L1 to the teacher's aged face at the network's resolution, and, for the full
+  network, a perceptual term (channel-normalised AlexNet conv5 distance, as LPIPS compares features);
 - consistency: the sub-network's image and flow against the full network's (detached), the
   image box-downsampled to the sub-network's resolution;
 - identity and age, for the full network, small: conv5 identity to the input beyond what the
@@ -89,6 +89,7 @@ class StudentTrainOptions:
     identity_size: int = 96
     input_size: int = 128
     widths: tuple[int, ...] = (16, 32, 64, 96)
+    top_width: int = 8
     blocks: int = 2
     resolutions: tuple[int, ...] = (64, 128, 256)
     ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
@@ -128,6 +129,7 @@ class StudentTrainOptions:
         return StudentConfig(
             input_size=self.input_size,
             widths=self.widths,
+            top_width=self.top_width,
             blocks=self.blocks,
             resolutions=self.resolutions,
             ratios=self.ratios,
@@ -158,8 +160,12 @@ def distill_terms(
     source: torch.Tensor,
     target: torch.Tensor,
     submodel: tuple[int, float],
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """(losses, edited image, flow) of one sub-network against the teacher."""
+    teacher_features: torch.Tensor | None = None,
+    perceptual: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(losses, edited image, flow, the edited image's conv5 features) of one sub-network against
+    the teacher; ``teacher_features`` (conv5 of the teacher at the sub-network's resolution) may be
+    passed in when the step already has them; without ``perceptual`` no features are computed."""
     resolution, ratio = submodel
     flow, luma, gain = student(faces, source, target, resolution, ratio)
     edited, _ = apply_student(faces, flow, luma, gain, student.cfg.chroma_factor)
@@ -167,13 +173,22 @@ def distill_terms(
     terms = {
         "flow": (flow - _flow_at(teacher_flow, flow.shape[-1])).abs().mean(),
         "image": (edited - target_image).abs().mean(),
-        "perceptual": (judges.conv5(edited) - judges.conv5(target_image)).pow(2).sum(1).mean(),
     }
-    return terms, edited, flow
+    if not perceptual:
+        return terms, edited, flow, None
+    if teacher_features is None:
+        with torch.no_grad():
+            teacher_features = judges.conv5(target_image)
+    features = judges.conv5(edited)
+    terms["perceptual"] = (features - teacher_features).pow(2).sum(1).mean()
+    return terms, edited, flow, features
 
 
 def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: StudentTrainOptions, step: int) -> dict:  # noqa: ANN001
-    """One optimisation step: the full network and one sampled sub-network (see the module docstring)."""
+    """One optimisation step: the full network and one sampled sub-network (see the module docstring).
+    The frozen conv5 features of the teacher and the input are computed once and shared by the
+    perceptual and identity terms; the sub-network has no perceptual term of its own (its
+    consistency to the full network carries it, and AlexNet's backward is a third of a step)."""
     cfg = student.cfg
     generator = torch.Generator().manual_seed(step_seed(opts.seed, step))
     flip = torch.rand(batch["faces"].shape[0], generator=generator) < 0.5
@@ -187,20 +202,27 @@ def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: S
     faces, teacher = mirror(batch["faces"]), mirror(batch["teacher"])
     teacher_flow = mirror(batch["flow"], sign=True)
     source, target = batch["source"], batch["target"]
+    with torch.no_grad():
+        teacher_features = judges.conv5(_down(teacher, cfg.full[0]))
+        face_features = judges.conv5(faces)
     student.train()
-    full, full_img, full_flow = distill_terms(student, judges, faces, teacher, teacher_flow, source, target, cfg.full)
+    full, full_img, full_flow, full_features = distill_terms(
+        student, judges, faces, teacher, teacher_flow, source, target, cfg.full, teacher_features
+    )
     sub = sample_submodel(cfg, opts.seed, step)
-    part, sub_img, sub_flow = distill_terms(student, judges, faces, teacher, teacher_flow, source, target, sub)
+    part, sub_img, sub_flow, _ = distill_terms(
+        student, judges, faces, teacher, teacher_flow, source, target, sub, perceptual=False
+    )
     consistency = (sub_img - _down(full_img.detach(), sub[0])).abs().mean() + 0.1 * (
         sub_flow - full_flow.detach()
     ).abs().mean()
-    with torch.no_grad():
-        lost_by_teacher = judges.identity_per_face(teacher, _down(faces, teacher.shape[-1]))
-    identity = torch.relu(judges.identity_per_face(full_img, _down(faces, full_img.shape[-1])) - lost_by_teacher).mean()
+    lost_by_teacher = (teacher_features - face_features).pow(2).sum(1).mean((1, 2))
+    identity = torch.relu((full_features - face_features).pow(2).sum(1).mean((1, 2)) - lost_by_teacher).mean()
     age, _ = judges.age(full_img, batch["group"])
 
     def distill(t: dict[str, torch.Tensor]) -> torch.Tensor:
-        return opts.lambda_flow * t["flow"] + opts.lambda_image * t["image"] + opts.lambda_perceptual * t["perceptual"]
+        perceptual = t.get("perceptual", torch.zeros(()))
+        return opts.lambda_flow * t["flow"] + opts.lambda_image * t["image"] + opts.lambda_perceptual * perceptual
 
     loss = (
         distill(full)
