@@ -30,7 +30,7 @@ def change_picture(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     from faceage.bench.aging import grid_faces
-    from faceage.bench.grid import write_png
+    from faceage.bench.grid import labelled_columns, write_png
     from faceage.eval.age_estimator import AgeEstimator
     from faceage.methods.base import run_edit
     from faceage.methods.registry import load_method
@@ -53,14 +53,7 @@ def main() -> int:
         columns += [a, b, np.stack([change_picture(x, y) for x, y in zip(a, b)])]
         labels += [f"{t:g}", f"{t:g} refined", "change x4"]
         print(f"target {t:g}: mean |luma change| {np.abs(columns[-1][..., 0].astype(int) - 128).mean() / 4:.2f} levels")
-    header = 20
-    canvas = np.full((header + TILE * len(faces), TILE * len(columns), 3), 255, np.uint8)
-    for c, (label, images) in enumerate(zip(labels, columns)):
-        cv2.putText(canvas, label, (c * TILE + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        for r, image in enumerate(images):
-            tile = cv2.resize(image, (TILE, TILE), interpolation=cv2.INTER_AREA)
-            canvas[header + r * TILE : header + (r + 1) * TILE, c * TILE : (c + 1) * TILE] = tile
-    write_png(args.out, canvas)
+    write_png(args.out, labelled_columns(labels, columns, TILE, font_scale=0.45))
     print(f"wrote {args.out}")
     return 0
 

@@ -35,12 +35,21 @@ def render_grid(
     for t in targets:
         points = None if landmarks is None else landmarks[: len(faces)]
         columns.append(run_edit(method, faces, source_ages, float(min(max(t, lo), hi)), points).edited)
-    interp = cv2.INTER_AREA if faces.shape[1] > tile else cv2.INTER_CUBIC
+    return labelled_columns(["input", *(f"{t:g}" for t in targets)], columns, tile)
+
+
+def labelled_columns(
+    labels: Sequence[str], columns: Sequence[np.ndarray], tile: int = GRID_TILE, font_scale: float = 0.5
+) -> np.ndarray:
+    """Columns of square RGB images (each (rows, S, S, 3)) side by side as ``tile`` px tiles, each
+    column's label in a white strip above it."""
     header = 20
-    canvas = np.full((header + tile * len(faces), tile * len(columns), 3), 255, np.uint8)
-    for c, (label, images) in enumerate(zip(["input", *(f"{t:g}" for t in targets)], columns)):
-        cv2.putText(canvas, label, (c * tile + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    rows = len(columns[0])
+    canvas = np.full((header + tile * rows, tile * len(columns), 3), 255, np.uint8)
+    for c, (label, images) in enumerate(zip(labels, columns)):
+        cv2.putText(canvas, label, (c * tile + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
         for r, image in enumerate(images):
+            interp = cv2.INTER_AREA if image.shape[0] > tile else cv2.INTER_CUBIC
             canvas[header + r * tile : header + (r + 1) * tile, c * tile : (c + 1) * tile] = (
                 image if image.shape[0] == tile else cv2.resize(image, (tile, tile), interpolation=interp)
             )
