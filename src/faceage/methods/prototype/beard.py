@@ -5,6 +5,11 @@ lower face is darker than the person's cheeks, or greyer (a grey or white beard)
 surrounding skin (smoothed: children's skin is even), fully at ``BEARDLESS`` and
 below, fading out towards ``BEARD_AGE``.
 
+Only faces the method's classifier takes for men (``MALE``): the jaw and chin of most faces lie
+in shadow, darker than the lit cheeks, so on women the darkness cue found a "beard" nearly every
+time and flattened the lower face into one smooth patch. The lower face is feathered widely
+(``EDGE``), so no fill ends in a hard line along the jaw.
+
 Convention: YCrCb 0..255 float32 on the aligned face.
 """
 
@@ -22,13 +27,17 @@ DARKER = (6.0, 14.0)  # grey levels darker than the cheeks from which a pixel co
 # a grey or white beard is not darker than the cheeks but has less colour than the skin around it:
 # |Cr - 128| + |Cb - 128| this far below the cheeks' from which a pixel counts as beard, surely beard
 GREYER = (6.0, 10.0)
+MALE = (0.5, 0.8)  # the classifier's male share from which a face may have a beard, surely may
+EDGE = 40.0
+SUPPORT = 0.25  # skin weight near a pixel from which its fill is fully trusted  # the lower face's edge is feathered over about 1/40 of the face width
 
 
-def removal_amount(source: float, target: float) -> float:
-    """0 (keep) .. 1 (remove): only adults with facial hair aged below ``BEARD_AGE``."""
+def removal_amount(source: float, target: float, male: float = 1.0) -> float:
+    """0 (keep) .. 1 (remove): only adult men (``male``: the classifier's share) aged below ``BEARD_AGE``."""
     if source < BEARD_AGE:
         return 0.0
-    return float(np.clip((BEARD_AGE - target) / (BEARD_AGE - BEARDLESS), 0.0, 1.0))
+    man = np.clip((male - MALE[0]) / (MALE[1] - MALE[0]), 0.0, 1.0)
+    return float(man * np.clip((BEARD_AGE - target) / (BEARD_AGE - BEARDLESS), 0.0, 1.0))
 
 
 def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -48,7 +57,8 @@ def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: 
     local_chroma = cv2.GaussianBlur(chroma, (0, 0), s / 128.0)
     grey = np.clip((ref_chroma - local_chroma - GREYER[0]) / GREYER[1], 0.0, 1.0)
     dark = np.maximum(dark, grey)
-    return (cv2.GaussianBlur(dark, (0, 0), s / 96.0) * lower).astype(np.float32)
+    soft = np.clip(cv2.GaussianBlur(lower.astype(np.float32), (0, 0), s / EDGE), 0.0, 1.0) * lower.max()
+    return (cv2.GaussianBlur(dark, (0, 0), s / 96.0) * soft).astype(np.float32)
 
 
 def remove_beard(ycc: np.ndarray, mask: np.ndarray, amount: float, skin: np.ndarray) -> np.ndarray:
@@ -63,5 +73,7 @@ def remove_beard(ycc: np.ndarray, mask: np.ndarray, amount: float, skin: np.ndar
     sigma = s / FILL_REACH
     weight = cv2.GaussianBlur(source, (0, 0), sigma)
     filled = cv2.GaussianBlur(ycc * source[..., None], (0, 0), sigma) / np.maximum(weight, 1e-3)[..., None]
-    w = (np.clip(mask * 1.5, 0.0, 1.0) * amount * (weight > 0.02))[..., None]
+    # fades where little skin is near (below the chin) instead of stopping in a line there
+    support = np.clip(weight / SUPPORT, 0.0, 1.0)
+    w = (np.clip(mask * 1.5, 0.0, 1.0) * amount * support)[..., None]
     return ycc + (filled - ycc) * w

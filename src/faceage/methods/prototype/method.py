@@ -287,7 +287,8 @@ class PrototypeMethod(AgingMethod):
         log_ratio = detail_step.log_ratio(np.stack([_to_face(r, to_mean, fill=1.0) for r in ratio])) * edit_w[None]
 
         base = ycc.copy()
-        amount = beard_step.removal_amount(source, target) if self.beard else 0.0
+        male = sum(w for g, _, w in mix if GENDERS[g] == "male")
+        amount = beard_step.removal_amount(source, target, male) if self.beard else 0.0
         beard_w: np.ndarray = np.zeros((s, s), np.float32)
         if amount > 0:
             beard_w = (beard_step.beard_mask(ycc, regions.lower, regions.skin, landmarks) * amount).astype(np.float32)
