@@ -368,17 +368,5 @@ def train_ipcgan(
         log("val mean age per group: " + ", ".join(f"{v['centre']}->{v['mean_age']:.1f}" for v in result.values()))
         save_image(out / f"samples-{k:07d}.png", sample_grid(G_ema, val_faces[:8], grouping.num_groups, device))
 
-    loop = StepLoop(
-        opts.steps,
-        opts.batch,
-        out / METRICS_NAME,
-        log,
-        seconds,
-        opts.log_every,
-        opts.sample_every,
-        opts.checkpoint_every,
-        opts.max_minutes,
-        started,
-        stop_after_steps,
-    )
+    loop = StepLoop.for_run(opts, opts.sample_every, log, seconds, started, stop_after_steps)
     return loop.run(step, one_step, line, validate, checkpoint)

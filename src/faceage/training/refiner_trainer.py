@@ -399,17 +399,5 @@ def train_refiner(
         save_image(out / f"samples-{k:07d}.png", sample_grid(R_ema.cpu(), {n: v.cpu() for n, v in val.items()}))
         R_ema.to(device)
 
-    loop = StepLoop(
-        opts.steps,
-        opts.batch,
-        out / METRICS_NAME,
-        log,
-        seconds,
-        opts.log_every,
-        opts.sample_every,
-        opts.checkpoint_every,
-        opts.max_minutes,
-        started,
-        stop_after_steps,
-    )
+    loop = StepLoop.for_run(opts, opts.sample_every, log, seconds, started, stop_after_steps)
     return loop.run(step, one_step, line, validate, checkpoint)

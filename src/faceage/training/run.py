@@ -196,6 +196,31 @@ class StepLoop:
     started: float | None = None  # time.monotonic() the time limit counts from (None: the loop's start)
     stop_after_steps: int | None = None
 
+    @classmethod
+    def for_run(
+        cls,
+        opts,  # noqa: ANN001 - a trainer's options: steps, batch, out, log_every, checkpoint_every, max_minutes
+        eval_every: int,
+        log: Callable[[str], None],
+        seconds: Callable[[], float],
+        started: float | None,
+        stop_after_steps: int | None,
+    ) -> StepLoop:
+        """The loop of a run folder ``opts.out`` with the trainer's own options."""
+        return cls(
+            opts.steps,
+            opts.batch,
+            Path(opts.out) / METRICS_NAME,
+            log,
+            seconds,
+            opts.log_every,
+            eval_every,
+            opts.checkpoint_every,
+            opts.max_minutes,
+            started,
+            stop_after_steps,
+        )
+
     def run(
         self,
         start: int,

@@ -380,17 +380,5 @@ def train_student(
         append_jsonl(out / METRICS_NAME, {"step": k, "val": result})
         log("val psnr: " + ", ".join(f"{name} {v['psnr']:.1f}" for name, v in result.items()))
 
-    loop = StepLoop(
-        opts.steps,
-        opts.batch,
-        out / METRICS_NAME,
-        log,
-        seconds,
-        opts.log_every,
-        opts.eval_every,
-        opts.checkpoint_every,
-        opts.max_minutes,
-        started,
-        stop_after_steps,
-    )
+    loop = StepLoop.for_run(opts, opts.eval_every, log, seconds, started, stop_after_steps)
     return loop.run(step, one_step, line, validate, checkpoint)
