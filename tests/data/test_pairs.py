@@ -28,6 +28,7 @@ def test_pairs_hold_the_method_output_flow_and_ages(tiny_pairs, tiny_faces256):
     manifest = json.loads((tiny_pairs / MANIFEST).read_text())
     assert manifest["pairs"] == 8 and manifest["teacher"]["method"] == "prototype"
     assert manifest["teacher"]["loop"] is False
+    assert manifest["code_version"]["faceage"]  # which teacher code made them
     sources = {key: image for key, image, _ in ShardReader(tiny_faces256, "train")}
     for key, image, labels in ShardReader(tiny_pairs, "train"):
         assert labels["source_key"] == key and key in sources

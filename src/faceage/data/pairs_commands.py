@@ -229,6 +229,7 @@ def make_pairs(
         shards.append(
             ShardInfo(path.name, "train", index, len(index_shard(path)[1]), path.stat().st_size, sha256_file(path))
         )
+    from faceage.data.prepare import code_version
     from faceage.methods.registry import load_method
 
     teacher = load_method(method, "cpu", weights, **options).describe()
@@ -241,6 +242,7 @@ def make_pairs(
         "data": str(data),
         "data_manifest_sha256": sha256_file(Path(data) / MANIFEST),
         "teacher": teacher,
+        "code_version": code_version(),  # the teacher's code: pairs from an older one are remade
         "seed": seed,
         "count": count,
         "flow_side": FLOW_SIDE,

@@ -224,7 +224,8 @@ def _clear_out_dir(out_dir: Path) -> None:
         p.unlink()
 
 
-def _code_version() -> dict:
+def code_version() -> dict:
+    """The faceage version and git commit (and whether the tree was dirty) that made a dataset."""
     info: dict = {"faceage": __version__, "git_commit": None, "git_dirty": None}
     here = Path(__file__).resolve().parent
     try:
@@ -416,7 +417,7 @@ def prepare(
         return _report_from_manifest(out_dir, started)
     # provenance is taken now: it describes the code that runs, and an import problem surfaces
     # before an hour of alignment rather than after it
-    provenance = {"code_version": _code_version(), "pipeline": _pipeline_settings(size)}
+    provenance = {"code_version": code_version(), "pipeline": _pipeline_settings(size)}
     previous_rows, previous_shards, previous_rejects = previous
 
     kept, duplicates = datasets.find_duplicates(records)
