@@ -73,3 +73,31 @@ def test_the_engine_pastes_it(net, tmp_path):
     result = ager.age(photo, 70.0)
     assert result.image.shape == photo.shape and len(result.faces) == 1
     assert np.abs(result.image.astype(int) - photo).mean() > 0.1  # the face changed, in place
+
+
+def test_registry_and_cli_take_the_budget(net, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from PIL import Image
+    from skimage import data
+
+    from faceage.cli import cli
+    from faceage.errors import FaceageError
+    from faceage.methods.registry import load_method
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = save_flat(net, tmp_path / "student.safetensors")
+    sub = load_method("student", weights=path, resolution="64", ratio="0.5")
+    assert (sub.resolution, sub.ratio) == (64, 0.5)
+    assert (load_method("student", weights=path).resolution, 1.0) == TINY.full  # 0 / absent: the full network
+    with pytest.raises(FaceageError, match="not both"):
+        load_method("student", weights=path, budget_ms="5", resolution="64")
+    with pytest.raises(FaceageError, match="no option 'width'"):
+        load_method("student", weights=path, width="0.5")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.ascontiguousarray(data.astronaut())).save(photo)
+    args = ["age", str(photo), "--to", "70", "--method", "student", "--weights", str(path), "--no-eval"]
+    result = CliRunner().invoke(cli, [*args, "--budget-ms", "1e-6", "-o", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache" / "faceage" / "latency.json").is_file()  # the budget timed the sub-networks
+    refused = CliRunner().invoke(cli, ["age", str(photo), "--to", "70", "--budget-ms", "10", "--no-eval"])
+    assert isinstance(refused.exception, FaceageError) and "budget_ms" in str(refused.exception)  # prototype: none

@@ -1000,6 +1000,14 @@ def run_batch(
 @click.option("--method", **method_option(), help=method_help())
 @set_option
 @click.option(
+    "--budget-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="MS",
+    help="Time per face for a method with sub-networks (student): the largest one whose measured time "
+    "on this machine fits (timed once, then cached). Same as --set budget_ms=MS.",
+)
+@click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -1041,6 +1049,7 @@ def age(
     source_age: float | tuple[float | None, ...] | None,
     method: str,
     sets: dict[str, str],
+    budget_ms: float | None,
     weights: Path | None,
     device: str,
     max_faces: int | None,
@@ -1064,6 +1073,8 @@ def age(
     if engine == "local" and (address is not None or workers is not None):
         raise click.UsageError("--address and --workers apply to --engine ray")
     sets = parse_sets(None, None, sets)  # ctx.invoke (demo) passes the unparsed default
+    if budget_ms is not None:
+        sets = {**sets, "budget_ms": str(budget_ms)}
 
     def show(job: Job, result: FileResult) -> None:
         for entry in result.ages:

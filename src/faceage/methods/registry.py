@@ -143,6 +143,17 @@ def _prototype(weights: str | Path | None, device: str, **options) -> AgingMetho
         raise FaceageError(f"method 'prototype': {e}") from None
 
 
+def _student(weights: str | Path | None, device: str, **options) -> AgingMethod:
+    from faceage.methods.student import StudentMethod
+
+    settings = method_options("student", options, METHODS["student"].known())
+    chosen = {key: value for key, value in settings.items() if value}  # 0: not given (full network)
+    try:
+        return StudentMethod.from_weights(weights, device=device, **chosen)
+    except ValueError as e:
+        raise FaceageError(f"method 'student': {e}") from None
+
+
 def _number(value: object) -> float:
     return float(value)  # type: ignore[arg-type]  # str or number; ValueError names the value
 
@@ -184,6 +195,25 @@ METHODS: dict[str, MethodSpec] = {
         "Face Aging with Identity-Preserved Conditional Generative Adversarial Networks (Wang et al., CVPR 2018)",
         experimental=True,
         options=(Option("batch", "integer", 16, "faces per forward pass", low=1),),
+    ),
+    "student": MethodSpec(
+        _student,
+        ("student.safetensors", "student.json"),
+        "the default method distilled into one small network with sub-networks, picked by a time budget",
+        "A StyleGAN-based face age editing method for mobile terminals (patent), its sub-networks on a distilled network",
+        experimental=True,
+        options=(
+            Option(
+                "budget_ms",
+                "number",
+                0.0,
+                "ms per face: the largest sub-network whose measured time here fits (0: the full network)",
+                True,
+                0.0,
+            ),
+            Option("resolution", "integer", 0, "a sub-network's output size, 64, 128 or 256 (0: the largest)", low=0),
+            Option("ratio", "number", 0.0, "a sub-network's share of channels, 0.25-1 (0: all)", low=0.0, high=1.0),
+        ),
     ),
 }
 

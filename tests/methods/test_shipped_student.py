@@ -1,0 +1,70 @@
+"""The shipped student, end to end through the engine with the artifact guards, its sub-networks
+and budget on the shipped weights, and a trainer that resumes from them alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import faceage
+from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.imageio import load_image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ager():
+    verify_shipped("student.safetensors")  # sha256 matches the manifest
+    verify_shipped("student.json")
+    return faceage.load("student")
+
+
+def test_the_example_ages_and_keeps_the_guards(ager):
+    photo = load_image(EXAMPLE_PHOTO)
+    young, old = ager.age(photo, to=[10, 75])
+    for result in (young, old):
+        (face,) = result.faces
+        assert face.same_person
+        assert face.chroma_detail is not None and face.chroma_detail <= 1.5  # no invented colour noise
+        assert np.array_equal(result.image[-40:], photo[-40:])  # outside the head the photo is untouched
+    assert np.abs(old.image.astype(int) - young.image.astype(int)).mean() > 0.5  # the two ages differ
+
+
+def test_a_grayscale_photo_stays_grayscale(ager):
+    photo = load_image(EXAMPLE_PHOTO)
+    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    result = ager.age(gray, to=70)
+    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
+    assert spread.max() <= 2
+
+
+def test_a_tight_budget_picks_a_smaller_subnetwork(tmp_path, monkeypatch):
+    from faceage.methods.registry import load_method
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    roomy = load_method("student", budget_ms="10000")
+    tight = load_method("student", budget_ms="1e-6")  # nothing fits: the cheapest, said so
+    assert (roomy.resolution, roomy.ratio) == roomy.net.cfg.full
+    assert (tight.resolution, tight.ratio) == (64, 0.25) and tight.describe()["budget_met"] is False
+
+
+def test_training_resumes_from_the_shipped_weights_alone(tiny_pairs, tiny_faces256, tmp_path):
+    from faceage.models.io import read_flat_config
+    from faceage.training.student_trainer import WEIGHTS_NAME, StudentTrainOptions, train_student
+
+    shipped = verify_shipped("student.safetensors")
+    _, before = read_flat_config(shipped, "Student")
+    opts = StudentTrainOptions(
+        pairs=str(tiny_pairs),
+        data=str(tiny_faces256),
+        out=str(tmp_path / "run"),
+        steps=1,
+        batch=2,
+        threads=1,
+        log_every=1,
+        init_from=str(shipped),
+    )
+    assert train_student(opts, log=lambda _: None)["step"] == 1
+    _, meta = read_flat_config(tmp_path / "run" / WEIGHTS_NAME, "Student")
+    assert meta["initialised_from"]["steps"] == before["steps"] and meta["total_steps"] == before["total_steps"] + 1
