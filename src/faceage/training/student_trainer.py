@@ -209,6 +209,7 @@ def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: S
     full, full_img, full_flow, full_features = distill_terms(
         student, judges, faces, teacher, teacher_flow, source, target, cfg.full, teacher_features
     )
+    assert full_features is not None  # the full network has its perceptual term
     sub = sample_submodel(cfg, opts.seed, step)
     part, sub_img, sub_flow, _ = distill_terms(
         student, judges, faces, teacher, teacher_flow, source, target, sub, perceptual=False
