@@ -117,7 +117,7 @@ def test_beard_goes_only_for_young_targets(faces_with_landmarks):
     assert np.abs(np.diff(mask, axis=0)).max() < 0.1  # a soft edge, no line along the jaw
     out = beard.remove_beard(dark, mask, 1.0, np.ones(lower.shape, np.float32))
     patch = (slice(top + 15, chin[1] - 10), slice(chin[0] - 15, chin[0] + 15))
-    assert out[patch][..., 0].mean() > dark[patch][..., 0].mean() + 15  # filled from the skin around
+    assert out[patch][..., 0].mean() > dark[patch][..., 0].mean() + 10  # filled from the skin around (of 45 dark)
 
 
 def test_collection_flow_sharpens_an_average_of_shifted_faces():

@@ -28,8 +28,8 @@ DARKER = (6.0, 14.0)  # grey levels darker than the cheeks from which a pixel co
 # |Cr - 128| + |Cb - 128| this far below the cheeks' from which a pixel counts as beard, surely beard
 GREYER = (6.0, 10.0)
 MALE = (0.5, 0.8)  # the classifier's male share from which a face may have a beard, surely may
-EDGE = 40.0
-SUPPORT = 0.25  # skin weight near a pixel from which its fill is fully trusted  # the lower face's edge is feathered over about 1/40 of the face width
+EDGE = 40.0  # the lower face's edge is feathered over about 1/40 of the face width
+SUPPORT = 0.25  # skin weight near a pixel from which its fill is fully trusted
 
 
 def removal_amount(source: float, target: float, male: float = 1.0) -> float:
