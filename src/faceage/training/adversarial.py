@@ -80,12 +80,17 @@ class FrozenJudges:
         f = self.alexnet(images).relu5
         return f / (f.pow(2).sum(1, keepdim=True) + 1e-20).sqrt()
 
+    @staticmethod
+    def feature_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(B,) squared distance of two faces' normalised conv5 features (:meth:`conv5`), summed over
+        channels, mean over positions: ~1.0 between different people, ~0.1 for mild noise or blur."""
+        return (a - b).pow(2).sum(1).mean((1, 2))
+
     def identity_per_face(self, fake: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """(B,) squared distance of normalised conv5 features, summed over channels, mean over
-        positions: ~1.0 between different people, ~0.1 for mild noise or blur."""
+        """(B,) :meth:`feature_distance` of ``fake`` to ``source`` (the source side frozen)."""
         with torch.no_grad():
             target = self.conv5(source)
-        return (self.conv5(fake) - target).pow(2).sum(1).mean((1, 2))
+        return self.feature_distance(self.conv5(fake), target)
 
     def identity(self, fake: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """:meth:`identity_per_face`, mean over the faces."""

@@ -161,11 +161,10 @@ def distill_terms(
     target: torch.Tensor,
     submodel: tuple[int, float],
     teacher_features: torch.Tensor | None = None,
-    perceptual: bool = True,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(losses, edited image, flow, the edited image's conv5 features) of one sub-network against
-    the teacher; ``teacher_features`` (conv5 of the teacher at the sub-network's resolution) may be
-    passed in when the step already has them; without ``perceptual`` no features are computed."""
+    the teacher; with ``teacher_features`` (the teacher's frozen conv5 features) the losses include
+    the perceptual term, without them no features are computed (None)."""
     resolution, ratio = submodel
     flow, luma, gain = student(faces, source, target, resolution, ratio)
     edited, _ = apply_student(faces, flow, luma, gain, student.cfg.chroma_factor)
@@ -174,13 +173,10 @@ def distill_terms(
         "flow": (flow - _flow_at(teacher_flow, flow.shape[-1])).abs().mean(),
         "image": (edited - target_image).abs().mean(),
     }
-    if not perceptual:
-        return terms, edited, flow, None
     if teacher_features is None:
-        with torch.no_grad():
-            teacher_features = judges.conv5(target_image)
+        return terms, edited, flow, None
     features = judges.conv5(edited)
-    terms["perceptual"] = (features - teacher_features).pow(2).sum(1).mean()
+    terms["perceptual"] = judges.feature_distance(features, teacher_features).mean()
     return terms, edited, flow, features
 
 
@@ -211,14 +207,12 @@ def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: S
     )
     assert full_features is not None  # the full network has its perceptual term
     sub = sample_submodel(cfg, opts.seed, step)
-    part, sub_img, sub_flow, _ = distill_terms(
-        student, judges, faces, teacher, teacher_flow, source, target, sub, perceptual=False
-    )
+    part, sub_img, sub_flow, _ = distill_terms(student, judges, faces, teacher, teacher_flow, source, target, sub)
     consistency = (sub_img - _down(full_img.detach(), sub[0])).abs().mean() + 0.1 * (
         sub_flow - full_flow.detach()
     ).abs().mean()
-    lost_by_teacher = (teacher_features - face_features).pow(2).sum(1).mean((1, 2))
-    identity = torch.relu((full_features - face_features).pow(2).sum(1).mean((1, 2)) - lost_by_teacher).mean()
+    lost_by_teacher = judges.feature_distance(teacher_features, face_features)
+    identity = torch.relu(judges.feature_distance(full_features, face_features) - lost_by_teacher).mean()
     age, _ = judges.age(full_img, batch["group"])
 
     def distill(t: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -267,13 +261,15 @@ def evaluate(student: Student, judges: FrozenJudges, val: dict) -> dict:
         reference = _down(teacher, resolution)
         out[f"{resolution}x{ratio:g}"] = {
             "psnr": round(psnr(edited, reference), 2),
-            "perceptual": round(float((judges.conv5(edited) - judges.conv5(reference)).pow(2).sum(1).mean()), 4),
+            "perceptual": round(
+                float(judges.feature_distance(judges.conv5(edited), judges.conv5(reference)).mean()), 4
+            ),
             "flow_px": round(float((flow - _flow_at(val["flow"], flow.shape[-1])).abs().mean()), 3),
         }
     size = student.cfg.resolutions[-1]
     out["unedited"] = {
         "psnr": round(psnr(_down(faces, size), _down(teacher, size)), 2),
-        "perceptual": round(float((judges.conv5(faces) - judges.conv5(teacher)).pow(2).sum(1).mean()), 4),
+        "perceptual": round(float(judges.feature_distance(judges.conv5(faces), judges.conv5(teacher)).mean()), 4),
         "flow_px": round(float(val["flow"].abs().mean()), 3),
     }
     return out
