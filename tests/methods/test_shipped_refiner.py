@@ -9,6 +9,7 @@ import pytest
 import faceage
 from faceage.assets import EXAMPLE_PHOTO, verify_shipped
 from faceage.imageio import load_image
+from shipped_helpers import one_step_from_shipped
 
 pytestmark = pytest.mark.slow
 
@@ -43,22 +44,17 @@ def test_a_grayscale_photo_stays_grayscale(agers):
 
 
 def test_training_resumes_from_the_shipped_weights_alone(tiny_pairs, tiny_faces256, tmp_path):
-    from faceage.models.io import read_flat_config
     from faceage.training.refiner_trainer import WEIGHTS_NAME, RefinerTrainOptions, train_refiner
 
-    shipped = verify_shipped("refiner.safetensors")
-    _, before = read_flat_config(shipped, "Refiner")
-    opts = RefinerTrainOptions(
+    before, after = one_step_from_shipped(
+        WEIGHTS_NAME,
+        "Refiner",
+        RefinerTrainOptions,
+        train_refiner,
+        tmp_path / "run",
         pairs=str(tiny_pairs),
         data=str(tiny_faces256),
-        out=str(tmp_path / "run"),
-        steps=1,
         batch=4,
-        threads=1,
-        log_every=1,
         identity_size=64,
-        init_from=str(shipped),
     )
-    assert train_refiner(opts, log=lambda _: None)["step"] == 1
-    _, meta = read_flat_config(tmp_path / "run" / WEIGHTS_NAME, "Refiner")
-    assert meta["initialised_from"]["steps"] == before["steps"] and meta["total_steps"] == before["steps"] + 1
+    assert after["total_steps"] == before["steps"] + 1

@@ -9,6 +9,7 @@ import pytest
 import faceage
 from faceage.assets import EXAMPLE_PHOTO, verify_shipped
 from faceage.imageio import load_image
+from shipped_helpers import one_step_from_shipped
 
 pytestmark = pytest.mark.slow
 
@@ -50,21 +51,16 @@ def test_a_tight_budget_picks_a_smaller_subnetwork(tmp_path, monkeypatch):
 
 
 def test_training_resumes_from_the_shipped_weights_alone(tiny_pairs, tiny_faces256, tmp_path):
-    from faceage.models.io import read_flat_config
     from faceage.training.student_trainer import WEIGHTS_NAME, StudentTrainOptions, train_student
 
-    shipped = verify_shipped("student.safetensors")
-    _, before = read_flat_config(shipped, "Student")
-    opts = StudentTrainOptions(
+    before, after = one_step_from_shipped(
+        WEIGHTS_NAME,
+        "Student",
+        StudentTrainOptions,
+        train_student,
+        tmp_path / "run",
         pairs=str(tiny_pairs),
         data=str(tiny_faces256),
-        out=str(tmp_path / "run"),
-        steps=1,
         batch=2,
-        threads=1,
-        log_every=1,
-        init_from=str(shipped),
     )
-    assert train_student(opts, log=lambda _: None)["step"] == 1
-    _, meta = read_flat_config(tmp_path / "run" / WEIGHTS_NAME, "Student")
-    assert meta["initialised_from"]["steps"] == before["steps"] and meta["total_steps"] == before["total_steps"] + 1
+    assert after["total_steps"] == before["total_steps"] + 1

@@ -17,6 +17,7 @@ from faceage.training.student_commands import student_command
 from faceage.training.student_trainer import (
     WEIGHTS_NAME,
     StudentTrainOptions,
+    chroma_error,
     sample_submodel,
     train_student,
 )
@@ -42,6 +43,18 @@ def _opts(pairs, data, out, **kw) -> StudentTrainOptions:
 
 def _tiny_config() -> StudentConfig:
     return _opts(".", ".", ".").model_config()
+
+
+def test_chroma_error_sees_smooth_colour_shifts_not_luma():
+    torch.manual_seed(0)
+    faces = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    brighter = faces + 0.1  # luma only: the same shift on R, G and B
+    greener = faces + torch.tensor([-0.05, 0.05, -0.05]).view(1, 3, 1, 1)
+    assert float(chroma_error(faces, faces, 8)) == 0.0
+    assert float(chroma_error(brighter, faces, 8)) < 1e-6
+    assert float(chroma_error(greener, faces, 8)) > 0.02
+    speckle = faces + 0.05 * torch.randn(2, 1, 32, 32) * torch.tensor([-1.0, 1.0, -1.0]).view(1, 3, 1, 1)
+    assert float(chroma_error(speckle, faces, 8)) < float(chroma_error(speckle, faces, 1)) / 3  # cells average it out
 
 
 def test_submodel_draw_never_picks_the_full_network_and_is_seeded():

@@ -136,22 +136,32 @@ def _ipcgan(weights: str | Path | None, device: str, **options) -> AgingMethod:
 def _prototype(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.prototype import PrototypeMethod
 
-    settings = method_options("prototype", options, METHODS["prototype"].known())
-    try:
-        return PrototypeMethod.from_weights(weights, device=device, **settings)
-    except ValueError as e:
-        raise FaceageError(f"method 'prototype': {e}") from None
+    return _loaded("prototype", PrototypeMethod.from_weights, weights, device, options)
 
 
 def _student(weights: str | Path | None, device: str, **options) -> AgingMethod:
     from faceage.methods.student import StudentMethod
 
-    settings = method_options("student", options, METHODS["student"].known())
-    chosen = {key: value for key, value in settings.items() if value}  # 0: not given (full network)
+    return _loaded("student", StudentMethod.from_weights, weights, device, options, drop_zero=True)
+
+
+def _loaded(
+    name: str,
+    from_weights: Callable[..., AgingMethod],
+    weights: str | Path | None,
+    device: str,
+    options: dict,
+    drop_zero: bool = False,
+) -> AgingMethod:
+    """``from_weights`` with the method's converted options; a value the method rejects becomes a
+    ``FaceageError`` naming the method. ``drop_zero``: options given as 0 mean "not given"."""
+    settings = method_options(name, options, METHODS[name].known())
+    if drop_zero:
+        settings = {key: value for key, value in settings.items() if value}
     try:
-        return StudentMethod.from_weights(weights, device=device, **chosen)
+        return from_weights(weights, device=device, **settings)
     except ValueError as e:
-        raise FaceageError(f"method 'student': {e}") from None
+        raise FaceageError(f"method {name!r}: {e}") from None
 
 
 def _number(value: object) -> float:

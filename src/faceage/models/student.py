@@ -210,5 +210,9 @@ def apply_student(
     warped = F.grid_sample(
         faces, flow_grid(flow, size), mode="bilinear", padding_mode="reflection", align_corners=False
     )
-    factor = max(1, chroma_factor * size // int(FLOW_UNIT))
-    return luma_chroma_edit(warped, luma, gain, factor), warped
+    return luma_chroma_edit(warped, luma, gain, chroma_cell(chroma_factor, size)), warped
+
+
+def chroma_cell(chroma_factor: int, size: int) -> int:
+    """The colour gain's low-pass cell (px) at output ``size``; ``chroma_factor`` is for 256 px."""
+    return max(1, chroma_factor * size // int(FLOW_UNIT))

@@ -35,6 +35,13 @@ from faceage.cli_options import (
     "--top-width", type=click.IntRange(4), default=8, help="Channels of the decoder levels above the input size."
 )
 @click.option("--resolutions", type=int_list, default="64,128,256", help="Output resolutions of the sub-networks.")
+@click.option(
+    "--lambda-chroma",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Weight of the smooth colour error to the teacher (0: as the first shipped student).",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0)
 @device_option()
 @click.option("--threads", type=click.IntRange(1, 256), default=2, help="torch CPU threads.")
@@ -58,6 +65,7 @@ def student_command(
     widths,
     top_width,
     resolutions,
+    lambda_chroma,
     seed,
     device,
     threads,
@@ -82,6 +90,7 @@ def student_command(
             widths=widths,
             top_width=top_width,
             resolutions=resolutions,
+            lambda_chroma=lambda_chroma,
             seed=seed,
             device=str(resolve_device(device)),
             threads=threads,

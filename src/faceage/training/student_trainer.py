@@ -12,7 +12,9 @@ Losses, each a mean over the batch:
 
 - distillation, for both: flow L1 to the teacher's flow (pixels of a 256 px face, at the flow's
   size), image L1 to the teacher's aged face at the network's resolution, and, for the full
-  network, a perceptual term (channel-normalised AlexNet conv5 distance, as LPIPS compares features);
+  network, a perceptual term (channel-normalised AlexNet conv5 distance, as LPIPS compares features),
+  and the smooth chroma error (chroma difference averaged over the colour gain's cells: the image
+  L1 is mostly luma detail and let green/magenta patches through);
 - consistency: the sub-network's image and flow against the full network's (detached), the
   image box-downsampled to the sub-network's resolution;
 - identity and age, for the full network, small: conv5 identity to the input beyond what the
@@ -38,9 +40,10 @@ import torch.nn.functional as F
 
 from faceage.age_groups import get_grouping
 from faceage.models.age_regressor import count_parameters
+from faceage.models.colour import rgb_to_ycc
 from faceage.models.io import load_flat, save_flat
 from faceage.models.layers import box_downsample
-from faceage.models.student import Student, StudentConfig, apply_student
+from faceage.models.student import Student, StudentConfig, apply_student, chroma_cell
 from faceage.training.adversarial import FrozenJudges
 from faceage.training.age_trainer import step_seed, to_tensor
 from faceage.training.run import (
@@ -83,6 +86,7 @@ class StudentTrainOptions:
     lambda_flow: float = 1.0  # per pixel of flow (256 px face)
     lambda_image: float = 10.0  # L1 on [-1, 1] images
     lambda_perceptual: float = 1.0
+    lambda_chroma: float = 20.0  # L1 of the low-passed chroma difference to the teacher (colour blotches)
     lambda_consistency: float = 10.0
     lambda_id: float = 0.5
     lambda_age: float = 0.05
@@ -172,12 +176,21 @@ def distill_terms(
     terms = {
         "flow": (flow - _flow_at(teacher_flow, flow.shape[-1])).abs().mean(),
         "image": (edited - target_image).abs().mean(),
+        "chroma": chroma_error(edited, target_image, chroma_cell(student.cfg.chroma_factor, resolution)),
     }
     if teacher_features is None:
         return terms, edited, flow, None
     features = judges.conv5(edited)
     terms["perceptual"] = judges.feature_distance(features, teacher_features).mean()
     return terms, edited, flow, features
+
+
+def chroma_error(edited: torch.Tensor, teacher: torch.Tensor, cell: int) -> torch.Tensor:
+    """Mean absolute difference of the two images' chroma after averaging over ``cell`` px: the
+    smooth colour error (green or magenta patches) that the image L1, dominated by luma detail
+    the student cannot match, lets through."""
+    diff = rgb_to_ycc(edited)[:, 1:] - rgb_to_ycc(teacher)[:, 1:]
+    return F.avg_pool2d(diff, cell, ceil_mode=True).abs().mean() if cell > 1 else diff.abs().mean()
 
 
 def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: StudentTrainOptions, step: int) -> dict:  # noqa: ANN001
@@ -217,7 +230,12 @@ def train_step(student: Student, opt, judges: FrozenJudges, batch: dict, opts: S
 
     def distill(t: dict[str, torch.Tensor]) -> torch.Tensor:
         perceptual = t.get("perceptual", torch.zeros(()))
-        return opts.lambda_flow * t["flow"] + opts.lambda_image * t["image"] + opts.lambda_perceptual * perceptual
+        return (
+            opts.lambda_flow * t["flow"]
+            + opts.lambda_image * t["image"]
+            + opts.lambda_chroma * t["chroma"]
+            + opts.lambda_perceptual * perceptual
+        )
 
     loss = (
         distill(full)

@@ -57,7 +57,7 @@ def beard_mask(ycc: np.ndarray, lower: np.ndarray, skin: np.ndarray, landmarks: 
     local_chroma = cv2.GaussianBlur(chroma, (0, 0), s / 128.0)
     grey = np.clip((ref_chroma - local_chroma - GREYER[0]) / GREYER[1], 0.0, 1.0)
     dark = np.maximum(dark, grey)
-    soft = np.clip(cv2.GaussianBlur(lower.astype(np.float32), (0, 0), s / EDGE), 0.0, 1.0) * lower.max()
+    soft = cv2.GaussianBlur(lower.astype(np.float32), (0, 0), s / EDGE)
     return (cv2.GaussianBlur(dark, (0, 0), s / 96.0) * soft).astype(np.float32)
 
 
