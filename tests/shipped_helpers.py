@@ -11,12 +11,13 @@ from faceage.models.io import read_flat_config
 
 def one_step_from_shipped(
     weights: str, kind: str, options: Callable[..., object], train: Callable[..., dict], out: Path, **settings
-) -> tuple[dict, dict]:
-    """Train one step from the shipped ``weights`` (network ``kind``); (shipped meta, new meta)."""
+) -> None:
+    """Train one step from the shipped ``weights`` (network ``kind``): the new weights record where they
+    started and count on from the shipped total."""
     shipped = verify_shipped(weights)
     _, before = read_flat_config(shipped, kind)
     opts = options(out=str(out), steps=1, threads=1, log_every=1, init_from=str(shipped), **settings)
     assert train(opts, log=lambda _: None)["step"] == 1
     _, after = read_flat_config(out / weights, kind)
     assert after["initialised_from"]["steps"] == before["steps"]
-    return before, after
+    assert after["total_steps"] == before.get("total_steps", before["steps"]) + 1
