@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 import faceage
-from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
+from shipped_helpers import channel_spread, gray_example, verify_shipped_pair
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ager():
-    verify_shipped("prototypes.safetensors")  # sha256 matches the manifest
-    verify_shipped("prototypes.json")
+    verify_shipped_pair("prototypes")  # sha256 matches the manifest
     return faceage.load("prototype")
 
 
@@ -37,11 +37,9 @@ def test_shipped_prototypes_age_and_rejuvenate_the_example(ager):
 
 
 def test_a_grayscale_photo_stays_grayscale(ager):
-    photo = load_image(EXAMPLE_PHOTO)
-    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    gray = gray_example()
     result = ager.age(gray, to=70)
-    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
-    assert spread.max() <= 2
+    assert channel_spread(result.image).max() <= 2
     assert not np.array_equal(result.image, gray)
 
 

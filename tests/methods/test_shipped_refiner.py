@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 import faceage
-from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
-from shipped_helpers import one_step_from_shipped
+from shipped_helpers import channel_spread, gray_example, one_step_from_shipped, verify_shipped_pair
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def agers():
-    verify_shipped("refiner.safetensors")  # sha256 matches the manifest
-    verify_shipped("refiner.json")
+    verify_shipped_pair("refiner")  # sha256 matches the manifest
     return faceage.load("prototype"), faceage.load("prototype", refine=True)
 
 
@@ -36,11 +35,9 @@ def test_refined_example_keeps_the_person_and_the_guards(agers):
 
 def test_a_grayscale_photo_stays_grayscale(agers):
     _, refined = agers
-    photo = load_image(EXAMPLE_PHOTO)
-    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    gray = gray_example()
     result = refined.age(gray, to=70)
-    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
-    assert spread.max() <= 2
+    assert channel_spread(result.image).max() <= 2
 
 
 def test_training_resumes_from_the_shipped_weights_alone(tiny_pairs, tiny_faces256, tmp_path):

@@ -7,17 +7,16 @@ import numpy as np
 import pytest
 
 import faceage
-from faceage.assets import EXAMPLE_PHOTO, verify_shipped
+from faceage.assets import EXAMPLE_PHOTO
 from faceage.imageio import load_image
-from shipped_helpers import one_step_from_shipped
+from shipped_helpers import channel_spread, gray_example, one_step_from_shipped, verify_shipped_pair
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ager():
-    verify_shipped("student.safetensors")  # sha256 matches the manifest
-    verify_shipped("student.json")
+    verify_shipped_pair("student")  # sha256 matches the manifest
     return faceage.load("student")
 
 
@@ -33,11 +32,9 @@ def test_the_example_ages_and_keeps_the_guards(ager):
 
 
 def test_a_grayscale_photo_stays_grayscale(ager):
-    photo = load_image(EXAMPLE_PHOTO)
-    gray = np.repeat(photo.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    gray = gray_example()
     result = ager.age(gray, to=70)
-    spread = result.image.astype(int).max(axis=2) - result.image.astype(int).min(axis=2)
-    assert spread.max() <= 2
+    assert channel_spread(result.image).max() <= 2
 
 
 def test_a_tight_budget_picks_a_smaller_subnetwork(tmp_path, monkeypatch):
