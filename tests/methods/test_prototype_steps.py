@@ -213,15 +213,26 @@ def test_target_loop_out_of_reach_takes_the_nearest_and_reports_it():
     assert chosen.strength == pytest.approx(max(loop.CANDIDATES))
 
 
-def test_rejuvenation_shape_stops_growing_at_the_displacement_cap():
-    size = 256
-    landmarks = (mesh.grid_points(22, size)[:478] * 0.6 + 50).astype(np.float32)
-    small = shape.shape_change(landmarks, np.full((478, 2), 0.2, np.float32), 1.0, size)
-    large = shape.shape_change(landmarks, np.full((478, 2), 4.0, np.float32), 1.0, size)
-    strengths = (1.0, 1.3, 1.7, 2.2, 2.6)
-    assert shape.younger_cap(small, strengths) == 2.6  # a small change may grow to the last candidate
-    assert shape.younger_cap(large, strengths) == 1.0  # a large one stays at the whole difference
-    assert shape.younger_cap(None, strengths) == 1.0
+def test_rejuvenation_shape_gain_grows_toward_child_targets_only():
+    assert shape.younger_gain(30.0, 40.0) == 1.0  # aging: the plain prototype difference
+    assert shape.younger_gain(60.0, 25.0) == 1.0  # adult targets too
+    assert shape.younger_gain(30.0, 5.0) == max(shape.YOUNGER_GAIN)
+    gains = [shape.younger_gain(40.0, t) for t in (20.0, 17.0, 14.0, 11.0, 10.0)]
+    assert gains == sorted(gains) and gains[0] == 1.0 and gains[-1] == max(shape.YOUNGER_GAIN)
+
+
+def test_target_loop_goes_as_far_as_allowed_when_the_regressor_cannot_tell_candidates_apart():
+    from faceage.methods.prototype import loop
+
+    # rejuvenating 30 -> 10: the regressor reads every candidate ~20 years too old and a shade older
+    # with strength (noise, under the tolerance): the strongest candidate, not the weakest
+    blind = LinearJudges(source=30.0, bias=0.0, years_per_strength=0.5, identity_slope=0.0)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 10.0, blind)
+    assert not chosen.reached and chosen.strength == pytest.approx(max(loop.CANDIDATES))
+    # a regressor that clearly reads the stronger edits older keeps the nearest, the weakest
+    seeing = LinearJudges(source=30.0, bias=0.0, years_per_strength=5.0, identity_slope=0.0)
+    chosen = loop.choose_strength(render_strength, render_strength(0.0), 30.0, 10.0, seeing)
+    assert not chosen.reached and chosen.strength == pytest.approx(min(loop.CANDIDATES))
 
 
 def test_target_loop_stops_below_the_first_strength_that_fails_the_artifact_guard():

@@ -106,10 +106,20 @@ def _summary(pred: np.ndarray, accepted: np.ndarray, similarity: np.ndarray) -> 
 
 
 def reference_features(
-    data: str | Path, split: str, exclude: set[str], centres: list[float], size: int, extractor, cap: int, seed: int
-) -> dict[float, np.ndarray]:
+    data: str | Path,
+    split: str,
+    exclude: set[str],
+    centres: list[float],
+    size: int,
+    extractor,
+    cap: int,
+    seed: int,
+    estimator=None,
+) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
     """Features of REAL faces of each target group (label age in centre - 5 .. centre + 4), at
-    ``size`` px, from the split's faces not in ``exclude``; at most ``cap`` per group, seeded order.
+    ``size`` px, from the split's faces not in ``exclude``; at most ``cap`` per group, seeded order;
+    and what ``estimator`` (the independent one; None: nothing) reads on them, at the stored size: the
+    age a perfect method would be read at (the estimator under-reads the old).
 
     Features are computed as faces stream by, so a large split never sits in memory as pixels.
     """
@@ -118,11 +128,15 @@ def reference_features(
 
     pending: dict[float, list[np.ndarray]] = {c: [] for c in centres}
     done: dict[float, list[np.ndarray]] = {c: [] for c in centres}
+    read: dict[float, list[np.ndarray]] = {c: [] for c in centres}
     counts = dict.fromkeys(centres, 0)
 
     def flush(c: float) -> None:
         if pending[c]:
-            done[c].append(face_features(_resize(np.stack(pending[c]), size), extractor))
+            batch = np.stack(pending[c])
+            done[c].append(face_features(_resize(batch, size), extractor))
+            if estimator is not None:
+                read[c].append(estimator.estimate_aligned(batch))
             pending[c] = []
 
     for key, image, labels in ShardReader(data, split=split):
@@ -137,12 +151,13 @@ def reference_features(
                     counts[c] += 1
                     if len(pending[c]) >= 64:
                         flush(c)
-    out = {}
+    out, ages = {}, {}
     for c in centres:
         flush(c)
         feats = np.concatenate(done[c]) if done[c] else np.zeros((0, 1280), np.float32)
         out[c] = feats[np.random.default_rng(seed).permutation(len(feats))]
-    return out
+        ages[c] = np.concatenate(read[c]) if read[c] else np.zeros(0, np.float64)
+    return out, ages
 
 
 def _own_ages(regressor, faces: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -268,12 +283,12 @@ def run_aging_benchmark(
         f"{len(stored)} {split} faces; independent source age MAE vs labels "
         f"{np.abs(source_ages - faces['ages']).mean():.2f}"
     )
-    references = None
+    references, real_ages = None, {}
     if realism:
         from faceage.eval.fid import FeatureExtractor
 
         extractor = extractor or FeatureExtractor("cpu")
-        references = reference_features(
+        references, real_ages = reference_features(
             data,
             split,
             set(faces["keys"]),
@@ -282,6 +297,7 @@ def run_aging_benchmark(
             extractor,
             reference_cap,
             seed,
+            estimator,
         )
         features_in = face_features(inputs[: max(len(r) // 2 for r in references.values())], extractor)
         log("real reference faces per target group: " + ", ".join(f"{c:g}: {len(f)}" for c, f in references.items()))
@@ -323,6 +339,13 @@ def run_aging_benchmark(
             spread = channel_spread(gray_out)
             row["gray_spread_max"], row["gray_spread_mean"] = int(spread.max()), float(spread.mean())
         if references is not None:
+            real = real_ages[centre]
+            if len(real):
+                row["real_age_mean"], row["real_age_std"], row["real_n"] = (
+                    float(real.mean()),
+                    float(real.std()),
+                    len(real),
+                )
             ref = references[centre]
             half = len(ref) // 2
             n = min(len(edited), half)  # realism_scores compares n faces per side: embed no more
@@ -387,17 +410,25 @@ def format_report(result: dict, command: str, machine: str) -> str:
         f"method alone {result['method_ms_per_face']:.1f} ms per aligned face.",
         f"Unedited input faces read {result['source_age_mean']:.2f}"
         + (f" ± {result['source_age_std']:.2f}" if "source_age_std" in result else "")
-        + " years (the independent estimate a method that changes nothing would score in every row).",
+        + " years (the independent estimate a method that changes nothing would score in every row). "
+        "The last column is what the same estimator reads on real test faces of each group (labelled "
+        "centre - 5 .. centre + 4, none of the sample): the reading a perfect method would get.",
         "",
-        "| target | ideal | predicted age (mean ± std) | off by | identity verified (SFace) | mean similarity | GLS-Age anchor age / identity |",
-        "|---|---|---|---|---|---|---|",
+        "| target | ideal | predicted age (mean ± std) | off by | identity verified (SFace) | mean similarity "
+        "| GLS-Age anchor age / identity | real faces of the group read (n) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for decade, row in result["groups"].items():
         a_mean, a_std = ANCHOR_AGE[int(decade)]
+        real = (
+            f"{row['real_age_mean']:.2f} ± {row['real_age_std']:.2f} ({row['real_n']})"
+            if "real_age_mean" in row
+            else "-"
+        )
         lines.append(
             f"| {decade}s | {row['centre']:g} | {row['age_mean']:.2f} ± {row['age_std']:.2f} | "
             f"{row['age_mean'] - row['centre']:+.2f} | {row['identity_rate']:.1f} % | "
-            f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % |"
+            f"{row['similarity_mean']:.3f} | {a_mean} ± {a_std} / {ANCHOR_IDENTITY[int(decade)]} % | {real} |"
         )
     if any("edit_size" in row for row in result["groups"].values()):
         lines += _edit_size_lines(result)

@@ -26,7 +26,7 @@ import numpy as np
 
 # Strengths tried in the first batch: never below the prototypes' whole difference (1), more when the
 # regressor asks for it; weaker ones only when the identity floor demands (``FALLBACK``). When
-# rejuvenating, the shape stops growing early (``shape.younger_cap``) and the detail at 1: beyond, the
+# rejuvenating, the shape stops growing at 1 (``shape.younger_gain`` sets its size) and the detail at 1: beyond, the
 # strength smooths the skin further.
 CANDIDATES = (1.0, 1.3, 1.7, 2.2, 2.6)
 FALLBACK = (0.7, 0.4)
@@ -132,6 +132,10 @@ def choose_strength(
     errors = np.abs(ages - target)
     within = [i for i in range(len(strengths)) if errors[i] <= tolerance]
     best = within[0] if within else int(errors.argmin())
+    if not within and np.ptp(ages) < tolerance and len(set(np.sign(ages - target))) == 1:
+        # out of reach and the regressor cannot tell the candidates apart: its "nearest" is noise,
+        # so the edit goes as far as the limits below allow
+        best = len(strengths) - 1
     pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
     order = np.sign(ages - target)
     if within:

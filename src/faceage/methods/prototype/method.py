@@ -57,8 +57,8 @@ class FacePlan:
     bands: np.ndarray  # (K, S, S) the face's detail bands (non-age regions inpainted first)
     log_ratio: np.ndarray  # (K, S, S) log band ratios at strength 1, masked
     shape: shape_step.ShapeChange | None  # None: the shape step is skipped (warning says why)
-    shape_cap: float  # the strength beyond which the shape stops growing (rejuvenation: see
-    # ``shape.YOUNGER_MAX_SHARE``)
+    shape_cap: float  # the strength beyond which the shape stops growing (rejuvenation: 1, the
+    # change is already multiplied by ``shape.younger_gain``)
     mask: np.ndarray  # (S, S) where the change is pasted, before the warp
     warning: str | None
     source: float = 0.0  # the ages the plan goes between (the refiner is told them)
@@ -269,7 +269,9 @@ class PrototypeMethod(AgingMethod):
                 warning = f"landmark fit is poor (residual {residual:.1f} px): shape left unchanged"
             else:
                 delta = self.p.shape_at(target, mix) - self.p.shape_at(source, mix)
-                change = shape_step.shape_change(landmarks, delta, shape_step.cranium_scale(source, target), s)
+                change = shape_step.younger_shape_change(
+                    landmarks, delta, shape_step.cranium_scale(source, target), s, source, target
+                )
 
         edit_w = regions.edit
         d_colour = _to_face(colour_step.colour_change(self.relighter, light, source, target, mix, self.region), to_mean)
@@ -322,7 +324,7 @@ class PrototypeMethod(AgingMethod):
             bands=detail_step.bands_of(luma),
             log_ratio=log_ratio,
             shape=change,
-            shape_cap=shape_step.younger_cap(change, loop_step.CANDIDATES) if target < source else np.inf,
+            shape_cap=1.0 if target < source else np.inf,
             mask=mask.astype(np.float32),
             warning=warning,
             source=source,
