@@ -266,3 +266,19 @@ def test_a_photo_with_little_colour_takes_little_colour_change():
     assert colour.chroma_scale(gray.astype(np.float32), face) == 0.0
     assert colour.chroma_scale(sepia.astype(np.float32), face) == 0.0  # 4 levels of colour: a tint
     assert colour.chroma_scale(skin.astype(np.float32), np.zeros((64, 64), np.float32)) == 1.0
+
+
+def test_a_childs_hair_reach_extends_the_adults_within_the_segmenters_hair(shared_datasets):
+    from faceage.faces.pipeline import FacePipeline
+    from faceage.imageio import load_image
+    from faceage.methods.prototype.regions import RegionFinder
+
+    # a girl of 2 with a black fringe: her hair reaches further above the face than an adult's
+    aligned = FacePipeline(size=256).align_one(load_image(shared_datasets / "aaf" / "images" / "00000A02.jpg"))
+    finder = RegionFinder()
+    adult = finder.find(aligned.image, aligned.landmarks, True, True).hair
+    child = finder.find(aligned.image, aligned.landmarks, True, True, shape.cranium_ratio(2.0)).hair
+    assert shape.cranium_ratio(2.0) > 1.0 == shape.cranium_ratio(30.0)
+    assert (child >= adult - 1e-6).all() and child.sum() > 1.05 * adult.sum()
+    hair_near = cv2.dilate(finder.semantic(aligned.image, aligned.landmarks)["hair"].astype(np.uint8), np.ones((13, 13)))
+    assert child[hair_near == 0].max() < 0.05  # never outside the segmenter's hair

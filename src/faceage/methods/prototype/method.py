@@ -254,7 +254,7 @@ class PrototypeMethod(AgingMethod):
         ycc = to_ycrcb(face)
         light = self.light_frame.sample(ycc, landmarks)  # shape-normalised: classifier and colour
         mix = self.mix(light, landmarks)
-        regions = self.regions.find(face, landmarks, self.non_age, self.hair)
+        regions = self.regions.find(face, landmarks, self.non_age, self.hair, shape_step.cranium_ratio(source))
         control = mesh.control_points(landmarks, s)
         # where each face pixel lies in the mean frame (reads the prototypes in the face's frame)
         to_mean = mesh.upsample_map(

@@ -25,6 +25,7 @@ HAIR_UNLIKE_LAB = (15.0, 25.0)  # Lab distance from the skin: hair from this far
 EYE_REACH = 0.06  # the ring around each eye, as a share of the face size
 HAIR_TEXTURE = (1.5, 2.5)  # local detail (grey levels) from which a pixel counts as textured like hair
 HAIR_DARKER = (10.0, 30.0)  # L levels darker than the skin from which a pixel counts as hair, surely hair
+HAIR_CONNECTED = 0.2  # hair weight that counts as hair when following it beyond an adult's reach
 HAIR_HUE = 6.0  # Lab a/b units below neutral (green, blue) over which a pixel stops counting as hair
 
 
@@ -116,7 +117,11 @@ class RegionFinder:
         masks["hair"] = masks["hair"] | plain["hair"]
         return masks
 
-    def find(self, image: np.ndarray, landmarks: np.ndarray, non_age: bool, hair: bool) -> Regions:
+    def find(
+        self, image: np.ndarray, landmarks: np.ndarray, non_age: bool, hair: bool, head_scale: float = 1.0
+    ) -> Regions:
+        """``head_scale``: how much larger than an adult's the head is around the face oval (a
+        child's cranium: ``shape.cranium_ratio``); the hair's reach grows with it."""
         s = image.shape[0]
         shape = (s, s)
         protect = fill(
@@ -134,17 +139,31 @@ class RegionFinder:
             skin = masks["skin"]
             # grown a little: the segmenter's edge leaves a rim of coloured hair otherwise
             grown = cv2.dilate(masks["hair"].astype(np.uint8), np.ones((5, 5), np.uint8)) & ~masks["background"]
-            # only around the head: on tight crops the segmenter also calls blurred padding and
-            # background "person", which would otherwise grey in blocks far from the head
-            head = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_REACH)]), s / 20.0)
-            near = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_SURE)]), s / 24.0)
             unlike = unlike_skin(image, skin)
-            # near the face: hair unlike skin that is darker than it or textured (bright smooth
-            # background at a thin hair edge is neither); further out only where it looks like hair
             textured = hair_like(image, unlike)
-            likely = np.maximum(near * unlike * np.maximum(darker_than_skin(image, skin), textured), textured)
-            likely = likely * hair_hue(image)  # foliage and sky behind a head are not hair
-            hair_weight = feather(grown.astype(np.float32), s / 128.0) * head * likely
+            darker = darker_than_skin(image, skin)
+            hue = hair_hue(image)  # foliage and sky behind a head are not hair
+            soft = feather(grown.astype(np.float32), s / 128.0)
+
+            def weight(scale: float) -> np.ndarray:
+                # only around the head: on tight crops the segmenter also calls blurred padding and
+                # background "person", which would otherwise grey in blocks far from the head
+                head = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_REACH * scale)]), s / 20.0)
+                near = feather(fill(shape, [mesh.head_ring(landmarks, s, scale=HAIR_SURE * scale)]), s / 24.0)
+                # near the face: hair unlike skin that is darker than it or textured (bright smooth
+                # background at a thin hair edge is neither); further out only where it looks like hair
+                likely = np.maximum(near * unlike * np.maximum(darker, textured), textured)
+                return soft * head * likely * hue
+
+            hair_weight = weight(1.0)
+            if head_scale > 1.0:
+                # a child's hair reaches further above the face: the larger reach keeps only hair
+                # connected to the hair found at an adult's reach (a child at 75 got a grey band
+                # along the hairline under dark hair; blurred padding above it stays out)
+                wide = weight(head_scale)
+                _, labels = cv2.connectedComponents((wide > HAIR_CONNECTED).astype(np.uint8))
+                touching = np.unique(labels[(hair_weight > HAIR_CONNECTED) & (labels > 0)])
+                hair_weight = np.maximum(hair_weight, wide * np.isin(labels, touching))
             nonage = masks["hair"] | masks["background"]
         oval = fill(shape, region_polygons(landmarks, "face_oval"))
         if non_age:

@@ -134,9 +134,14 @@ def younger_shape_change(
     return change
 
 
+def cranium_ratio(age: float) -> float:
+    """Head height above the eyes relative to the face below them at ``age``, over an adult's."""
+    return float(np.interp(age, CRANIUM_AGES, CRANIUM_RATIO))
+
+
 def cranium_scale(source: float, target: float) -> float:
     """How much the head above the eyes scales (about the eyes) from ``source`` to ``target``."""
-    ratio = float(np.interp(target, CRANIUM_AGES, CRANIUM_RATIO) / np.interp(source, CRANIUM_AGES, CRANIUM_RATIO))
+    ratio = cranium_ratio(target) / cranium_ratio(source)
     return ratio if target >= source else 1.0 + YOUNGER_CRANIUM * (ratio - 1.0)
 
 
