@@ -280,5 +280,7 @@ def test_a_childs_hair_reach_extends_the_adults_within_the_segmenters_hair(share
     child = finder.find(aligned.image, aligned.landmarks, True, True, shape.cranium_ratio(2.0)).hair
     assert shape.cranium_ratio(2.0) > 1.0 == shape.cranium_ratio(30.0)
     assert (child >= adult - 1e-6).all() and child.sum() > 1.05 * adult.sum()
-    hair_near = cv2.dilate(finder.semantic(aligned.image, aligned.landmarks)["hair"].astype(np.uint8), np.ones((13, 13)))
+    hair_near = cv2.dilate(
+        finder.semantic(aligned.image, aligned.landmarks)["hair"].astype(np.uint8), np.ones((13, 13))
+    )
     assert child[hair_near == 0].max() < 0.05  # never outside the segmenter's hair
