@@ -283,7 +283,8 @@ def run_aging_benchmark(
         f"{len(stored)} {split} faces; independent source age MAE vs labels "
         f"{np.abs(source_ages - faces['ages']).mean():.2f}"
     )
-    references, real_ages = None, {}
+    references = None
+    real_ages: dict[float, np.ndarray] = {}
     if realism:
         from faceage.eval.fid import FeatureExtractor
 
