@@ -132,12 +132,12 @@ def choose_strength(
     errors = np.abs(ages - target)
     within = [i for i in range(len(strengths)) if errors[i] <= tolerance]
     best = within[0] if within else int(errors.argmin())
-    if not within and np.ptp(ages) < tolerance and len(set(np.sign(ages - target))) == 1:
+    order = np.sign(ages - target)
+    if not within and np.ptp(ages) < tolerance and len(set(order)) == 1:
         # out of reach and the regressor cannot tell the candidates apart: its "nearest" is noise,
         # so the edit goes as far as the limits below allow
         best = len(strengths) - 1
     pick_s, pick_img, pick_age = strengths[best], images[best], float(ages[best])
-    order = np.sign(ages - target)
     if within:
         # refine towards the weaker neighbour when the target lies between the two
         if best > 0 and order[best - 1] != order[best]:

@@ -97,11 +97,12 @@ def strand_detail(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(np.abs(luma - cv2.GaussianBlur(luma, (0, 0), 1.5 * scale)), (0, 0), 4.0 * scale)
 
 
-def hair_like(rgb: np.ndarray, unlike: np.ndarray) -> np.ndarray:
+def hair_like(detail: np.ndarray, unlike: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: how much a pixel looks like hair rather than what tight crops pad
     the square with (a blurred mirror of the face, which the person segmenter calls hair too):
-    hair differs in colour from the face's skin and has strand texture; padding is smooth."""
-    textured = np.clip((strand_detail(rgb) - HAIR_TEXTURE[0]) / HAIR_TEXTURE[1], 0.0, 1.0)
+    hair differs in colour from the face's skin and has strand texture (``detail``, from
+    ``strand_detail``); padding is smooth."""
+    textured = np.clip((detail - HAIR_TEXTURE[0]) / HAIR_TEXTURE[1], 0.0, 1.0)
     return (unlike * textured).astype(np.float32)
 
 
@@ -145,7 +146,8 @@ class RegionFinder:
             # grown a little: the segmenter's edge leaves a rim of coloured hair otherwise
             grown = cv2.dilate(masks["hair"].astype(np.uint8), np.ones((5, 5), np.uint8)) & ~masks["background"]
             unlike = unlike_skin(image, skin)
-            textured = hair_like(image, unlike)
+            detail = strand_detail(image)
+            textured = hair_like(detail, unlike)
             darker = darker_than_skin(image, skin)
             hue = hair_hue(image)  # foliage and sky behind a head are not hair
             soft = feather(grown.astype(np.float32), s / 128.0)
@@ -169,7 +171,7 @@ class RegionFinder:
                 _, labels = cv2.connectedComponents((wide > HAIR_CONNECTED).astype(np.uint8))
                 touching = np.unique(labels[(hair_weight > HAIR_CONNECTED) & (labels > 0)])
                 # smooth dark hair has little detail, blurred padding less still (medians 1.1 and 0.7)
-                faint = np.clip((strand_detail(image) - HAIR_FAINT[0]) / HAIR_FAINT[1], 0.0, 1.0)
+                faint = np.clip((detail - HAIR_FAINT[0]) / HAIR_FAINT[1], 0.0, 1.0)
                 hair_weight = np.maximum(hair_weight, wide * np.isin(labels, touching) * faint)
             nonage = masks["hair"] | masks["background"]
         oval = fill(shape, region_polygons(landmarks, "face_oval"))
